@@ -1,0 +1,37 @@
+//! Beehive replication math: counting popularity, fitting Zipf, and the closed-form levels.
+//!
+//! # Contract
+//!
+//! Pure functions and plain data. Nothing here does I/O, reads a clock or draws randomness:
+//! intervals are closed by the caller ([`SpaceSaving::drain_interval`],
+//! [`SmoothedRate::update`]) and the one hash seed comes in through [`SpaceSaving::new`], so the
+//! simulator replays it bit for bit. Bad inputs (NaN, negative rates, impossible parameters)
+//! are errors or are ignored as documented, never panics.
+//!
+//! The pipeline, from a request to a level (DESIGN.md §4):
+//!
+//! 1. the node that serves a request counts it in a [`SpaceSaving`] sketch (bounded memory);
+//! 2. each interval the drained counts travel toward each key's home, which keeps a
+//!    [`SmoothedRate`] per object;
+//! 3. homes send a mergeable [`PopularitySummary`] toward the leader, which merges them,
+//!    [`fit`]s α and the rank→rate curve ([`ZipfFit`]);
+//! 4. the leader [`solve`]s the closed form ([`LevelParams`] → [`LevelSolution`]) and turns it
+//!    into rate [`thresholds`];
+//! 5. a home puts each object at [`level_for_rate`] of its smoothed rate.
+//!
+//! # Module map
+//!
+//! * [`levels`] — Beehive's closed form (with the α = 1 limit, hop cost per level, the
+//!   storage-budget solve) and rate thresholds
+//! * [`zipf`] — the log-binned rate histogram, the mergeable summary and the α fit
+//! * [`popularity`] — the Space-Saving heavy-hitters sketch and the smoothed per-object rate
+
+pub mod levels;
+pub mod popularity;
+pub mod zipf;
+
+pub use levels::{
+    level_for_rate, solve, solve_for_budget, thresholds, LevelError, LevelParams, LevelSolution,
+};
+pub use popularity::{IntervalCounts, SmoothedRate, SpaceSaving, Tracked};
+pub use zipf::{fit, FitConfig, FitError, PopularitySummary, RateHistogram, ZipfFit};

@@ -1,0 +1,158 @@
+//! An iterative lookup in flight at its entry node.
+//!
+//! The entry node owns the whole lookup: it asks one node at a time, keeps every candidate it
+//! has been told about (closest to the key first), and on a timeout moves on to the next
+//! candidate instead of asking again. That is how a lookup routes around a dead node without
+//! any help from the rest of the ring.
+
+use crate::id::Id;
+use crate::peer::Peer;
+use serde::{Deserialize, Serialize};
+
+/// Names a lookup started with [`crate::Node::lookup`]; echoed in its completion event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LookupId(pub u64);
+
+/// Why the node is looking a key up; decides what happens with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Asked for by the caller: report the answer as an event.
+    User(LookupId),
+    /// Our own successor, through a seed: the answer is where we join.
+    Join,
+    /// successor(me + 2^j): the answer is finger j.
+    FixFinger(u32),
+    /// Our own successor, through a peer we lost touch with: heals split rings.
+    Merge,
+}
+
+/// How often a named home is asked before the next one is. One lost packet is far likelier
+/// than a dead home, and asking the next home too early risks an answer from a node that
+/// wrongly believes its predecessor dead.
+pub(crate) const HOME_TRIES: usize = 2;
+
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    pub key: Id,
+    pub purpose: Purpose,
+    /// Nodes contacted so far (each request counts, answered or not).
+    pub hops: u32,
+    /// The latest `Successors` answer's view of the key's home, nearest first. Asked before
+    /// any other candidate, since the first live one of them should say "here".
+    pub homes: Vec<Peer>,
+    /// Homes asked since they were named, once per try. A node first asked as a router may
+    /// be asked again as a named home.
+    pub asked_homes: Vec<Id>,
+    /// Everyone else we may still ask, closest to the key first.
+    pub candidates: Vec<Peer>,
+    /// Everyone already asked as a router, so nobody is asked twice.
+    pub asked: Vec<Id>,
+}
+
+impl Lookup {
+    pub fn new(key: Id, purpose: Purpose, candidates: Vec<Peer>) -> Self {
+        let mut l = Lookup {
+            key,
+            purpose,
+            hops: 0,
+            homes: Vec::new(),
+            asked_homes: Vec::new(),
+            candidates: Vec::new(),
+            asked: Vec::new(),
+        };
+        l.add_candidates(candidates);
+        l
+    }
+
+    /// Merges new candidates, keeping the list sorted by distance to the key and free of
+    /// duplicates.
+    pub fn add_candidates(&mut self, new: impl IntoIterator<Item = Peer>) {
+        for p in new {
+            if self.candidates.iter().any(|q| q.id == p.id) {
+                continue;
+            }
+            let d = p.id.distance_to(self.key);
+            let at = self.candidates.partition_point(|q| q.id.distance_to(self.key) < d);
+            self.candidates.insert(at, p);
+        }
+    }
+
+    /// Takes a `Successors` answer: these are now the homes to ask, in order.
+    pub fn name_homes(&mut self, homes: Vec<Peer>) {
+        self.homes = homes;
+        self.asked_homes.clear();
+    }
+
+    /// The best node not yet asked, and whether it is asked as a named home.
+    ///
+    /// Named homes go strictly in order, suspected or not: the home is the *first* live one,
+    /// and a later one would wrongly agree to be home while an earlier one lives. Other
+    /// candidates go closest to the key first, healthy ones before those `suspected` flags
+    /// (routing around a possible failure at once).
+    pub fn next_candidate(&self, suspected: impl Fn(Id) -> bool) -> Option<(Peer, bool)> {
+        let tries = |id: Id| self.asked_homes.iter().filter(|a| **a == id).count();
+        if let Some(h) = self.homes.iter().find(|p| tries(p.id) < HOME_TRIES) {
+            return Some((*h, true));
+        }
+        let others = || self.candidates.iter().filter(|p| !self.asked.contains(&p.id));
+        others().find(|p| !suspected(p.id)).or_else(|| others().next()).map(|p| (*p, false))
+    }
+
+    /// Records that `p` is being asked.
+    pub fn mark_asked(&mut self, p: Peer, as_home: bool) {
+        if as_home {
+            self.asked_homes.push(p.id);
+        } else {
+            self.asked.push(p.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: u128) -> Peer {
+        Peer { id: Id(id), addr: "127.0.0.1:1".parse().unwrap() }
+    }
+
+    #[test]
+    fn candidates_stay_sorted_toward_the_key() {
+        let mut l = Lookup::new(Id(1000), Purpose::Join, vec![peer(10), peer(900)]);
+        l.add_candidates([peer(500), peer(10), peer(999)]);
+        let ids: Vec<u128> = l.candidates.iter().map(|p| p.id.0).collect();
+        assert_eq!(ids, vec![999, 900, 500, 10]);
+    }
+
+    #[test]
+    fn asked_and_suspected_candidates_come_last() {
+        let mut l = Lookup::new(Id(1000), Purpose::Join, vec![peer(10), peer(900), peer(999)]);
+        l.mark_asked(peer(999), false);
+        assert_eq!(l.next_candidate(|id| id == Id(900)), Some((peer(10), false)));
+        l.mark_asked(peer(10), false);
+        // Only a suspect is left: ask it rather than give up.
+        assert_eq!(l.next_candidate(|id| id == Id(900)), Some((peer(900), false)));
+        l.mark_asked(peer(900), false);
+        assert_eq!(l.next_candidate(|_| false), None);
+    }
+
+    #[test]
+    fn named_homes_come_before_closer_candidates() {
+        let mut l = Lookup::new(Id(1000), Purpose::Join, vec![peer(999)]);
+        l.name_homes(vec![peer(1005), peer(1010)]);
+        assert_eq!(l.next_candidate(|_| false), Some((peer(1005), true)));
+        // Homes go in order even when the first is suspected, each tried twice.
+        assert_eq!(l.next_candidate(|id| id == Id(1005)), Some((peer(1005), true)));
+        l.mark_asked(peer(1005), true);
+        assert_eq!(l.next_candidate(|_| false), Some((peer(1005), true)));
+        l.mark_asked(peer(1005), true);
+        assert_eq!(l.next_candidate(|_| false), Some((peer(1010), true)));
+        l.mark_asked(peer(1010), true);
+        l.mark_asked(peer(1010), true);
+        assert_eq!(l.next_candidate(|_| false), Some((peer(999), false)));
+        // A node asked as a router can still be asked as a named home.
+        l.mark_asked(peer(999), false);
+        l.name_homes(vec![peer(999)]);
+        assert_eq!(l.next_candidate(|_| false), Some((peer(999), true)));
+    }
+}

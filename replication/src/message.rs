@@ -1,0 +1,100 @@
+//! The messages nodes exchange. Every request gets exactly one response (or a timeout).
+//!
+//! Serialization is the transport's business (the live node's codec, the simulator's byte
+//! counter); here messages are plain data with serde derives, and [`Message::validate`] holds
+//! the size limits every receiver enforces before touching state.
+
+use crate::error::ProtocolError;
+use crate::id::Id;
+use crate::peer::Peer;
+use serde::{Deserialize, Serialize};
+
+/// Correlates a response with the request that asked for it. Unique per sender.
+pub type RequestId = u64;
+
+/// Most peers any message may list. A successor list is at most this long, so a longer list
+/// is malformed rather than generous.
+pub const MAX_LISTED_PEERS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request { id: RequestId, body: Request },
+    Response { id: RequestId, body: Response },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Are you alive? (check-predecessor, and probes of suspected peers)
+    Ping,
+    /// "I believe you are my successor": Chord's notify and the stabilize query in one
+    /// round trip. Answered with [`Response::Neighbors`].
+    Stabilize,
+    /// One step of an iterative lookup: who is the home of `key`, or whom should I ask next?
+    /// `as_home` says the asker was told the receiver is the key's home (a `Successors`
+    /// answer), which settles the question when the receiver has no live predecessor.
+    FindNext { key: Id, as_home: bool },
+    /// A graceful departure: the sender leaves the ring; splice it out.
+    Leaving { predecessor: Option<Peer>, successors: Vec<Peer> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Pong,
+    Ack,
+    /// The responder's predecessor (after taking the notify into account) and successor list.
+    Neighbors {
+        predecessor: Option<Peer>,
+        successors: Vec<Peer>,
+    },
+    Next(NextHop),
+}
+
+/// The answer to one lookup step. A lookup ends only when a node answers [`NextHop::Here`],
+/// so it never ends at a node that is not there to answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NextHop {
+    /// "I am the home of the key."
+    Here,
+    /// "The key lies between me and my successor": the home is the first live node of this
+    /// list (the responder's successors, nearest first). Ask them in order.
+    Successors(Vec<Peer>),
+    /// "Ask one of these next": nodes strictly between the responder and the key, closest
+    /// to the key first. Several, so the asker can route around a dead one by itself.
+    Closer(Vec<Peer>),
+}
+
+impl Message {
+    /// Rejects messages no correct node sends: oversized peer lists.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        let listed = match self {
+            Message::Request { body: Request::Leaving { successors, .. }, .. } => successors.len(),
+            Message::Response { body: Response::Neighbors { successors, .. }, .. } => {
+                successors.len()
+            }
+            Message::Response { body: Response::Next(NextHop::Closer(c)), .. } => c.len(),
+            _ => 0,
+        };
+        if listed > MAX_LISTED_PEERS {
+            return Err(ProtocolError::TooManyPeers { listed, max: MAX_LISTED_PEERS });
+        }
+        Ok(())
+    }
+
+    /// A short name for the message kind, for per-kind metrics and the event log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Request { body, .. } => match body {
+                Request::Ping => "ping",
+                Request::Stabilize => "stabilize",
+                Request::FindNext { .. } => "find_next",
+                Request::Leaving { .. } => "leaving",
+            },
+            Message::Response { body, .. } => match body {
+                Response::Pong => "pong",
+                Response::Ack => "ack",
+                Response::Neighbors { .. } => "neighbors",
+                Response::Next(_) => "next",
+            },
+        }
+    }
+}

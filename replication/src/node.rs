@@ -1,0 +1,850 @@
+//! One node's Chord protocol as a state machine: inputs in, outputs drained.
+//!
+//! Inputs: [`Node::handle_message`], [`Node::handle_timeout`], and the commands
+//! [`Node::join`], [`Node::lookup`], [`Node::leave`]. After every input the caller drains
+//! [`Node::poll_transmit`] and [`Node::poll_event`] until they return `None`, then sleeps until
+//! [`Node::poll_timeout`] (or the next message). The node never reads a clock: `now` comes in.
+//!
+//! Recovery is periodic, never reactive (Bamboo, seed `002_*`): a miss marks a peer suspected
+//! and lookups route around it at once, but routing state is only rebuilt by the periodic
+//! stabilize, fix-fingers, check-predecessor and merge tasks, so a burst of losses cannot turn
+//! into a burst of repair traffic.
+
+use crate::config::ChordConfig;
+use crate::error::ProtocolError;
+use crate::hash::FastMap;
+use crate::id::{Id, ID_BITS};
+use crate::lookup::{Lookup, LookupId, Purpose};
+use crate::message::{Message, NextHop, Request, RequestId, Response};
+use crate::peer::{Peer, PeerTable};
+use crate::routing::Routing;
+use crate::time::Time;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// A message the caller must deliver to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: Peer,
+    pub message: Message,
+}
+
+/// Something the caller may want to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The join lookup answered: `successor` is our first successor.
+    Joined { successor: Peer },
+    /// No seed answered; the node retries after a backoff.
+    JoinFailed,
+    /// A caller's lookup ended: `home` is successor(key) as the ring sees it.
+    LookupDone { id: LookupId, key: Id, home: Peer, hops: u32 },
+    /// A caller's lookup ran out of candidates or hops.
+    LookupFailed { id: LookupId, key: Id, hops: u32 },
+    /// Our predecessor changed, so the arc of keys we are home for changed.
+    PredecessorChanged { old: Option<Peer>, new: Option<Peer> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Alone, not yet part of a ring (or waiting to retry the join).
+    Idle,
+    Joining,
+    Joined,
+    Left,
+}
+
+/// What an outstanding request is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    Pong,
+    /// A ping to a suspected peer: its answer clears the suspicion, its silence counts.
+    Probe,
+    Neighbors,
+    Ack,
+    Next(u64),
+}
+
+impl Awaiting {
+    fn name(self) -> &'static str {
+        match self {
+            Awaiting::Pong | Awaiting::Probe => "ping",
+            Awaiting::Neighbors => "stabilize",
+            Awaiting::Ack => "leaving",
+            Awaiting::Next(_) => "find_next",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    to: Peer,
+    sent: Time,
+    deadline: Time,
+    awaiting: Awaiting,
+}
+
+/// The periodic tasks, each with its next deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Stabilize,
+    FixFingers,
+    CheckPredecessor,
+    Merge,
+    JoinRetry,
+}
+
+const TIMERS: usize = 5;
+const MAX_DEPARTED: usize = 16;
+
+/// One node's Chord state. See the module docs for the calling convention.
+#[derive(Debug)]
+pub struct Node {
+    config: ChordConfig,
+    routing: Routing,
+    peers: PeerTable,
+    phase: Phase,
+    seeds: Vec<Peer>,
+    next_seed: usize,
+    join_backoff: Duration,
+    /// Peers removed after repeated misses, probed later by the merge task: after a
+    /// partition heals they are our way back to the other half.
+    departed: VecDeque<Peer>,
+    pending: FastMap<RequestId, Pending>,
+    deadlines: BTreeSet<(Time, RequestId)>,
+    next_request: RequestId,
+    lookups: FastMap<u64, Lookup>,
+    next_lookup: u64,
+    timers: [Option<Time>; TIMERS],
+    next_finger: u32,
+    stabilize_inflight: bool,
+    ping_inflight: bool,
+    finger_inflight: bool,
+    merge_inflight: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Node {
+    /// A node alone in its own ring of one. Call [`Node::join`] to join others, or leave it
+    /// alone as the first node of a new ring.
+    ///
+    /// The configuration must have passed [`ChordConfig::validate`].
+    pub fn new(me: Peer, config: ChordConfig, now: Time) -> Self {
+        let routing = Routing::new(me, config.successors);
+        let join_backoff = config.stabilize_interval;
+        let mut node = Node {
+            config,
+            routing,
+            peers: PeerTable::default(),
+            phase: Phase::Idle,
+            seeds: Vec::new(),
+            next_seed: 0,
+            join_backoff,
+            departed: VecDeque::new(),
+            pending: FastMap::default(),
+            deadlines: BTreeSet::new(),
+            next_request: 1,
+            lookups: FastMap::default(),
+            next_lookup: 1,
+            timers: [None; TIMERS],
+            next_finger: 0,
+            stabilize_inflight: false,
+            ping_inflight: false,
+            finger_inflight: false,
+            merge_inflight: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        // A lone node is a ring: it runs the periodic tasks so that the first node to notify
+        // it becomes its successor.
+        node.phase = Phase::Joined;
+        node.start_timers(now);
+        node
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Joins the ring through any of `seeds`: looks up our own id through them and takes the
+    /// answer as our successor. Stabilization does the rest.
+    pub fn join(&mut self, now: Time, seeds: &[Peer]) {
+        let me = self.me().id;
+        self.seeds = seeds.iter().copied().filter(|p| p.id != me).collect();
+        if self.seeds.is_empty() || self.phase == Phase::Left {
+            return;
+        }
+        self.phase = Phase::Joining;
+        self.timers = [None; TIMERS];
+        self.begin_lookup(now, me, Purpose::Join, Vec::new(), self.seeds.clone());
+    }
+
+    /// Starts a lookup for `key`; its answer arrives as [`Event::LookupDone`] or
+    /// [`Event::LookupFailed`] with the returned id. A key this node can answer from its own
+    /// routing state completes at once with 0 hops.
+    pub fn lookup(&mut self, now: Time, key: Id) -> LookupId {
+        let id = LookupId(self.next_lookup);
+        let hop = self.routing.route(
+            key,
+            None,
+            false,
+            |p| self.peers.is_suspected(p),
+            self.config.lookup_candidates,
+        );
+        match hop {
+            NextHop::Here => {
+                self.next_lookup += 1;
+                let home = self.me();
+                self.events.push_back(Event::LookupDone { id, key, home, hops: 0 });
+            }
+            NextHop::Successors(homes) => {
+                self.begin_lookup(now, key, Purpose::User(id), homes, Vec::new())
+            }
+            NextHop::Closer(candidates) => {
+                self.begin_lookup(now, key, Purpose::User(id), Vec::new(), candidates)
+            }
+        }
+        id
+    }
+
+    /// Leaves the ring gracefully: tells the predecessor and successor to splice us out and
+    /// stops every periodic task. Outstanding lookups fail. Drain transmits afterwards.
+    pub fn leave(&mut self, now: Time) {
+        if self.phase == Phase::Left {
+            return;
+        }
+        let notice = Request::Leaving {
+            predecessor: self.routing.predecessor(),
+            successors: self.routing.successors().to_vec(),
+        };
+        let mut told = Vec::new();
+        for p in [Some(self.routing.successor()), self.routing.predecessor()].into_iter().flatten()
+        {
+            if p.id != self.me().id && !told.contains(&p.id) {
+                told.push(p.id);
+                self.send_request(now, p, notice.clone(), Awaiting::Ack);
+            }
+        }
+        let mut ids: Vec<u64> = self.lookups.keys().copied().collect();
+        ids.sort_unstable();
+        for lid in ids {
+            if let Some(l) = self.lookups.remove(&lid) {
+                if let Purpose::User(id) = l.purpose {
+                    self.events.push_back(Event::LookupFailed { id, key: l.key, hops: l.hops });
+                }
+            }
+        }
+        self.phase = Phase::Left;
+        self.timers = [None; TIMERS];
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// Feeds one message from `from` (as authenticated by the transport).
+    ///
+    /// An `Err` says why the message was refused; except where the error variant says
+    /// otherwise the node's state is unchanged. Never panics on any input.
+    pub fn handle_message(
+        &mut self,
+        now: Time,
+        from: Peer,
+        msg: Message,
+    ) -> Result<(), ProtocolError> {
+        if self.phase == Phase::Left {
+            return Err(ProtocolError::Left);
+        }
+        if from.id == self.me().id {
+            return Err(ProtocolError::FromSelf(from.id));
+        }
+        msg.validate()?;
+        match msg {
+            Message::Request { id, body } => {
+                if self.peers.get(from.id).is_some() {
+                    self.peers.heard_from(from.id, now);
+                }
+                let response = self.answer(from, body);
+                self.transmits.push_back(Transmit {
+                    to: from,
+                    message: Message::Response { id, body: response },
+                });
+                Ok(())
+            }
+            Message::Response { id, body } => self.handle_response(now, from, id, body),
+        }
+    }
+
+    /// Runs everything due at `now`: expired requests count as misses, and periodic tasks
+    /// whose time has come run once.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(deadline, rid)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(p) = self.pending.remove(&rid) {
+                self.on_miss(now, p);
+            }
+        }
+        for t in [
+            Timer::JoinRetry,
+            Timer::Stabilize,
+            Timer::CheckPredecessor,
+            Timer::FixFingers,
+            Timer::Merge,
+        ] {
+            if self.timers[t as usize].is_some_and(|at| at <= now) {
+                self.timers[t as usize] = None;
+                self.run_timer(now, t);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- outputs
+
+    /// The next message to send. Call after every input until `None`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event. Call after every input until `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called. `None` once the node has left
+    /// and nothing is outstanding.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let timers = self.timers.iter().flatten().copied().min();
+        let requests = self.deadlines.first().map(|(t, _)| *t);
+        match (timers, requests) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---------------------------------------------------------------- accessors
+
+    pub fn me(&self) -> Peer {
+        self.routing.me()
+    }
+
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// Direct access to the routing state, for simulators and tests that start from a
+    /// converged ring instead of joining node by node. A live node never calls this.
+    pub fn routing_mut(&mut self) -> &mut Routing {
+        &mut self.routing
+    }
+
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
+    }
+
+    pub fn config(&self) -> &ChordConfig {
+        &self.config
+    }
+
+    /// Whether the node has found its place in a ring (a lone first node counts).
+    pub fn is_joined(&self) -> bool {
+        self.phase == Phase::Joined
+    }
+
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
+    }
+
+    /// Requests awaiting an answer; bounded by the lookups in flight plus a handful.
+    pub fn outstanding_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    // ---------------------------------------------------------------- requests we answer
+
+    fn answer(&mut self, from: Peer, body: Request) -> Response {
+        match body {
+            Request::Ping => Response::Pong,
+            Request::Stabilize => {
+                self.notified_by(from);
+                Response::Neighbors {
+                    predecessor: self.routing.predecessor(),
+                    successors: self.routing.successors().to_vec(),
+                }
+            }
+            Request::FindNext { key, as_home } => Response::Next(self.routing.route(
+                key,
+                Some(from.id),
+                as_home,
+                |p| self.peers.is_suspected(p),
+                self.config.lookup_candidates,
+            )),
+            Request::Leaving { predecessor, successors } => {
+                self.splice_out(from, predecessor, successors);
+                Response::Ack
+            }
+        }
+    }
+
+    /// Chord's notify: `from` thinks it precedes us.
+    fn notified_by(&mut self, from: Peer) {
+        let me = self.me().id;
+        let old = self.routing.predecessor();
+        let adopt = match old {
+            None => true,
+            Some(p) => from.id.in_open(p.id, me) || self.peers.is_suspected(p.id),
+        };
+        if adopt && old != Some(from) {
+            self.routing.set_predecessor(Some(from));
+            self.events.push_back(Event::PredecessorChanged { old, new: Some(from) });
+        }
+        // The second node of a ring: our only neighbour is both predecessor and successor.
+        if self.routing.successors().is_empty() {
+            self.routing.offer_successor(from);
+        }
+    }
+
+    fn splice_out(&mut self, leaving: Peer, predecessor: Option<Peer>, successors: Vec<Peer>) {
+        let me = self.me().id;
+        let was_pred = self.routing.predecessor().is_some_and(|p| p.id == leaving.id);
+        let was_succ = self.routing.successors().iter().any(|p| p.id == leaving.id);
+        self.routing.remove(leaving.id);
+        self.peers.remove(leaving.id);
+        if was_pred {
+            let new = predecessor.filter(|p| p.id != me && p.id != leaving.id);
+            self.routing.set_predecessor(new);
+            self.events.push_back(Event::PredecessorChanged { old: Some(leaving), new });
+        }
+        if was_succ {
+            let mut list = self.routing.successors().to_vec();
+            list.extend(successors.into_iter().filter(|p| p.id != leaving.id));
+            self.routing.set_successors(list);
+        }
+    }
+
+    // ---------------------------------------------------------------- answers we get
+
+    fn handle_response(
+        &mut self,
+        now: Time,
+        from: Peer,
+        id: RequestId,
+        body: Response,
+    ) -> Result<(), ProtocolError> {
+        let Some(pending) = self.pending.get(&id) else {
+            return Err(ProtocolError::UnknownRequest { id });
+        };
+        if pending.to.id != from.id {
+            return Err(ProtocolError::WrongResponder { id, from: from.id, to: pending.to.id });
+        }
+        let fits = matches!(
+            (pending.awaiting, &body),
+            (Awaiting::Pong | Awaiting::Probe, Response::Pong)
+                | (Awaiting::Ack, Response::Ack)
+                | (Awaiting::Neighbors, Response::Neighbors { .. })
+                | (Awaiting::Next(_), Response::Next(_))
+        );
+        if !fits {
+            return Err(ProtocolError::MismatchedResponse {
+                id,
+                expected: pending.awaiting.name(),
+                got: Message::Response { id, body }.kind(),
+            });
+        }
+        let Some(pending) = self.pending.remove(&id) else {
+            return Err(ProtocolError::UnknownRequest { id });
+        };
+        self.deadlines.remove(&(pending.deadline, id));
+        let standing = self.peers.entry(from.id);
+        standing.rtt.sample(now.saturating_sub(pending.sent));
+        self.peers.heard_from(from.id, now);
+        match (pending.awaiting, body) {
+            (Awaiting::Pong, _) => self.ping_inflight = false,
+            (Awaiting::Neighbors, Response::Neighbors { predecessor, successors }) => {
+                self.stabilize_inflight = false;
+                self.stabilized_with(from, predecessor, successors);
+            }
+            (Awaiting::Next(lid), Response::Next(hop)) => {
+                return self.lookup_step(now, lid, from, hop)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Chord's stabilize, second half: our successor told us its neighbours.
+    fn stabilized_with(&mut self, succ: Peer, predecessor: Option<Peer>, successors: Vec<Peer>) {
+        let me = self.me().id;
+        let mut list = Vec::with_capacity(successors.len() + 2);
+        list.push(succ);
+        // Its list, up to the point where it wraps back to us.
+        list.extend(successors.into_iter().take_while(|p| p.id != me));
+        if let Some(p) = predecessor {
+            if p.id.in_open(me, succ.id) && !self.peers.is_suspected(p.id) {
+                list.push(p);
+            }
+        }
+        self.routing.set_successors(list);
+    }
+
+    // ---------------------------------------------------------------- lookups
+
+    fn begin_lookup(
+        &mut self,
+        now: Time,
+        key: Id,
+        purpose: Purpose,
+        homes: Vec<Peer>,
+        candidates: Vec<Peer>,
+    ) {
+        let me = self.me().id;
+        let lid = self.next_lookup;
+        self.next_lookup += 1;
+        let candidates = candidates.into_iter().filter(|p| p.id != me).collect();
+        let mut lookup = Lookup::new(key, purpose, candidates);
+        lookup.homes = homes.into_iter().filter(|p| p.id != me).collect();
+        self.lookups.insert(lid, lookup);
+        self.advance_lookup(now, lid);
+    }
+
+    /// Asks the best remaining candidate, or ends the lookup if none is left.
+    fn advance_lookup(&mut self, now: Time, lid: u64) {
+        let Some(l) = self.lookups.get_mut(&lid) else {
+            return;
+        };
+        let peers = &self.peers;
+        let next = if l.hops >= self.config.max_lookup_hops {
+            None
+        } else {
+            l.next_candidate(|p| peers.is_suspected(p))
+        };
+        match next {
+            None => self.finish_lookup(now, lid, None),
+            Some((p, as_home)) => {
+                l.mark_asked(p, as_home);
+                l.hops += 1;
+                let key = l.key;
+                let req = Request::FindNext { key, as_home };
+                self.send_request(now, p, req, Awaiting::Next(lid));
+            }
+        }
+    }
+
+    fn lookup_step(
+        &mut self,
+        now: Time,
+        lid: u64,
+        from: Peer,
+        hop: NextHop,
+    ) -> Result<(), ProtocolError> {
+        let me = self.me();
+        let Some(l) = self.lookups.get_mut(&lid) else { return Ok(()) };
+        let key = l.key;
+        match hop {
+            NextHop::Here => {
+                self.finish_lookup(now, lid, Some(from));
+                Ok(())
+            }
+            NextHop::Successors(list) => {
+                if let Some(first) = list.first() {
+                    if first.id != key && !key.in_open_closed(from.id, first.id) {
+                        self.advance_lookup(now, lid);
+                        return Err(ProtocolError::NotPastKey {
+                            key,
+                            from: from.id,
+                            named: first.id,
+                        });
+                    }
+                }
+                // We are the first of the named homes: the key is ours after all (our
+                // predecessor pointer was not yet set). Joins and merges never ask this.
+                let ours = matches!(l.purpose, Purpose::User(_) | Purpose::FixFinger(_));
+                if ours && list.first().is_some_and(|p| p.id == me.id) {
+                    self.finish_lookup(now, lid, Some(me));
+                    return Ok(());
+                }
+                l.name_homes(list.into_iter().filter(|p| p.id != me.id).collect());
+                self.advance_lookup(now, lid);
+                Ok(())
+            }
+            NextHop::Closer(list) => {
+                let mut bad = None;
+                let progress: Vec<Peer> = list
+                    .into_iter()
+                    .filter(|p| {
+                        let ok = p.id.in_open(from.id, key);
+                        if !ok {
+                            bad.get_or_insert(p.id);
+                        }
+                        ok && p.id != me.id
+                    })
+                    .collect();
+                let refusal =
+                    bad.map(|named| ProtocolError::NoProgress { key, from: from.id, named });
+                l.add_candidates(progress);
+                self.advance_lookup(now, lid);
+                refusal.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    fn finish_lookup(&mut self, now: Time, lid: u64, home: Option<Peer>) {
+        let Some(l) = self.lookups.remove(&lid) else {
+            return;
+        };
+        let me = self.me();
+        match (l.purpose, home) {
+            (Purpose::User(id), Some(home)) => {
+                self.events.push_back(Event::LookupDone { id, key: l.key, home, hops: l.hops })
+            }
+            (Purpose::User(id), None) => {
+                self.events.push_back(Event::LookupFailed { id, key: l.key, hops: l.hops })
+            }
+            (Purpose::Join, Some(home)) if home.id != me.id && self.phase == Phase::Joining => {
+                self.routing.set_successors([home]);
+                self.phase = Phase::Joined;
+                self.join_backoff = self.config.stabilize_interval;
+                self.events.push_back(Event::Joined { successor: home });
+                self.start_timers(now);
+                // Stabilize right away so our successor learns of us without waiting.
+                self.timers[Timer::Stabilize as usize] = Some(now);
+            }
+            (Purpose::Join, _) => {
+                if self.phase == Phase::Joining {
+                    self.phase = Phase::Idle;
+                    self.events.push_back(Event::JoinFailed);
+                    self.timers[Timer::JoinRetry as usize] = Some(now + self.join_backoff);
+                    self.join_backoff = (self.join_backoff * 2).min(self.config.merge_interval);
+                }
+            }
+            (Purpose::FixFinger(j), Some(home)) => {
+                self.finger_inflight = false;
+                self.set_finger_and_beyond(j, home);
+            }
+            (Purpose::FixFinger(_), None) => self.finger_inflight = false,
+            (Purpose::Merge, Some(home)) => {
+                self.merge_inflight = false;
+                let succ = self.routing.successor();
+                if home.id != me.id && (succ.id == me.id || home.id.in_open(me.id, succ.id)) {
+                    self.routing.offer_successor(home);
+                }
+            }
+            (Purpose::Merge, None) => self.merge_inflight = false,
+        }
+    }
+
+    /// Sets finger j to `home`, and every higher finger whose target `home` also covers: one
+    /// lookup fixes a run of fingers in sparse regions of the ring.
+    fn set_finger_and_beyond(&mut self, j: u32, home: Peer) {
+        let me = self.me().id;
+        let target = me.finger_target(j);
+        let end = (j + 1..ID_BITS)
+            .find(|k| !me.finger_target(*k).in_open_closed(target, home.id))
+            .unwrap_or(ID_BITS);
+        self.routing.set_fingers(j..end, home);
+    }
+
+    // ---------------------------------------------------------------- periodic tasks
+
+    fn start_timers(&mut self, now: Time) {
+        // Spread the first firing over one period by the node id, so nodes started together
+        // do not tick in lockstep. Deterministic: no RNG in the core.
+        let seed = (self.me().id.0 >> 64) as u64;
+        let spread = |period: Duration, salt: u32| {
+            let frac = seed.rotate_left(salt * 16) % 1024;
+            now + period * frac as u32 / 1024
+        };
+        self.timers[Timer::Stabilize as usize] = Some(spread(self.config.stabilize_interval, 0));
+        self.timers[Timer::FixFingers as usize] = Some(spread(self.config.fix_fingers_interval, 1));
+        self.timers[Timer::CheckPredecessor as usize] =
+            Some(spread(self.config.check_predecessor_interval, 2));
+        self.timers[Timer::Merge as usize] = Some(now + self.config.merge_interval);
+    }
+
+    fn run_timer(&mut self, now: Time, timer: Timer) {
+        let period = match timer {
+            Timer::Stabilize => {
+                self.stabilize(now);
+                self.config.stabilize_interval
+            }
+            Timer::FixFingers => {
+                self.fix_fingers(now);
+                self.config.fix_fingers_interval
+            }
+            Timer::CheckPredecessor => {
+                self.check_predecessor(now);
+                self.config.check_predecessor_interval
+            }
+            Timer::Merge => {
+                self.prune_peer_table(now);
+                self.merge_probe(now);
+                self.config.merge_interval
+            }
+            Timer::JoinRetry => {
+                if self.phase == Phase::Idle {
+                    let seeds = self.seeds.clone();
+                    self.join(now, &seeds);
+                }
+                return;
+            }
+        };
+        if self.phase == Phase::Joined {
+            self.timers[timer as usize] = Some(now + period);
+        }
+    }
+
+    fn stabilize(&mut self, now: Time) {
+        if self.routing.successors().is_empty() {
+            if let Some(p) = self.routing.predecessor() {
+                self.routing.offer_successor(p);
+            }
+        }
+        if self.stabilize_inflight {
+            return;
+        }
+        // Always the first successor, suspected or not: skipping it would adopt the next one's
+        // list, which starts after it, and one lost packet would evict the true successor.
+        // A dead successor goes after `max_misses` rounds.
+        if let Some(s) = self.routing.successors().first().copied() {
+            self.stabilize_inflight = true;
+            self.send_request(now, s, Request::Stabilize, Awaiting::Neighbors);
+        }
+    }
+
+    fn check_predecessor(&mut self, now: Time) {
+        if self.ping_inflight {
+            return;
+        }
+        if let Some(p) = self.routing.predecessor() {
+            self.ping_inflight = true;
+            self.send_request(now, p, Request::Ping, Awaiting::Pong);
+        }
+        self.probe_suspects(now);
+    }
+
+    /// Pings a few suspected peers we still route through. Lookups route around suspects and
+    /// so never talk to them again; without a probe a single lost packet would make a
+    /// suspicion permanent. The answer clears it, silence adds a miss toward removal.
+    fn probe_suspects(&mut self, now: Time) {
+        const PROBES_PER_TICK: usize = 2;
+        let mut suspects: Vec<Id> = self.peers.suspected().collect();
+        suspects.sort_unstable();
+        let mut sent = 0;
+        for id in suspects {
+            if sent == PROBES_PER_TICK {
+                break;
+            }
+            let Some(peer) = self.routing.find(id) else { continue };
+            if self.pending.values().any(|p| p.to.id == id) {
+                continue;
+            }
+            self.send_request(now, peer, Request::Ping, Awaiting::Probe);
+            sent += 1;
+        }
+    }
+
+    fn fix_fingers(&mut self, now: Time) {
+        let succ = self.routing.successor();
+        let first_remote = self.routing.first_remote_finger();
+        self.routing.set_fingers(0..first_remote, succ);
+        if self.finger_inflight || first_remote >= ID_BITS || succ.id == self.me().id {
+            return;
+        }
+        if self.next_finger < first_remote || self.next_finger >= ID_BITS {
+            self.next_finger = first_remote;
+        }
+        let j = self.next_finger;
+        self.next_finger += 1;
+        let key = self.me().id.finger_target(j);
+        match self.routing.route(
+            key,
+            None,
+            false,
+            |p| self.peers.is_suspected(p),
+            self.config.lookup_candidates,
+        ) {
+            NextHop::Here => {}
+            // Our own successor list covers the target: no need to ask anyone.
+            NextHop::Successors(homes) => self.set_finger_and_beyond(j, homes[0]),
+            NextHop::Closer(c) => {
+                self.finger_inflight = true;
+                self.begin_lookup(now, key, Purpose::FixFinger(j), Vec::new(), c);
+            }
+        }
+    }
+
+    /// Looks up our own successor through a peer outside our current view: one we removed
+    /// after misses (after a partition heals, it is in the other ring) or a seed.
+    fn merge_probe(&mut self, now: Time) {
+        if self.merge_inflight {
+            return;
+        }
+        let probe = match self.departed.pop_front() {
+            Some(p) => Some(p),
+            None if !self.seeds.is_empty() => {
+                self.next_seed = (self.next_seed + 1) % self.seeds.len();
+                Some(self.seeds[self.next_seed])
+            }
+            None => None,
+        };
+        if let Some(p) = probe {
+            self.merge_inflight = true;
+            let me = self.me().id;
+            self.begin_lookup(now, me, Purpose::Merge, Vec::new(), vec![p]);
+        }
+    }
+
+    /// Forgets the standing of peers we no longer route through and have not heard from
+    /// lately, so the table stays as small as the routing state.
+    fn prune_peer_table(&mut self, now: Time) {
+        let horizon = now.saturating_sub(self.config.merge_interval);
+        let routing = &self.routing;
+        let asked: Vec<Id> = self.pending.values().map(|p| p.to.id).collect();
+        self.peers.retain(|id, standing| {
+            routing.references(id)
+                || asked.contains(&id)
+                || standing.last_heard.is_some_and(|t| t >= horizon)
+        });
+    }
+
+    // ---------------------------------------------------------------- sending and misses
+
+    fn send_request(&mut self, now: Time, to: Peer, body: Request, awaiting: Awaiting) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let c = &self.config;
+        let rto = self.peers.entry(to.id).rtt.rto(c.rto_initial, c.rto_min, c.rto_max);
+        let deadline = now + rto;
+        self.pending.insert(id, Pending { to, sent: now, deadline, awaiting });
+        self.deadlines.insert((deadline, id));
+        self.transmits.push_back(Transmit { to, message: Message::Request { id, body } });
+    }
+
+    fn on_miss(&mut self, now: Time, p: Pending) {
+        let misses = self.peers.missed(p.to.id);
+        if misses >= self.config.max_misses {
+            self.forget(p.to);
+        }
+        match p.awaiting {
+            Awaiting::Pong => self.ping_inflight = false,
+            Awaiting::Neighbors => self.stabilize_inflight = false,
+            Awaiting::Ack | Awaiting::Probe => {}
+            Awaiting::Next(lid) => self.advance_lookup(now, lid),
+        }
+    }
+
+    /// Drops a peer that missed too often from all routing state; remembers it for the merge
+    /// probe in case it was only cut off, not dead.
+    fn forget(&mut self, peer: Peer) {
+        let old_pred = self.routing.predecessor();
+        self.routing.remove(peer.id);
+        self.peers.remove(peer.id);
+        if old_pred.is_some_and(|p| p.id == peer.id) {
+            self.events.push_back(Event::PredecessorChanged { old: old_pred, new: None });
+        }
+        if !self.departed.iter().any(|p| p.id == peer.id) {
+            if self.departed.len() >= MAX_DEPARTED {
+                self.departed.pop_front();
+            }
+            self.departed.push_back(peer);
+        }
+    }
+}

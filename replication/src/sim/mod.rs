@@ -1,0 +1,617 @@
+//! The deterministic simulator: many [`Node`]s on a virtual clock, one seeded RNG.
+//!
+//! The simulator is the second caller of the core (the tokio driver is the first): it feeds
+//! each node its messages and timeouts exactly as the live runtime does, and drains its
+//! outputs into an event queue ordered by (virtual time, sequence number). Every random choice
+//! — latency jitter, loss, which node looks up which key, who churns — comes from one
+//! `ChaCha8Rng` seeded from [`SimConfig::seed`], and nothing iterates a hash map in an order
+//! that reaches the output, so a seed replays a run bit for bit. The blake3 of the event log
+//! ([`Sim::event_log_hash`]) is the proof.
+//!
+//! [`run`] is the standard scenario behind `beehive sim`; tests drive [`Sim`] directly.
+
+mod config;
+mod network;
+mod oracle;
+mod report;
+mod scenario;
+
+pub use config::{Churn, Latency, SimConfig};
+pub use oracle::{RingCheck, Truth};
+pub use report::{IntervalReport, LookupTotals, Report, MAX_HOP_BUCKET};
+pub use scenario::{run, Progress};
+
+use crate::id::{Id, ID_BITS};
+use crate::lookup::LookupId;
+use crate::message::Message;
+use crate::node::{Event, Node};
+use crate::peer::Peer;
+use crate::time::Time;
+use network::Network;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Bytes a frame adds around a payload on the wire (length, version, request id, kind, MAC);
+/// counted so the simulator's byte figures match the live transport's.
+pub const FRAME_OVERHEAD: usize = 4 + 1 + 8 + 1 + 32;
+
+#[derive(Debug)]
+enum Ev {
+    /// Small on purpose: the queue moves entries on every push and pop.
+    Deliver {
+        to: u32,
+        from: u32,
+        msg: Box<Message>,
+    },
+    Wake {
+        node: u32,
+        incarnation: u32,
+    },
+    Lookup,
+    Churn,
+}
+
+#[derive(Debug)]
+struct Queued {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Debug)]
+struct SimNode {
+    peer: Peer,
+    /// `None` while crashed.
+    node: Option<Node>,
+    incarnation: u32,
+    wake_at: Option<Time>,
+}
+
+/// Counters for the interval in progress.
+#[derive(Debug, Default)]
+struct IntervalCounters {
+    lookups: LookupTotals,
+    messages: u64,
+    bytes: u64,
+    per_node: Vec<u64>,
+}
+
+/// A simulated ring. See the module docs.
+#[derive(Debug)]
+pub struct Sim {
+    now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    rng: ChaCha8Rng,
+    chord: crate::config::ChordConfig,
+    net: Network,
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    truth: Option<Truth>,
+    /// Live, joined node indices; rebuilt with `truth` when membership changes.
+    joined: Option<Vec<usize>>,
+    lookups: HashMap<(usize, LookupId), (Id, Time)>,
+    lookup_rate: f64,
+    lookup_scheduled: bool,
+    churn: Option<Churn>,
+    churn_scheduled: bool,
+    log: blake3::Hasher,
+    events_processed: u64,
+    counters: IntervalCounters,
+    by_kind: BTreeMap<&'static str, u64>,
+    encode_buf: Vec<u8>,
+}
+
+impl Sim {
+    /// An empty network; add nodes with [`Sim::add_node`].
+    pub fn new(cfg: &SimConfig) -> Self {
+        Sim {
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            chord: cfg.chord.clone(),
+            net: Network::new(cfg.latency, cfg.loss),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            truth: None,
+            joined: None,
+            lookups: HashMap::new(),
+            lookup_rate: 0.0,
+            lookup_scheduled: false,
+            churn: None,
+            churn_scheduled: false,
+            log: blake3::Hasher::new(),
+            events_processed: 0,
+            counters: IntervalCounters::default(),
+            by_kind: BTreeMap::new(),
+            encode_buf: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// The loopback-range address of simulated node `i` (never contacted: it only names it).
+    pub fn addr_of(i: usize) -> SocketAddr {
+        let i = i as u32 + 1;
+        let ip = Ipv4Addr::new(127, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+        SocketAddr::new(ip.into(), 7000)
+    }
+
+    // ------------------------------------------------------------ membership
+
+    /// Starts a new node that joins through a random live, joined node (or founds the ring if
+    /// there is none). Returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let peer = Peer::from_addr(Self::addr_of(i));
+        self.by_addr.insert(peer.addr, i);
+        self.nodes.push(SimNode { peer, node: None, incarnation: 0, wake_at: None });
+        self.start(i);
+        i
+    }
+
+    /// Starts a node from a converged routing state taken from the oracle, skipping the join
+    /// phase. For measuring steady-state costs at sizes where building the ring one join at a
+    /// time would dominate the run.
+    pub fn add_converged_nodes(&mut self, n: usize) {
+        let first = self.nodes.len();
+        for i in first..first + n {
+            let peer = Peer::from_addr(Self::addr_of(i));
+            self.by_addr.insert(peer.addr, i);
+            let node = Node::new(peer, self.chord.clone(), self.now);
+            self.nodes.push(SimNode { peer, node: Some(node), incarnation: 0, wake_at: None });
+        }
+        self.membership_changed();
+        let truth = self.truth_ref_owned();
+        let by_id: HashMap<Id, Peer> =
+            self.nodes.iter().filter(|n| n.node.is_some()).map(|n| (n.peer.id, n.peer)).collect();
+        let r = self.chord.successors;
+        for i in first..first + n {
+            let me = self.nodes[i].peer.id;
+            let mut succs = Vec::with_capacity(r);
+            let mut at = me;
+            for _ in 0..r {
+                match truth.next_after(at) {
+                    Some(s) if s != me => {
+                        succs.push(by_id[&s]);
+                        at = s;
+                    }
+                    _ => break,
+                }
+            }
+            let pred = truth.predecessor(me).filter(|p| *p != me).map(|p| by_id[&p]);
+            let fingers: Vec<(u32, Peer)> = (0..ID_BITS)
+                .filter_map(|j| truth.successor(me.finger_target(j)).map(|s| (j, by_id[&s])))
+                .filter(|(_, p)| p.id != me)
+                .collect();
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                continue;
+            };
+            let routing = node.routing_mut();
+            routing.set_successors(succs);
+            routing.set_predecessor(pred);
+            for (j, p) in fingers {
+                routing.set_finger(j, p);
+            }
+            self.schedule_wake(i);
+        }
+        self.truth = Some(truth);
+    }
+
+    fn start(&mut self, i: usize) {
+        let seeds: Vec<Peer> =
+            self.random_joined().map(|k| self.nodes[k].peer).into_iter().collect();
+        let mut node = Node::new(self.nodes[i].peer, self.chord.clone(), self.now);
+        node.join(self.now, &seeds);
+        let n = &mut self.nodes[i];
+        n.node = Some(node);
+        n.incarnation += 1;
+        n.wake_at = None;
+        self.membership_changed();
+        self.drain(i);
+    }
+
+    /// Stops node `i` at once, without a word to anyone (a crash or `kill -9`).
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].node.take().is_some() {
+            self.membership_changed();
+            let before = self.lookups.len();
+            self.lookups.retain(|(n, _), _| *n != i);
+            self.counters.lookups.abandoned += (before - self.lookups.len()) as u64;
+        }
+    }
+
+    /// Restarts a crashed node at the same address: it rejoins through a random live node.
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].node.is_none() {
+            self.start(i);
+        }
+    }
+
+    /// Node `i` leaves gracefully, then stops.
+    pub fn leave(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            node.leave(self.now);
+            self.drain(i);
+            self.crash(i);
+        }
+    }
+
+    /// Splits the network; nodes only reach others with the same group.
+    pub fn partition(&mut self, groups: impl Fn(usize) -> u8) {
+        let g = (0..self.nodes.len()).map(groups).collect();
+        self.net.partition(g);
+    }
+
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.nodes.get(i).and_then(|n| n.node.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Indices of live nodes, in index order.
+    pub fn alive_indices(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].node.is_some()).collect()
+    }
+
+    /// Indices of live nodes that have joined a ring.
+    pub fn joined_indices(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].node.as_ref().is_some_and(Node::is_joined))
+            .collect()
+    }
+
+    /// Forgets the cached membership views after a join, crash or restart.
+    fn membership_changed(&mut self) {
+        self.truth = None;
+        self.joined = None;
+    }
+
+    /// A uniformly random live, joined node.
+    fn random_joined(&mut self) -> Option<usize> {
+        if self.joined.is_none() {
+            self.joined = Some(self.joined_indices());
+        }
+        let joined = self.joined.as_ref()?;
+        if joined.is_empty() {
+            return None;
+        }
+        let k = self.rng.random_range(0..joined.len());
+        Some(joined[k])
+    }
+
+    /// The true ring: live, joined nodes.
+    pub fn truth(&mut self) -> &Truth {
+        if self.truth.is_none() {
+            self.truth = Some(self.truth_ref_owned());
+        }
+        self.truth.get_or_insert_with(Truth::default)
+    }
+
+    fn truth_ref_owned(&self) -> Truth {
+        Truth::new(
+            self.nodes
+                .iter()
+                .filter(|n| n.node.as_ref().is_some_and(Node::is_joined))
+                .map(|n| n.peer.id)
+                .collect(),
+        )
+    }
+
+    /// How correct every live node's routing state is right now.
+    pub fn ring_check(&mut self) -> RingCheck {
+        self.truth();
+        let truth = self.truth.as_ref().expect("truth computed above");
+        let nodes = self.nodes.iter().filter_map(|n| n.node.as_ref()).filter(|n| n.is_joined());
+        RingCheck::examine(nodes, truth)
+    }
+
+    // ------------------------------------------------------------ workload
+
+    /// Starts a lookup for `key` at node `i`; its outcome lands in the interval counters.
+    pub fn lookup(&mut self, i: usize, key: Id) {
+        let now = self.now;
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let id = node.lookup(now, key);
+        self.lookups.insert((i, id), (key, now));
+        self.counters.lookups.started += 1;
+        self.drain(i);
+    }
+
+    /// Sets the Poisson lookup workload: `rate` lookups per live node per second.
+    pub fn set_lookup_rate(&mut self, rate: f64) {
+        self.lookup_rate = rate;
+        if rate > 0.0 && !self.lookup_scheduled {
+            self.schedule_poisson(Ev::Lookup);
+        }
+    }
+
+    /// Sets churn: Poisson arrivals, each with a random crash.
+    pub fn set_churn(&mut self, churn: Option<Churn>) {
+        self.churn = churn;
+        if churn.is_some() && !self.churn_scheduled {
+            self.schedule_poisson(Ev::Churn);
+        }
+    }
+
+    fn schedule_poisson(&mut self, ev: Ev) {
+        let rate = match ev {
+            Ev::Lookup => {
+                self.lookup_scheduled = true;
+                if self.joined.is_none() {
+                    self.joined = Some(self.joined_indices());
+                }
+                self.lookup_rate * self.joined.as_ref().map_or(1, |j| j.len().max(1)) as f64
+            }
+            Ev::Churn => {
+                self.churn_scheduled = true;
+                self.churn.map_or(0.0, |c| c.rate)
+            }
+            _ => return,
+        };
+        let u: f64 = self.rng.random();
+        let gap = Duration::from_secs_f64(-(1.0 - u).ln() / rate);
+        self.push(self.now + gap, ev);
+    }
+
+    fn alive_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.node.is_some()).count()
+    }
+
+    // ------------------------------------------------------------ the event loop
+
+    /// Processes every event up to and including `until`, then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse(top)) = self.queue.peek() {
+            if top.at > until {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else {
+                break;
+            };
+            self.now = q.at;
+            self.events_processed += 1;
+            self.process(q.ev);
+        }
+        self.now = until;
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn process(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Deliver { to, from, msg } => {
+                let (to, from) = (to as usize, self.nodes[from as usize].peer);
+                let Some(node) = self.nodes[to].node.as_mut() else { return };
+                // Refusals are part of the protocol (late responses after a timeout, say);
+                // the node's state is unchanged by them.
+                let _ = node.handle_message(now, from, *msg);
+                self.drain(to);
+            }
+            Ev::Wake { node: i, incarnation } => {
+                let i = i as usize;
+                let n = &mut self.nodes[i];
+                if n.incarnation != incarnation || n.wake_at != Some(now) {
+                    return;
+                }
+                n.wake_at = None;
+                let Some(node) = n.node.as_mut() else { return };
+                node.handle_timeout(now);
+                self.drain(i);
+            }
+            Ev::Lookup => {
+                self.lookup_scheduled = false;
+                if let Some(i) = self.random_joined() {
+                    let key = Id(self.rng.random());
+                    self.lookup(i, key);
+                }
+                if self.lookup_rate > 0.0 {
+                    self.schedule_poisson(Ev::Lookup);
+                }
+            }
+            Ev::Churn => {
+                self.churn_scheduled = false;
+                let alive = self.alive_indices();
+                if alive.len() > 1 {
+                    let victim = alive[self.rng.random_range(0..alive.len())];
+                    self.crash(victim);
+                }
+                self.add_node();
+                if self.churn.is_some() {
+                    self.schedule_poisson(Ev::Churn);
+                }
+            }
+        }
+    }
+
+    /// Drains node `i`'s outputs into the queue and reschedules its wake-up.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(node) = self.nodes[i].node.as_mut() else {
+                return;
+            };
+            if let Some(t) = node.poll_transmit() {
+                self.transmit(i, t.to, t.message);
+                continue;
+            }
+            if let Some(e) = node.poll_event() {
+                self.on_event(i, e);
+                continue;
+            }
+            break;
+        }
+        self.schedule_wake(i);
+    }
+
+    fn schedule_wake(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            return;
+        };
+        let Some(t) = node.poll_timeout() else { return };
+        let t = t.max(self.now);
+        let n = &mut self.nodes[i];
+        if n.wake_at.is_none_or(|w| t < w) {
+            n.wake_at = Some(t);
+            let incarnation = n.incarnation;
+            self.push(t, Ev::Wake { node: i as u32, incarnation });
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: Peer, msg: Message) {
+        self.encode_buf.clear();
+        let written = bincode::serde::encode_into_std_write(
+            &msg,
+            &mut self.encode_buf,
+            bincode::config::standard(),
+        );
+        let bytes = written.unwrap_or(0) + FRAME_OVERHEAD;
+        self.log.update(&(self.now.as_nanos() as u64).to_le_bytes());
+        self.log.update(&(from as u64).to_le_bytes());
+        self.log.update(&to.id.0.to_le_bytes());
+        self.log.update(&self.encode_buf);
+        self.counters.messages += 1;
+        self.counters.bytes += bytes as u64;
+        if self.counters.per_node.len() <= from {
+            self.counters.per_node.resize(from + 1, 0);
+        }
+        self.counters.per_node[from] += 1;
+        *self.by_kind.entry(msg.kind()).or_default() += 1;
+        let Some(&dest) = self.by_addr.get(&to.addr) else {
+            return;
+        };
+        if let Some(delay) = self.net.delay(from, dest, &mut self.rng) {
+            let ev = Ev::Deliver { to: dest as u32, from: from as u32, msg: Box::new(msg) };
+            self.push(self.now + delay, ev);
+        }
+    }
+
+    fn on_event(&mut self, i: usize, e: Event) {
+        match e {
+            Event::Joined { .. } => self.membership_changed(),
+            Event::LookupDone { id, key, home, hops } => {
+                let Some(_) = self.lookups.remove(&(i, id)) else {
+                    return;
+                };
+                self.log.update(b"done");
+                self.log.update(&key.0.to_le_bytes());
+                self.log.update(&home.id.0.to_le_bytes());
+                let truth = self.truth();
+                let right = truth.successor(key) == Some(home.id);
+                let alive = truth.contains(home.id);
+                let l = &mut self.counters.lookups;
+                l.record_hops(hops);
+                if right {
+                    l.ok += 1;
+                } else {
+                    l.wrong += 1;
+                    l.dead_home += !alive as u64;
+                }
+            }
+            Event::LookupFailed { id, key, .. } => {
+                if self.lookups.remove(&(i, id)).is_some() {
+                    self.log.update(b"fail");
+                    self.log.update(&key.0.to_le_bytes());
+                    self.counters.lookups.failed += 1;
+                }
+            }
+            Event::JoinFailed | Event::PredecessorChanged { .. } => {}
+        }
+    }
+
+    fn push(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+    }
+
+    // ------------------------------------------------------------ measurement
+
+    /// Lookups started but not yet ended.
+    pub fn lookups_in_flight(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Takes the counters of the interval that just ended and starts a new one.
+    pub fn take_interval(&mut self, end_s: f64) -> IntervalReport {
+        let c = std::mem::take(&mut self.counters);
+        let ring = self.ring_check();
+        let nodes = self.alive_count();
+        let per = |x: u64| {
+            if nodes == 0 {
+                0.0
+            } else {
+                x as f64 / nodes as f64
+            }
+        };
+        IntervalReport {
+            end_s,
+            nodes,
+            success_rate: c.lookups.success_rate(),
+            mean_hops: c.lookups.mean_hops(),
+            messages: c.messages,
+            bytes: c.bytes,
+            messages_per_node: per(c.messages),
+            bytes_per_node: per(c.bytes),
+            max_messages_per_node: c.per_node.iter().copied().max().unwrap_or(0),
+            ring_ok: ring.fraction_ok(),
+            ring,
+            lookups: c.lookups,
+        }
+    }
+
+    /// Messages sent since the last [`Sim::reset_message_kinds`], by kind.
+    pub fn messages_by_kind(&self) -> BTreeMap<String, u64> {
+        self.by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    pub fn reset_message_kinds(&mut self) {
+        self.by_kind.clear();
+    }
+
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
+    }
+
+    /// blake3 of everything sent and every lookup outcome, in order, as hex.
+    pub fn event_log_hash(&self) -> String {
+        self.log.finalize().to_hex().to_string()
+    }
+}

@@ -1,0 +1,213 @@
+//! What a run measured: per-interval series and totals, serializable as the `--json` report.
+
+use super::config::SimConfig;
+use super::oracle::RingCheck;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Highest hop count kept in its own histogram bucket; longer lookups land in the last one.
+pub const MAX_HOP_BUCKET: usize = 32;
+
+/// How lookups ended.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LookupTotals {
+    pub started: u64,
+    /// Ended at the key's true home.
+    pub ok: u64,
+    /// Ran out of candidates or hops.
+    pub failed: u64,
+    /// Ended at a node that is not the key's true home.
+    pub wrong: u64,
+    /// The subset of `wrong` that ended at a node no longer alive.
+    pub dead_home: u64,
+    /// The entry node crashed before the lookup ended; not counted as a failure.
+    pub abandoned: u64,
+    pub hop_sum: u64,
+    /// `hop_histogram[h]` lookups that contacted `h` nodes (over ok and wrong lookups).
+    pub hop_histogram: Vec<u64>,
+}
+
+impl LookupTotals {
+    pub fn completed(&self) -> u64 {
+        self.ok + self.failed + self.wrong
+    }
+
+    /// Fraction of completed lookups that ended at the right home.
+    pub fn success_rate(&self) -> f64 {
+        let c = self.completed();
+        if c == 0 {
+            return 1.0;
+        }
+        self.ok as f64 / c as f64
+    }
+
+    pub fn mean_hops(&self) -> f64 {
+        let n = self.ok + self.wrong;
+        if n == 0 {
+            return 0.0;
+        }
+        self.hop_sum as f64 / n as f64
+    }
+
+    pub(crate) fn record_hops(&mut self, hops: u32) {
+        if self.hop_histogram.is_empty() {
+            self.hop_histogram = vec![0; MAX_HOP_BUCKET + 1];
+        }
+        self.hop_sum += hops as u64;
+        self.hop_histogram[(hops as usize).min(MAX_HOP_BUCKET)] += 1;
+    }
+
+    fn merge(&mut self, o: &LookupTotals) {
+        self.started += o.started;
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.wrong += o.wrong;
+        self.dead_home += o.dead_home;
+        self.abandoned += o.abandoned;
+        self.hop_sum += o.hop_sum;
+        if self.hop_histogram.len() < o.hop_histogram.len() {
+            self.hop_histogram.resize(o.hop_histogram.len(), 0);
+        }
+        for (a, b) in self.hop_histogram.iter_mut().zip(&o.hop_histogram) {
+            *a += b;
+        }
+    }
+}
+
+/// One reporting interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalReport {
+    /// Seconds since the start of the measured phase, at the end of the interval.
+    pub end_s: f64,
+    pub nodes: usize,
+    pub lookups: LookupTotals,
+    pub success_rate: f64,
+    pub mean_hops: f64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub messages_per_node: f64,
+    pub bytes_per_node: f64,
+    /// The busiest node's message count in the interval.
+    pub max_messages_per_node: u64,
+    pub ring: RingCheck,
+    pub ring_ok: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub config: SimConfig,
+    /// Ring state when the measured phase began (after the joins and the warm-up).
+    pub ring_after_warmup: RingCheck,
+    pub intervals: Vec<IntervalReport>,
+    pub lookups: LookupTotals,
+    pub success_rate: f64,
+    pub mean_hops: f64,
+    /// Messages sent in the measured phase, by kind.
+    pub messages_by_kind: BTreeMap<String, u64>,
+    pub messages_per_node_per_stabilize_interval: f64,
+    pub bytes_per_node_per_stabilize_interval: f64,
+    pub final_ring: RingCheck,
+    pub median_session_s: Option<f64>,
+    pub events_processed: u64,
+    /// blake3 of the event log: equal for equal seeds and configs, the replay check.
+    pub event_log_hash: String,
+}
+
+impl Report {
+    pub(crate) fn totals(intervals: &[IntervalReport]) -> LookupTotals {
+        let mut t = LookupTotals::default();
+        for i in intervals {
+            t.merge(&i.lookups);
+        }
+        t
+    }
+
+    /// A plain-text table for terminals.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let c = &self.config;
+        let _ = writeln!(
+            s,
+            "seed {}  nodes {}  loss {:.3}  lookups/node/s {}  churn {}",
+            c.seed,
+            c.nodes,
+            c.loss,
+            c.lookup_rate,
+            match (c.churn, self.median_session_s) {
+                (Some(ch), Some(m)) => format!("{:.3}/s (median session {:.0} s)", ch.rate, m),
+                _ => "none".to_string(),
+            }
+        );
+        let w = &self.ring_after_warmup;
+        let _ = writeln!(
+            s,
+            "ring after warm-up: {}/{} nodes fully correct, {} ring(s)",
+            w.all_ok, w.nodes, w.rings
+        );
+        let _ = writeln!(
+            s,
+            "{:>7} {:>6} {:>8} {:>8} {:>6} {:>6} {:>9} {:>10} {:>8} {:>6}",
+            "t(s)",
+            "nodes",
+            "lookups",
+            "success",
+            "hops",
+            "fails",
+            "msg/node",
+            "bytes/node",
+            "ring_ok",
+            "rings"
+        );
+        for i in &self.intervals {
+            let _ = writeln!(
+                s,
+                "{:>7.0} {:>6} {:>8} {:>7.2}% {:>6.2} {:>6} {:>9.1} {:>10.0} {:>7.1}% {:>6}",
+                i.end_s,
+                i.nodes,
+                i.lookups.completed(),
+                i.success_rate * 100.0,
+                i.mean_hops,
+                i.lookups.failed + i.lookups.wrong,
+                i.messages_per_node,
+                i.bytes_per_node,
+                i.ring_ok * 100.0,
+                i.ring.rings,
+            );
+        }
+        let l = &self.lookups;
+        let _ = writeln!(
+            s,
+            "total: {} lookups, {:.3}% at the right home, {} failed, {} wrong ({} at dead nodes), {} abandoned",
+            l.completed(),
+            self.success_rate * 100.0,
+            l.failed,
+            l.wrong,
+            l.dead_home,
+            l.abandoned
+        );
+        let _ = writeln!(
+            s,
+            "mean hops {:.3} (0.5·log2 N = {:.2});  per node per stabilize interval: {:.1} messages, {:.0} bytes",
+            self.mean_hops,
+            0.5 * (c.nodes.max(1) as f64).log2(),
+            self.messages_per_node_per_stabilize_interval,
+            self.bytes_per_node_per_stabilize_interval
+        );
+        let hist: Vec<String> = l
+            .hop_histogram
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(h, n)| format!("{h}:{n}"))
+            .collect();
+        let _ = writeln!(s, "hop histogram (hops:lookups) {}", hist.join(" "));
+        let _ = writeln!(
+            s,
+            "event log blake3 {}  ({} events)",
+            self.event_log_hash, self.events_processed
+        );
+        s
+    }
+}
