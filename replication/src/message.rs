@@ -71,7 +71,10 @@ impl Message {
             Message::Response { body: Response::Neighbors { successors, .. }, .. } => {
                 successors.len()
             }
-            Message::Response { body: Response::Next(NextHop::Closer(c)), .. } => c.len(),
+            Message::Response {
+                body: Response::Next(NextHop::Closer(c) | NextHop::Successors(c)),
+                ..
+            } => c.len(),
             _ => 0,
         };
         if listed > MAX_LISTED_PEERS {

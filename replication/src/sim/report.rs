@@ -58,7 +58,7 @@ impl LookupTotals {
         self.hop_histogram[(hops as usize).min(MAX_HOP_BUCKET)] += 1;
     }
 
-    fn merge(&mut self, o: &LookupTotals) {
+    pub(crate) fn merge(&mut self, o: &LookupTotals) {
         self.started += o.started;
         self.ok += o.ok;
         self.failed += o.failed;

@@ -59,15 +59,9 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
     sim.run_for(cfg.chord.rto_max * (cfg.chord.max_lookup_hops.min(8)));
     if let Some(last) = intervals.last_mut() {
         let tail = sim.take_interval(last.end_s);
-        last.lookups.ok += tail.lookups.ok;
-        last.lookups.failed += tail.lookups.failed;
-        last.lookups.wrong += tail.lookups.wrong;
-        last.lookups.dead_home += tail.lookups.dead_home;
-        last.lookups.abandoned += tail.lookups.abandoned;
-        last.lookups.hop_sum += tail.lookups.hop_sum;
-        for (a, b) in last.lookups.hop_histogram.iter_mut().zip(&tail.lookups.hop_histogram) {
-            *a += b;
-        }
+        last.lookups.merge(&tail.lookups);
+        last.success_rate = last.lookups.success_rate();
+        last.mean_hops = last.lookups.mean_hops();
     }
 
     let lookups = Report::totals(&intervals);
