@@ -31,6 +31,10 @@ pub(crate) enum Purpose {
 /// wrongly believes its predecessor dead.
 pub(crate) const HOME_TRIES: usize = 2;
 
+/// How often one home may be asked over a whole lookup, however often it is named again: a
+/// dead home named over and over would otherwise keep a lookup busy until its hop limit.
+pub(crate) const HOME_TRIES_PER_LOOKUP: usize = 4;
+
 #[derive(Debug)]
 pub(crate) struct Lookup {
     pub key: Id,
@@ -40,9 +44,11 @@ pub(crate) struct Lookup {
     /// The latest `Successors` answer's view of the key's home, nearest first. Asked before
     /// any other candidate, since the first live one of them should say "here".
     pub homes: Vec<Peer>,
-    /// Homes asked since they were named, once per try. A node first asked as a router may
+    /// Homes asked, once per try, over the whole lookup. A node first asked as a router may
     /// be asked again as a named home.
     pub asked_homes: Vec<Id>,
+    /// Where in `asked_homes` the current naming began.
+    pub named_at: usize,
     /// Everyone else we may still ask, closest to the key first.
     pub candidates: Vec<Peer>,
     /// Everyone already asked as a router, so nobody is asked twice.
@@ -57,6 +63,7 @@ impl Lookup {
             hops: 0,
             homes: Vec::new(),
             asked_homes: Vec::new(),
+            named_at: 0,
             candidates: Vec::new(),
             asked: Vec::new(),
         };
@@ -80,7 +87,7 @@ impl Lookup {
     /// Takes a `Successors` answer: these are now the homes to ask, in order.
     pub fn name_homes(&mut self, homes: Vec<Peer>) {
         self.homes = homes;
-        self.asked_homes.clear();
+        self.named_at = self.asked_homes.len();
     }
 
     /// The best node not yet asked, and whether it is asked as a named home.
@@ -90,8 +97,11 @@ impl Lookup {
     /// candidates go closest to the key first, healthy ones before those `suspected` flags
     /// (routing around a possible failure at once).
     pub fn next_candidate(&self, suspected: impl Fn(Id) -> bool) -> Option<(Peer, bool)> {
-        let tries = |id: Id| self.asked_homes.iter().filter(|a| **a == id).count();
-        if let Some(h) = self.homes.iter().find(|p| tries(p.id) < HOME_TRIES) {
+        let tries =
+            |from: usize, id: Id| self.asked_homes[from..].iter().filter(|a| **a == id).count();
+        let fresh =
+            |id: Id| tries(self.named_at, id) < HOME_TRIES && tries(0, id) < HOME_TRIES_PER_LOOKUP;
+        if let Some(h) = self.homes.iter().find(|p| fresh(p.id)) {
             return Some((*h, true));
         }
         let others = || self.candidates.iter().filter(|p| !self.asked.contains(&p.id));

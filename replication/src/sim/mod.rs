@@ -35,9 +35,10 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// Bytes a frame adds around a payload on the wire (length, version, request id, kind, MAC);
-/// counted so the simulator's byte figures match the live transport's.
-pub const FRAME_OVERHEAD: usize = 4 + 1 + 8 + 1 + 32;
+/// Bytes a frame adds around a payload on the wire (length prefix, version, kind, sequence
+/// number, request id, MAC), counted so the simulator's byte figures match the live
+/// transport's. The `beehive` crate's RPC codec tests that its layout agrees.
+pub const FRAME_OVERHEAD: usize = 4 + 1 + 1 + 8 + 8 + 32;
 
 #[derive(Debug)]
 enum Ev {

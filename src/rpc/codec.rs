@@ -1,0 +1,327 @@
+//! [`FrameCodec`]: frames to bytes and back, for one connection.
+//!
+//! Decoding follows mini-redis: first check that a whole frame has arrived (running short of
+//! bytes is `Ok(None)`, not an error), then check it in this order, cheapest and least
+//! trusting first:
+//!
+//! 1. length cap — before anything of the claimed size is allocated;
+//! 2. minimum length, then protocol version;
+//! 3. MAC (constant-time) — nothing below runs on bytes without the cluster secret;
+//! 4. sequence number strictly above the last accepted one on this connection;
+//! 5. kind byte and hello-first order;
+//! 6. payload decode (with a limit, no trailing bytes), header/message request id agree;
+//! 7. [`Message::validate`].
+//!
+//! Any failure is a [`FrameError`] and ends the connection; the codec's state after an error
+//! is not meant to be used again.
+
+use super::error::FrameError;
+use super::frame::{self, Frame, Kind, MacKey, Payload, DEFAULT_MAX_FRAME_LEN, MIN_FRAME_LEN};
+use super::payload::{self, DecodeFailure};
+use beehive_replication::{Message, Peer};
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
+
+/// Both directions of one connection's framing: what we send (our sequence numbers) and what
+/// we receive (the peer's hello and the last sequence number accepted from it).
+///
+/// Not `Clone`: two encoders sharing a connection would reuse sequence numbers and the peer
+/// would close the connection as a replay.
+#[derive(Debug)]
+pub struct FrameCodec {
+    key: MacKey,
+    lengths: LengthDelimitedCodec,
+    max_frame_len: usize,
+    /// The sequence number of the next frame we send. Starts at 1.
+    next_seq: u64,
+    /// The last sequence number accepted from the peer; 0 before any (so 0 is never valid).
+    last_seq: u64,
+    /// The peer's advertised identity, once its hello arrived.
+    remote: Option<Peer>,
+}
+
+impl FrameCodec {
+    /// A codec for a fresh connection, with the [`DEFAULT_MAX_FRAME_LEN`] cap.
+    pub fn new(key: MacKey) -> Self {
+        Self::with_max_frame_length(key, DEFAULT_MAX_FRAME_LEN)
+    }
+
+    /// A codec whose length prefix may announce at most `max` bytes (raised to
+    /// [`MIN_FRAME_LEN`] if below it, capped at `u32::MAX`). Both ends should agree.
+    pub fn with_max_frame_length(key: MacKey, max: usize) -> Self {
+        let max = max.clamp(MIN_FRAME_LEN, u32::MAX as usize);
+        let lengths = LengthDelimitedCodec::builder()
+            .big_endian()
+            .length_field_type::<u32>()
+            .max_frame_length(max)
+            .new_codec();
+        FrameCodec { key, lengths, max_frame_len: max, next_seq: 1, last_seq: 0, remote: None }
+    }
+
+    /// The cap on the length prefix in force.
+    pub fn max_frame_length(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// The peer's advertised identity, from its hello; `None` until the hello arrived.
+    pub fn remote_peer(&self) -> Option<Peer> {
+        self.remote
+    }
+
+    /// The last sequence number accepted from the peer (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Checks one complete frame body (the bytes after the length prefix), steps 2–7.
+    fn check(&mut self, body: &[u8]) -> Result<Frame, FrameError> {
+        let Some(header) = frame::read_header(body) else {
+            return Err(FrameError::Truncated { len: body.len(), min: MIN_FRAME_LEN });
+        };
+        if header.version != frame::VERSION {
+            return Err(FrameError::BadVersion { got: header.version, expected: frame::VERSION });
+        }
+        if !frame::mac_ok(&self.key, body) {
+            return Err(FrameError::BadMac);
+        }
+        if header.seq <= self.last_seq {
+            return Err(FrameError::Replayed { seq: header.seq, last: self.last_seq });
+        }
+        self.last_seq = header.seq;
+
+        let Some(kind) = Kind::from_byte(header.kind) else {
+            return Err(FrameError::Malformed(format!("unknown frame kind {}", header.kind)));
+        };
+        let bytes = frame::payload_of(body);
+        let payload = match (kind, self.remote) {
+            (Kind::Hello, None) => {
+                let peer: Peer = decode_payload(bytes)?;
+                self.remote = Some(peer);
+                Payload::Hello(peer)
+            }
+            (Kind::Message, Some(_)) => {
+                let msg: Message = decode_payload(bytes)?;
+                msg.validate()?;
+                Payload::Message(msg)
+            }
+            (Kind::Hello, Some(_)) => {
+                return Err(FrameError::UnexpectedKind { got: "hello", expected: "message" })
+            }
+            (Kind::Message, None) => {
+                return Err(FrameError::UnexpectedKind { got: "message", expected: "hello" })
+            }
+        };
+        if payload.request_id() != header.request_id {
+            return Err(FrameError::Malformed(format!(
+                "header request id {} but payload request id {}",
+                header.request_id,
+                payload.request_id()
+            )));
+        }
+        Ok(Frame { seq: header.seq, request_id: header.request_id, payload })
+    }
+}
+
+fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    payload::decode(bytes).map_err(|failure| match failure {
+        DecodeFailure::Format(e) => FrameError::Decode(e),
+        DecodeFailure::Trailing { unused } => {
+            FrameError::Malformed(format!("{unused} bytes after the payload"))
+        }
+    })
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        // Step 1 is the length-delimited codec's: it checks the prefix against the cap before
+        // it reserves room for the frame, and returns `None` until the whole frame is there.
+        let body = match self.lengths.decode(src) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.length_error(e, src)),
+        };
+        self.check(&body).map(Some)
+    }
+}
+
+impl FrameCodec {
+    /// Turns the length-delimited codec's error into ours. On an over-cap prefix it returns
+    /// before consuming anything, so the claimed length is still at the front of `src`.
+    fn length_error(&self, e: std::io::Error, src: &BytesMut) -> FrameError {
+        let over_cap = e.get_ref().is_some_and(|inner| inner.is::<LengthDelimitedCodecError>());
+        match src.get(..frame::PREFIX_LEN) {
+            Some(&[a, b, c, d]) if over_cap => FrameError::TooLarge {
+                len: u32::from_be_bytes([a, b, c, d]).into(),
+                max: self.max_frame_len,
+            },
+            _ => FrameError::Io(e),
+        }
+    }
+}
+
+impl Encoder<Payload> for FrameCodec {
+    type Error = FrameError;
+
+    /// Appends one sealed frame to `dst`, stamped with this connection's next sequence number.
+    /// Does not validate the message: the receiver does, and refuses it as `Invalid`.
+    fn encode(&mut self, item: Payload, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let mut bytes = BytesMut::new();
+        let encoded = match &item {
+            Payload::Hello(peer) => payload::encode(peer, &mut bytes),
+            Payload::Message(msg) => payload::encode(msg, &mut bytes),
+        };
+        encoded.map_err(FrameError::Encode)?;
+
+        let len = MIN_FRAME_LEN + bytes.len();
+        let too_large = || FrameError::TooLarge { len: len as u64, max: self.max_frame_len };
+        if len > self.max_frame_len {
+            return Err(too_large());
+        }
+        let prefix = frame::prefix_for(len).ok_or_else(too_large)?;
+        let seq = self.next_seq;
+        self.next_seq = seq.checked_add(1).ok_or(FrameError::SeqExhausted)?;
+
+        let body =
+            frame::seal(&self.key, item.kind() as u8, seq, item.request_id(), &bytes, prefix);
+        self.lengths.encode(body.freeze(), dst)?;
+        Ok(())
+    }
+}
+
+impl Encoder<Message> for FrameCodec {
+    type Error = FrameError;
+
+    /// Same as encoding [`Payload::Message`].
+    fn encode(&mut self, item: Message, dst: &mut BytesMut) -> Result<(), FrameError> {
+        Encoder::<Payload>::encode(self, Payload::Message(item), dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::frame::{prefix_for, seal};
+    use beehive_replication::Request;
+
+    fn key() -> MacKey {
+        MacKey::derive(b"cluster secret")
+    }
+
+    fn peer() -> Peer {
+        Peer::from_addr(([127, 0, 0, 1], 7000).into())
+    }
+
+    /// A frame sealed with the right key whose header says whatever the test wants.
+    fn forged(kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> BytesMut {
+        let prefix = prefix_for(MIN_FRAME_LEN + payload.len()).unwrap();
+        let body = seal(&key(), kind, seq, request_id, payload, prefix);
+        let mut out = BytesMut::from(&prefix[..]);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn encoded<T: serde::Serialize>(value: &T) -> BytesMut {
+        let mut out = BytesMut::new();
+        payload::encode(value, &mut out).unwrap();
+        out
+    }
+
+    fn after_hello() -> FrameCodec {
+        let mut codec = FrameCodec::new(key());
+        let mut hello = forged(Kind::Hello as u8, 1, 0, &encoded(&peer()));
+        assert!(codec.decode(&mut hello).unwrap().is_some());
+        codec
+    }
+
+    #[test]
+    fn unknown_kind_is_malformed() {
+        let mut codec = FrameCodec::new(key());
+        let err = codec.decode(&mut forged(9, 1, 0, &encoded(&peer()))).unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+    }
+
+    #[test]
+    fn header_and_message_request_ids_must_agree() {
+        let mut codec = after_hello();
+        let msg = Message::Request { id: 5, body: Request::Ping };
+        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 6, &encoded(&msg))).unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+    }
+
+    #[test]
+    fn trailing_payload_bytes_are_malformed() {
+        let mut codec = after_hello();
+        let mut bytes = encoded(&Message::Request { id: 5, body: Request::Ping });
+        bytes.extend_from_slice(&[0]);
+        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 5, &bytes)).unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+    }
+
+    #[test]
+    fn authentic_garbage_payload_is_a_decode_error() {
+        let mut codec = after_hello();
+        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 0, &[0xff; 8])).unwrap_err();
+        assert_eq!(err.reason(), "decode", "{err}");
+    }
+
+    #[test]
+    fn sequence_zero_is_never_accepted() {
+        let mut codec = FrameCodec::new(key());
+        let err =
+            codec.decode(&mut forged(Kind::Hello as u8, 0, 0, &encoded(&peer()))).unwrap_err();
+        assert!(matches!(err, FrameError::Replayed { seq: 0, last: 0 }), "{err}");
+    }
+
+    #[test]
+    fn encoder_refuses_a_message_over_the_cap() {
+        let mut codec = FrameCodec::with_max_frame_length(key(), MIN_FRAME_LEN + 4);
+        let mut dst = BytesMut::new();
+        let err =
+            Encoder::<Payload>::encode(&mut codec, Payload::Hello(peer()), &mut dst).unwrap_err();
+        assert_eq!(err.reason(), "too_large", "{err}");
+        assert!(dst.is_empty());
+        // The refused frame used no sequence number.
+        assert_eq!(codec.next_seq, 1);
+    }
+
+    #[test]
+    fn encoder_stops_when_sequence_numbers_run_out() {
+        let mut codec = FrameCodec::new(key());
+        codec.next_seq = u64::MAX;
+        let mut dst = BytesMut::new();
+        let err =
+            Encoder::<Payload>::encode(&mut codec, Payload::Hello(peer()), &mut dst).unwrap_err();
+        assert!(matches!(err, FrameError::SeqExhausted));
+        assert!(dst.is_empty());
+    }
+
+    #[test]
+    fn reasons_are_stable_labels() {
+        let labels = [
+            FrameError::TooLarge { len: 1, max: 0 }.reason(),
+            FrameError::Truncated { len: 1, min: 2 }.reason(),
+            FrameError::BadVersion { got: 2, expected: 1 }.reason(),
+            FrameError::BadMac.reason(),
+            FrameError::Replayed { seq: 1, last: 1 }.reason(),
+            FrameError::Malformed(String::new()).reason(),
+            FrameError::UnexpectedKind { got: "a", expected: "b" }.reason(),
+            FrameError::SeqExhausted.reason(),
+        ];
+        assert_eq!(
+            labels,
+            [
+                "too_large",
+                "truncated",
+                "bad_version",
+                "bad_mac",
+                "replayed",
+                "malformed",
+                "unexpected_kind",
+                "seq_exhausted"
+            ]
+        );
+    }
+}

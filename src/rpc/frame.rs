@@ -1,0 +1,259 @@
+//! What one frame is: its fixed layout, its kinds, and the MAC that seals it.
+//!
+//! ```text
+//!  0      4      5     6          14         22            22+p        54+p
+//!  +------+------+-----+----------+----------+-------------+-----------+
+//!  | len  | ver  |kind | seq      | req id   | payload     | mac       |
+//!  | u32  | u8   | u8  | u64      | u64      | p bytes     | 32 bytes  |
+//!  +------+------+-----+----------+----------+-------------+-----------+
+//!   `len` counts every byte after itself (18 + p + 32); all integers big-endian.
+//!   `mac` = blake3 keyed hash, under the cluster MAC key, of every byte before it,
+//!   `len` included.
+//! ```
+//!
+//! Everything here is byte layout only; the payload's serialization lives in
+//! the private `payload` module so it can be swapped without touching the layout or the MAC.
+
+use beehive_replication::{Message, Peer};
+use bytes::{BufMut, BytesMut};
+use std::fmt;
+
+/// The protocol version this build speaks. A frame with any other version is refused.
+pub const VERSION: u8 = 1;
+/// Bytes of the big-endian length prefix.
+pub const PREFIX_LEN: usize = 4;
+/// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.
+pub const HEADER_LEN: usize = 1 + 1 + 8 + 8;
+/// Bytes of the trailing MAC.
+pub const MAC_LEN: usize = blake3::OUT_LEN;
+/// The shortest possible frame (bytes counted by the length prefix): header and MAC, no payload.
+pub const MIN_FRAME_LEN: usize = HEADER_LEN + MAC_LEN;
+/// Bytes every frame costs on the wire beyond its payload.
+pub const OVERHEAD: usize = PREFIX_LEN + HEADER_LEN + MAC_LEN;
+/// Default cap on the length prefix. The largest message today (64 IPv6 peers) is under 3 KiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
+/// The blake3 `derive_key` context for the frame MAC key. Changing it splits the cluster.
+pub const MAC_CONTEXT: &str = "beehive rpc frame mac v1";
+
+// Offsets into the frame body (the bytes after the length prefix).
+const VERSION_AT: usize = 0;
+const KIND_AT: usize = 1;
+const SEQ_AT: usize = 2;
+const REQUEST_ID_AT: usize = 10;
+
+/// The frame kind byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// The first frame each side sends on a connection: its advertised [`Peer`].
+    Hello = 1,
+    /// A protocol [`Message`]; the header's request id is the message's id.
+    Message = 2,
+}
+
+impl Kind {
+    /// The kind for a kind byte, or `None` for a byte no version-1 node sends.
+    pub fn from_byte(byte: u8) -> Option<Kind> {
+        match byte {
+            1 => Some(Kind::Hello),
+            2 => Some(Kind::Message),
+            _ => None,
+        }
+    }
+
+    /// A short name for errors and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Hello => "hello",
+            Kind::Message => "message",
+        }
+    }
+}
+
+/// What a frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The sender's advertised identity. Sent once, first, on every connection, in each
+    /// direction; every later message on the connection is from this peer.
+    Hello(Peer),
+    /// A protocol message.
+    Message(Message),
+}
+
+impl Payload {
+    /// The frame kind that carries this payload.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Payload::Hello(_) => Kind::Hello,
+            Payload::Message(_) => Kind::Message,
+        }
+    }
+
+    /// The request id the header carries: the message's own id, 0 for a hello.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Payload::Hello(_) => 0,
+            Payload::Message(Message::Request { id, .. } | Message::Response { id, .. }) => *id,
+        }
+    }
+}
+
+impl From<Message> for Payload {
+    fn from(msg: Message) -> Self {
+        Payload::Message(msg)
+    }
+}
+
+/// A frame that passed every check: MAC, sequence, decoding and [`Message::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Its sequence number, strictly greater than every earlier one on the connection.
+    pub seq: u64,
+    /// Its header's request id (equal to the message's id; 0 for a hello).
+    pub request_id: u64,
+    pub payload: Payload,
+}
+
+/// The key every frame's MAC is computed under, derived from the cluster secret.
+///
+/// Its `Debug` output never shows the key.
+#[derive(Clone)]
+pub struct MacKey([u8; 32]);
+
+impl MacKey {
+    /// `blake3::derive_key(MAC_CONTEXT, secret)`: every node with the same cluster secret
+    /// derives the same key; the secret itself is never used as a key directly.
+    pub fn derive(secret: &[u8]) -> Self {
+        MacKey(blake3::derive_key(MAC_CONTEXT, secret))
+    }
+
+    /// The MAC of a frame: the keyed hash of its length prefix and body up to the MAC.
+    pub(crate) fn mac(&self, prefix: [u8; PREFIX_LEN], sealed: &[u8]) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&prefix);
+        hasher.update(sealed);
+        hasher.finalize()
+    }
+}
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey(<redacted>)")
+    }
+}
+
+/// The fixed header of a frame body, read without looking at the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub version: u8,
+    pub kind: u8,
+    pub seq: u64,
+    pub request_id: u64,
+}
+
+/// Reads the header of `body` (the bytes after the prefix). `None` if `body` is shorter than
+/// [`MIN_FRAME_LEN`].
+pub(crate) fn read_header(body: &[u8]) -> Option<Header> {
+    if body.len() < MIN_FRAME_LEN {
+        return None;
+    }
+    let u64_at = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&body[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    Some(Header {
+        version: body[VERSION_AT],
+        kind: body[KIND_AT],
+        seq: u64_at(SEQ_AT),
+        request_id: u64_at(REQUEST_ID_AT),
+    })
+}
+
+/// The length prefix a body of `len` bytes carries. `None` if it does not fit in a `u32`.
+pub(crate) fn prefix_for(len: usize) -> Option<[u8; PREFIX_LEN]> {
+    u32::try_from(len).ok().map(u32::to_be_bytes)
+}
+
+/// Checks the MAC at the end of `body` (at least [`MIN_FRAME_LEN`] long, after its prefix).
+/// The comparison is constant-time (`blake3::Hash`'s `PartialEq`).
+pub(crate) fn mac_ok(key: &MacKey, body: &[u8]) -> bool {
+    let Some(split) = body.len().checked_sub(MAC_LEN) else { return false };
+    let Some(prefix) = prefix_for(body.len()) else { return false };
+    let (sealed, tag) = body.split_at(split);
+    let mut claimed = [0u8; MAC_LEN];
+    claimed.copy_from_slice(tag);
+    key.mac(prefix, sealed) == blake3::Hash::from(claimed)
+}
+
+/// The payload bytes of a body that passed [`read_header`]: between the header and the MAC.
+pub(crate) fn payload_of(body: &[u8]) -> &[u8] {
+    &body[HEADER_LEN..body.len() - MAC_LEN]
+}
+
+/// Writes a whole frame body (header, payload, MAC; no prefix) for a prefix announcing
+/// `HEADER_LEN + payload.len() + MAC_LEN` bytes. The caller has checked that length fits.
+pub(crate) fn seal(
+    key: &MacKey,
+    kind: u8,
+    seq: u64,
+    request_id: u64,
+    payload: &[u8],
+    prefix: [u8; PREFIX_LEN],
+) -> BytesMut {
+    let mut body = BytesMut::with_capacity(HEADER_LEN + payload.len() + MAC_LEN);
+    body.put_u8(VERSION);
+    body.put_u8(kind);
+    body.put_u64(seq);
+    body.put_u64(request_id);
+    body.put_slice(payload);
+    let mac = key.mac(prefix, &body);
+    body.put_slice(mac.as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_constants_add_up() {
+        assert_eq!(HEADER_LEN, 18);
+        assert_eq!(MAC_LEN, 32);
+        assert_eq!(MIN_FRAME_LEN, 50);
+        assert_eq!(OVERHEAD, 54);
+        // The simulator counts the same bytes per message.
+        assert_eq!(OVERHEAD, beehive_replication::sim::FRAME_OVERHEAD);
+    }
+
+    #[test]
+    fn sealed_body_reads_back_and_verifies() {
+        let key = MacKey::derive(b"secret");
+        let payload = b"abc";
+        let prefix = prefix_for(MIN_FRAME_LEN + payload.len()).unwrap();
+        let body = seal(&key, Kind::Message as u8, 7, 9, payload, prefix);
+        assert_eq!(body.len(), MIN_FRAME_LEN + payload.len());
+        let header = read_header(&body).unwrap();
+        assert_eq!(header, Header { version: VERSION, kind: 2, seq: 7, request_id: 9 });
+        assert_eq!(payload_of(&body), payload);
+        assert!(mac_ok(&key, &body));
+        assert!(!mac_ok(&MacKey::derive(b"other"), &body));
+    }
+
+    #[test]
+    fn short_bodies_have_no_header_and_no_valid_mac() {
+        let key = MacKey::derive(b"secret");
+        for len in 0..MIN_FRAME_LEN {
+            let body = vec![0u8; len];
+            assert!(read_header(&body).is_none());
+            if len < MAC_LEN {
+                assert!(!mac_ok(&key, &body));
+            }
+        }
+    }
+
+    #[test]
+    fn mac_key_debug_is_redacted() {
+        assert_eq!(format!("{:?}", MacKey::derive(b"hunter2")), "MacKey(<redacted>)");
+    }
+}

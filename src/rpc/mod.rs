@@ -1,0 +1,32 @@
+//! Node-to-node RPC framing (DESIGN §5): authenticated, length-delimited frames that carry
+//! [`beehive_replication::Message`]s between nodes.
+//!
+//! # Contract
+//!
+//! * Sans-IO: [`FrameCodec`] implements `tokio_util::codec::{Decoder, Encoder}` over
+//!   `BytesMut` and owns no socket, clock or RNG. The connection driver wraps it in `Framed`.
+//! * One codec per connection. Each side's first frame is a [`Payload::Hello`] with its
+//!   advertised [`beehive_replication::Peer`]; every later frame is a message from that peer.
+//! * Every frame is sealed with a blake3 keyed MAC under a key derived from the cluster
+//!   secret ([`MacKey::derive`]) and carries a sequence number strictly increasing per
+//!   connection and direction, so a frame replayed on the same connection is refused.
+//! * Decoding never panics and never allocates more than the frame cap, whatever the bytes.
+//!   `Ok(None)` means "wait for more bytes"; any error means "close the connection and count
+//!   [`FrameError::reason`]".
+//!
+//! # Module map
+//!
+//! * [`frame`] — the byte layout, frame kinds, the MAC key and the MAC
+//! * [`codec`] — [`FrameCodec`]: the per-connection decoder/encoder and its check order
+//! * [`error`] — [`FrameError`] and its metric labels
+//! * `payload` — the payload's serialization (bincode 2); the only module that knows it
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+mod payload;
+
+pub use codec::FrameCodec;
+pub use error::{FrameError, PayloadError};
+pub use frame::{Frame, Kind, MacKey, Payload};
+pub use payload::DECODE_LIMIT;

@@ -1,0 +1,432 @@
+//! The RPC frame codec against whole byte streams: round trips across every split point,
+//! and every way a stream can be wrong (wrong secret, flipped bits, oversized, truncated,
+//! replayed, garbage), plus property tests that the decoder never panics and never accepts
+//! a frame without a valid MAC.
+
+use beehive::rpc::frame::{
+    DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, OVERHEAD, PREFIX_LEN,
+};
+use beehive::rpc::{Frame, FrameCodec, FrameError, MacKey, Payload};
+use beehive_replication::message::MAX_LISTED_PEERS;
+use beehive_replication::{Id, Message, NextHop, Peer, Request, Response};
+use bytes::BytesMut;
+use proptest::prelude::*;
+use std::net::SocketAddr;
+use tokio_util::codec::{Decoder, Encoder};
+
+const SECRET: &[u8] = b"the cluster secret";
+
+fn key() -> MacKey {
+    MacKey::derive(SECRET)
+}
+
+fn peer_v4(n: u16) -> Peer {
+    Peer::from_addr(SocketAddr::from(([10, 0, (n >> 8) as u8, n as u8], 7000 + n)))
+}
+
+fn peer_v6(n: u16) -> Peer {
+    Peer {
+        id: Id(u128::MAX - u128::from(n)),
+        addr: SocketAddr::from(([0xfd00, 0, 0, 0, 0, 0, 0, n], n)),
+    }
+}
+
+fn peers(count: u16) -> Vec<Peer> {
+    (0..count).map(|n| if n % 2 == 0 { peer_v4(n) } else { peer_v6(n) }).collect()
+}
+
+/// Every `Message` variant, with edge-case ids and lists (empty, full, IPv4 and IPv6).
+fn all_messages() -> Vec<Message> {
+    let full = MAX_LISTED_PEERS as u16;
+    vec![
+        Message::Request { id: 0, body: Request::Ping },
+        Message::Request { id: 1, body: Request::Stabilize },
+        Message::Request { id: 2, body: Request::FindNext { key: Id(0), as_home: false } },
+        Message::Request {
+            id: u64::MAX,
+            body: Request::FindNext { key: Id(u128::MAX), as_home: true },
+        },
+        Message::Request {
+            id: 4,
+            body: Request::Leaving { predecessor: Some(peer_v6(9)), successors: peers(3) },
+        },
+        Message::Request {
+            id: 5,
+            body: Request::Leaving { predecessor: None, successors: vec![] },
+        },
+        Message::Response { id: 0, body: Response::Pong },
+        Message::Response { id: 1, body: Response::Ack },
+        Message::Response {
+            id: 2,
+            body: Response::Neighbors { predecessor: Some(peer_v4(1)), successors: peers(full) },
+        },
+        Message::Response {
+            id: 3,
+            body: Response::Neighbors { predecessor: None, successors: vec![] },
+        },
+        Message::Response { id: 4, body: Response::Next(NextHop::Here) },
+        Message::Response { id: 5, body: Response::Next(NextHop::Successors(peers(4))) },
+        Message::Response { id: 6, body: Response::Next(NextHop::Closer(peers(full))) },
+        Message::Response { id: 1 << 40, body: Response::Next(NextHop::Closer(vec![])) },
+    ]
+}
+
+fn payloads() -> Vec<Payload> {
+    let mut all = vec![Payload::Hello(peer_v4(100))];
+    all.extend(all_messages().into_iter().map(Payload::Message));
+    all
+}
+
+/// Encodes `items` on one fresh connection; returns the bytes and where each frame ends.
+fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
+    let mut codec = FrameCodec::new(key);
+    let mut out = BytesMut::new();
+    let mut ends = Vec::new();
+    for item in items {
+        codec.encode(item.clone(), &mut out).unwrap();
+        ends.push(out.len());
+    }
+    (out, ends)
+}
+
+/// What a receiving codec made of a stream fed in `chunks`: each accepted frame with the
+/// stream range it came from, and the error that stopped it, if any.
+struct Received {
+    frames: Vec<(Frame, std::ops::Range<usize>)>,
+    error: Option<FrameError>,
+}
+
+fn feed<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Received {
+    let mut codec = FrameCodec::new(key());
+    let mut src = BytesMut::new();
+    let (mut fed, mut frame_start) = (0usize, 0usize);
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        src.extend_from_slice(chunk);
+        fed += chunk.len();
+        // Bounded: every accepted frame consumes at least MIN_FRAME_LEN bytes.
+        loop {
+            match codec.decode(&mut src) {
+                Ok(Some(frame)) => {
+                    let end = fed - src.len();
+                    frames.push((frame, frame_start..end));
+                    frame_start = end;
+                }
+                Ok(None) => break,
+                Err(e) => return Received { frames, error: Some(e) },
+            }
+        }
+    }
+    Received { frames, error: None }
+}
+
+fn feed_whole(bytes: &[u8]) -> Received {
+    feed([bytes])
+}
+
+fn accepted_payloads(received: &Received) -> Vec<Payload> {
+    received.frames.iter().map(|(f, _)| f.payload.clone()).collect()
+}
+
+/// The MAC check, written again from the layout in DESIGN §5 rather than with the codec's
+/// own code: the prefix announces the rest, and the last 32 bytes are the keyed blake3 of
+/// everything before them.
+fn independently_authentic(frame: &[u8]) -> bool {
+    if frame.len() < PREFIX_LEN + MIN_FRAME_LEN {
+        return false;
+    }
+    let announced = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    let (sealed, tag) = frame.split_at(frame.len() - 32);
+    let mac_key = blake3::derive_key(MAC_CONTEXT, SECRET);
+    announced == frame.len() - PREFIX_LEN && blake3::keyed_hash(&mac_key, sealed).as_bytes() == tag
+}
+
+fn assert_reason(received: &Received, reason: &str) {
+    match &received.error {
+        Some(e) => assert_eq!(e.reason(), reason, "wrong error: {e}"),
+        None => panic!("expected a {reason} error, got none"),
+    }
+}
+
+// ---- round trips -------------------------------------------------------------------------
+
+#[test]
+fn every_variant_round_trips_fed_byte_by_byte() {
+    let items = payloads();
+    let (bytes, ends) = encode_all(key(), &items);
+    let received = feed(bytes.chunks(1));
+    assert!(received.error.is_none(), "{:?}", received.error);
+    assert_eq!(accepted_payloads(&received), items);
+    let seqs: Vec<u64> = received.frames.iter().map(|(f, _)| f.seq).collect();
+    assert_eq!(seqs, (1..=items.len() as u64).collect::<Vec<_>>());
+    for ((frame, range), end) in received.frames.iter().zip(&ends) {
+        assert_eq!(range.end, *end, "frame {} ended at the wrong byte", frame.seq);
+        assert_eq!(frame.request_id, frame.payload.request_id());
+        assert!(independently_authentic(&bytes[range.clone()]));
+    }
+}
+
+#[test]
+fn every_variant_round_trips_split_at_every_point() {
+    let items = payloads();
+    let (bytes, _) = encode_all(key(), &items);
+    for split in 0..=bytes.len() {
+        let received = feed([&bytes[..split], &bytes[split..]]);
+        assert!(received.error.is_none(), "split at {split}: {:?}", received.error);
+        assert_eq!(accepted_payloads(&received), items, "split at {split}");
+    }
+}
+
+#[test]
+fn the_hello_names_the_remote_peer() {
+    let (mut bytes, _) = encode_all(key(), &payloads()[..1]);
+    let mut codec = FrameCodec::new(key());
+    assert_eq!(codec.remote_peer(), None);
+    codec.decode(&mut bytes).unwrap().unwrap();
+    assert_eq!(codec.remote_peer(), Some(peer_v4(100)));
+    assert_eq!(codec.last_seq(), 1);
+}
+
+#[test]
+fn overhead_is_54_bytes_and_the_largest_message_fits_the_default_cap() {
+    assert_eq!(OVERHEAD, 54);
+    let (bytes, ends) = encode_all(key(), &payloads());
+    let mut start = 0;
+    let mut largest = 0;
+    for end in ends {
+        let frame = &bytes[start..end];
+        assert_eq!(u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize, frame.len() - 4);
+        largest = largest.max(frame.len());
+        start = end;
+    }
+    // Closer/Neighbors with MAX_LISTED_PEERS peers, half of them IPv6.
+    assert!(largest < DEFAULT_MAX_FRAME_LEN / 16, "largest frame is {largest} bytes");
+}
+
+// ---- what must be refused ----------------------------------------------------------------
+
+#[test]
+fn a_frame_made_with_the_wrong_secret_is_bad_mac() {
+    let (bytes, _) = encode_all(MacKey::derive(b"not the cluster secret"), &payloads());
+    let received = feed_whole(&bytes);
+    assert!(received.frames.is_empty());
+    assert_reason(&received, "bad_mac");
+}
+
+#[test]
+fn every_single_bit_flip_is_refused() {
+    let items = payloads();
+    let (bytes, ends) = encode_all(key(), &items);
+    // Flip each bit of the second frame (a message, after the hello), with the rest of the
+    // stream following it.
+    let (start, end) = (ends[0], ends[1]);
+    for byte in start..end {
+        for bit in 0..8 {
+            let mut flipped = bytes.to_vec();
+            flipped[byte] ^= 1 << bit;
+            let received = feed_whole(&flipped);
+            assert_eq!(received.frames.len(), 1, "byte {byte} bit {bit}: only the hello passes");
+            let at = byte - start;
+            match (at, &received.error) {
+                // The length prefix: the frame ends elsewhere, so the MAC cannot match, or the
+                // cap or minimum refuses it first, or the decoder waits for bytes never sent.
+                (0..4, None) => {}
+                (0..4, Some(e)) => assert!(
+                    matches!(e.reason(), "bad_mac" | "too_large" | "truncated"),
+                    "byte {byte} bit {bit}: {e}"
+                ),
+                (4, Some(e)) => assert_eq!(e.reason(), "bad_version", "bit {bit}: {e}"),
+                (_, Some(e)) => assert_eq!(e.reason(), "bad_mac", "byte {byte} bit {bit}: {e}"),
+                (_, None) => panic!("byte {byte} bit {bit}: flipped frame not refused"),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_oversized_length_prefix_is_too_large_without_allocating() {
+    for claimed in [u32::MAX, (DEFAULT_MAX_FRAME_LEN + 1) as u32] {
+        let mut src = BytesMut::from(&claimed.to_be_bytes()[..]);
+        src.extend_from_slice(&[0u8; 16]);
+        let mut codec = FrameCodec::new(key());
+        let err = codec.decode(&mut src).unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { len, max } if len == u64::from(claimed) && max == DEFAULT_MAX_FRAME_LEN),
+            "{err}"
+        );
+        assert!(src.capacity() < 1024, "buffer grew to {} bytes", src.capacity());
+    }
+}
+
+#[test]
+fn a_truncated_frame_waits_rather_than_fails() {
+    let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+    for cut in [ends[0] + 1, ends[0] + 4, ends[0] + 30, ends[1] - 1] {
+        let received = feed_whole(&bytes[..cut]);
+        assert!(received.error.is_none(), "cut at {cut}: {:?}", received.error);
+        assert_eq!(received.frames.len(), 1, "cut at {cut}: only the hello is complete");
+    }
+    // The rest arrives: the frame completes.
+    assert_eq!(feed([&bytes[..ends[1] - 1], &bytes[ends[1] - 1..]]).frames.len(), 2);
+}
+
+#[test]
+fn a_complete_frame_too_short_for_header_and_mac_is_truncated() {
+    for len in [0u32, 1, 17, (MIN_FRAME_LEN - 1) as u32] {
+        let mut src = BytesMut::from(&len.to_be_bytes()[..]);
+        src.extend_from_slice(&vec![1u8; len as usize]);
+        let err = FrameCodec::new(key()).decode(&mut src).unwrap_err();
+        assert_eq!(err.reason(), "truncated", "len {len}: {err}");
+    }
+}
+
+#[test]
+fn a_replayed_frame_is_refused() {
+    let (bytes, ends) = encode_all(key(), &payloads()[..3]);
+    let (hello, first, second) = (&bytes[..ends[0]], &bytes[ends[0]..ends[1]], &bytes[ends[1]..]);
+
+    // The same bytes twice on one connection.
+    let received = feed([hello, first, first]);
+    assert_eq!(received.frames.len(), 2);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 2 })));
+
+    // An old frame after a newer one (reordering is replay too; TCP never reorders).
+    let received = feed([hello, second, first]);
+    assert_eq!(received.frames.len(), 2);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 3 })));
+
+    // The hello again, later.
+    let received = feed([hello, first, hello]);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 1, last: 2 })));
+}
+
+#[test]
+fn garbage_is_refused() {
+    // Someone speaking HTTP to the RPC port: "GET " is a 1.2 GB length prefix.
+    assert_reason(&feed_whole(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "too_large");
+    // A length that fits, then junk: refused on version or MAC.
+    let mut junk = 60u32.to_be_bytes().to_vec();
+    junk.extend((0..60u8).map(|i| i.wrapping_mul(37)));
+    junk[PREFIX_LEN] = 1; // the right version, so the MAC is what refuses it
+    assert_reason(&feed_whole(&junk), "bad_mac");
+    junk[PREFIX_LEN] = 7;
+    assert_reason(&feed_whole(&junk), "bad_version");
+    // One stray byte before a valid stream throws the framing off.
+    let (bytes, _) = encode_all(key(), &payloads());
+    let mut shifted = vec![0u8];
+    shifted.extend_from_slice(&bytes);
+    let received = feed_whole(&shifted);
+    assert!(received.frames.is_empty());
+    assert!(received.error.is_some());
+}
+
+#[test]
+fn another_protocol_version_is_bad_version() {
+    let (bytes, _) = encode_all(key(), &payloads()[..1]);
+    let mut bumped = bytes.to_vec();
+    bumped[PREFIX_LEN] = 2;
+    let received = feed_whole(&bumped);
+    assert!(matches!(received.error, Some(FrameError::BadVersion { got: 2, expected: 1 })));
+}
+
+#[test]
+fn messages_need_exactly_one_hello_first() {
+    let (bytes, _) = encode_all(key(), &payloads()[1..2]);
+    assert_reason(&feed_whole(&bytes), "unexpected_kind");
+
+    let hellos = [Payload::Hello(peer_v4(1)), Payload::Hello(peer_v4(2))];
+    let received = feed_whole(&encode_all(key(), &hellos).0);
+    assert_eq!(received.frames.len(), 1);
+    assert_reason(&received, "unexpected_kind");
+}
+
+#[test]
+fn an_authentic_but_invalid_message_is_invalid() {
+    let too_many = Message::Response {
+        id: 1,
+        body: Response::Next(NextHop::Closer(peers(MAX_LISTED_PEERS as u16 + 1))),
+    };
+    let items = [Payload::Hello(peer_v4(1)), Payload::Message(too_many)];
+    let received = feed_whole(&encode_all(key(), &items).0);
+    assert_eq!(received.frames.len(), 1);
+    assert_reason(&received, "invalid");
+}
+
+// ---- properties --------------------------------------------------------------------------
+
+/// Checks what any decode of any bytes must satisfy: every accepted frame's bytes carry a
+/// valid MAC (checked independently) and are the frame the honest encoder sent with that seq.
+fn assert_only_authentic_frames(received: &Received, stream: &[u8], sent: &[Payload]) {
+    for (frame, range) in &received.frames {
+        assert!(
+            independently_authentic(&stream[range.clone()]),
+            "accepted a frame without a valid MAC"
+        );
+        let original = frame
+            .seq
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| sent.get(i));
+        assert_eq!(Some(&frame.payload), original, "accepted a frame the sender never sent");
+    }
+}
+
+/// Bounded so the whole file runs in a few seconds: 256 cases per property.
+fn config() -> ProptestConfig {
+    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn random_chunking_round_trips(cuts in prop::collection::vec(0usize..6000, 0..40)) {
+        let items = payloads();
+        let (bytes, _) = encode_all(key(), &items);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+        let received = feed(chunks);
+        prop_assert!(received.error.is_none(), "{:?}", received.error);
+        prop_assert_eq!(accepted_payloads(&received), items);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_are_never_accepted(
+        announced in 0u32..200,
+        junk in prop::collection::vec(any::<u8>(), 0..400),
+        raw_prefix in any::<bool>(),
+    ) {
+        // Half the cases get a plausible length prefix, so junk reaches the MAC check.
+        let mut stream = if raw_prefix { Vec::new() } else { announced.to_be_bytes().to_vec() };
+        stream.extend_from_slice(&junk);
+        for chunking in [1, 7, stream.len().max(1)] {
+            let received = feed(stream.chunks(chunking));
+            assert_only_authentic_frames(&received, &stream, &[]);
+        }
+    }
+
+    #[test]
+    fn mutated_streams_never_panic_and_never_yield_a_forged_frame(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..6),
+        chunking in 1usize..300,
+    ) {
+        let items = payloads();
+        let (bytes, _) = encode_all(key(), &items);
+        let mut stream = bytes.to_vec();
+        for (at, byte, op) in edits {
+            let i = at.index(stream.len().max(1));
+            match op {
+                0 if !stream.is_empty() => stream[i] = byte,
+                1 if !stream.is_empty() => stream[i] ^= 1 << (byte % 8),
+                2 => stream.insert(i.min(stream.len()), byte),
+                _ if !stream.is_empty() => { stream.remove(i); }
+                _ => {}
+            }
+        }
+        let received = feed(stream.chunks(chunking));
+        assert_only_authentic_frames(&received, &stream, &items);
+    }
+}
