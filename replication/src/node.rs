@@ -19,6 +19,7 @@ use crate::message::{Message, NextHop, Request, RequestId, Response};
 use crate::peer::{Peer, PeerTable};
 use crate::routing::Routing;
 use crate::time::Time;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -429,28 +430,30 @@ impl Node {
         id: RequestId,
         body: Response,
     ) -> Result<(), ProtocolError> {
-        let Some(pending) = self.pending.get(&id) else {
-            return Err(ProtocolError::UnknownRequest { id });
-        };
-        if pending.to.id != from.id {
-            return Err(ProtocolError::WrongResponder { id, from: from.id, to: pending.to.id });
-        }
-        let fits = matches!(
-            (pending.awaiting, &body),
-            (Awaiting::Pong | Awaiting::Probe, Response::Pong)
-                | (Awaiting::Ack, Response::Ack)
-                | (Awaiting::Neighbors, Response::Neighbors { .. })
-                | (Awaiting::Next(_), Response::Next(_))
-        );
-        if !fits {
-            return Err(ProtocolError::MismatchedResponse {
-                id,
-                expected: pending.awaiting.name(),
-                got: Message::Response { id, body }.kind(),
-            });
-        }
-        let Some(pending) = self.pending.remove(&id) else {
-            return Err(ProtocolError::UnknownRequest { id });
+        // Checked before removal: a refused response leaves the request open.
+        let pending = match self.pending.entry(id) {
+            Entry::Vacant(_) => return Err(ProtocolError::UnknownRequest { id }),
+            Entry::Occupied(e) => {
+                let p = e.get();
+                if p.to.id != from.id {
+                    return Err(ProtocolError::WrongResponder { id, from: from.id, to: p.to.id });
+                }
+                let fits = matches!(
+                    (p.awaiting, &body),
+                    (Awaiting::Pong | Awaiting::Probe, Response::Pong)
+                        | (Awaiting::Ack, Response::Ack)
+                        | (Awaiting::Neighbors, Response::Neighbors { .. })
+                        | (Awaiting::Next(_), Response::Next(_))
+                );
+                if !fits {
+                    return Err(ProtocolError::MismatchedResponse {
+                        id,
+                        expected: p.awaiting.name(),
+                        got: Message::Response { id, body }.kind(),
+                    });
+                }
+                e.remove()
+            }
         };
         self.deadlines.remove(&(pending.deadline, id));
         let standing = self.peers.entry(from.id);

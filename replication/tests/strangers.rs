@@ -178,36 +178,32 @@ fn a_response_from_the_wrong_peer_is_refused_and_the_request_stays_open() {
     assert_eq!(n.outstanding_requests(), before);
 }
 
+/// Answers request 1, the first lookup step `node()` sent (key ME + 2^101, to its finger at
+/// ME + 2^100), with `body` from that finger.
+fn answer_first_step(body: Response) -> Result<(), ProtocolError> {
+    let mut n = node();
+    let finger = peer(ME + (1 << 100), 7004);
+    n.handle_message(Duration::ZERO, finger, Message::Response { id: 1, body })
+}
+
 #[test]
 fn a_response_of_the_wrong_kind_is_refused() {
-    let mut n = node();
-    let msg = Message::Response { id: 1, body: Response::Pong };
-    let r = n.handle_message(Duration::ZERO, peer(ME + (1 << 100), 7004), msg);
+    let r = answer_first_step(Response::Pong);
     assert!(matches!(r, Err(ProtocolError::MismatchedResponse { id: 1, .. })), "{r:?}");
 }
 
 #[test]
 fn a_lookup_step_that_goes_backwards_is_refused() {
-    let mut n = node();
-    // The key is ME + 2^101; the responder at ME + 2^100 names a node behind itself.
-    let body = Response::Next(NextHop::Closer(vec![peer(ME + 5, 7010)]));
-    let r = n.handle_message(
-        Duration::ZERO,
-        peer(ME + (1 << 100), 7004),
-        Message::Response { id: 1, body },
-    );
+    // The responder names a node behind itself.
+    let r = answer_first_step(Response::Next(NextHop::Closer(vec![peer(ME + 5, 7010)])));
     assert!(matches!(r, Err(ProtocolError::NoProgress { .. })), "{r:?}");
 }
 
 #[test]
 fn a_home_before_the_key_is_refused() {
-    let mut n = node();
-    let body = Response::Next(NextHop::Successors(vec![peer(ME + (1 << 100) + 5, 7011)]));
-    let r = n.handle_message(
-        Duration::ZERO,
-        peer(ME + (1 << 100), 7004),
-        Message::Response { id: 1, body },
-    );
+    // A "home" between the responder and the key.
+    let home = peer(ME + (1 << 100) + 5, 7011);
+    let r = answer_first_step(Response::Next(NextHop::Successors(vec![home])));
     assert!(matches!(r, Err(ProtocolError::NotPastKey { .. })), "{r:?}");
 }
 

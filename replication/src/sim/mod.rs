@@ -187,7 +187,7 @@ impl Sim {
             self.nodes.push(SimNode { peer, node: Some(node), incarnation: 0, wake_at: None });
         }
         self.membership_changed();
-        let truth = self.truth_ref_owned();
+        let truth = self.compute_truth();
         let by_id: HashMap<Id, Peer> =
             self.nodes.iter().filter(|n| n.node.is_some()).map(|n| (n.peer.id, n.peer)).collect();
         let r = self.chord.successors;
@@ -302,28 +302,31 @@ impl Sim {
         self.joined = None;
     }
 
-    /// A uniformly random live, joined node.
-    fn random_joined(&mut self) -> Option<usize> {
+    /// Live, joined node indices, cached until membership changes.
+    fn joined(&mut self) -> &[usize] {
         if self.joined.is_none() {
             self.joined = Some(self.joined_indices());
         }
-        let joined = self.joined.as_ref()?;
-        if joined.is_empty() {
+        self.joined.as_deref().unwrap_or_default()
+    }
+
+    /// A uniformly random live, joined node.
+    fn random_joined(&mut self) -> Option<usize> {
+        let n = self.joined().len();
+        if n == 0 {
             return None;
         }
-        let k = self.rng.random_range(0..joined.len());
-        Some(joined[k])
+        let k = self.rng.random_range(0..n);
+        Some(self.joined()[k])
     }
 
-    /// The true ring: live, joined nodes.
+    /// The true ring: live, joined nodes, cached until membership changes.
     pub fn truth(&mut self) -> &Truth {
-        if self.truth.is_none() {
-            self.truth = Some(self.truth_ref_owned());
-        }
-        self.truth.get_or_insert_with(Truth::default)
+        let truth = self.truth.take().unwrap_or_else(|| self.compute_truth());
+        self.truth.insert(truth)
     }
 
-    fn truth_ref_owned(&self) -> Truth {
+    fn compute_truth(&self) -> Truth {
         Truth::new(
             self.nodes
                 .iter()
@@ -335,10 +338,11 @@ impl Sim {
 
     /// How correct every live node's routing state is right now.
     pub fn ring_check(&mut self) -> RingCheck {
-        self.truth();
-        let truth = self.truth.as_ref().expect("truth computed above");
+        let truth = self.truth.take().unwrap_or_else(|| self.compute_truth());
         let nodes = self.nodes.iter().filter_map(|n| n.node.as_ref()).filter(|n| n.is_joined());
-        RingCheck::examine(nodes, truth)
+        let check = RingCheck::examine(nodes, &truth);
+        self.truth = Some(truth);
+        check
     }
 
     // ------------------------------------------------------------ workload
@@ -359,7 +363,7 @@ impl Sim {
     pub fn set_lookup_rate(&mut self, rate: f64) {
         self.lookup_rate = rate;
         if rate > 0.0 && !self.lookup_scheduled {
-            self.schedule_poisson(Ev::Lookup);
+            self.schedule_lookup();
         }
     }
 
@@ -367,28 +371,28 @@ impl Sim {
     pub fn set_churn(&mut self, churn: Option<Churn>) {
         self.churn = churn;
         if churn.is_some() && !self.churn_scheduled {
-            self.schedule_poisson(Ev::Churn);
+            self.schedule_churn();
         }
     }
 
-    fn schedule_poisson(&mut self, ev: Ev) {
-        let rate = match ev {
-            Ev::Lookup => {
-                self.lookup_scheduled = true;
-                if self.joined.is_none() {
-                    self.joined = Some(self.joined_indices());
-                }
-                self.lookup_rate * self.joined.as_ref().map_or(1, |j| j.len().max(1)) as f64
-            }
-            Ev::Churn => {
-                self.churn_scheduled = true;
-                self.churn.map_or(0.0, |c| c.rate)
-            }
-            _ => return,
-        };
+    fn schedule_lookup(&mut self) {
+        self.lookup_scheduled = true;
+        let rate = self.lookup_rate * self.joined().len().max(1) as f64;
+        let at = self.next_arrival(rate);
+        self.push(at, Ev::Lookup);
+    }
+
+    fn schedule_churn(&mut self) {
+        self.churn_scheduled = true;
+        let rate = self.churn.map_or(0.0, |c| c.rate);
+        let at = self.next_arrival(rate);
+        self.push(at, Ev::Churn);
+    }
+
+    /// The next event of a Poisson process with `rate` per second: now + Exp(rate).
+    fn next_arrival(&mut self, rate: f64) -> Time {
         let u: f64 = self.rng.random();
-        let gap = Duration::from_secs_f64(-(1.0 - u).ln() / rate);
-        self.push(self.now + gap, ev);
+        self.now + Duration::from_secs_f64(-(1.0 - u).ln() / rate)
     }
 
     fn alive_count(&self) -> usize {
@@ -446,7 +450,7 @@ impl Sim {
                     self.lookup(i, key);
                 }
                 if self.lookup_rate > 0.0 {
-                    self.schedule_poisson(Ev::Lookup);
+                    self.schedule_lookup();
                 }
             }
             Ev::Churn => {
@@ -458,7 +462,7 @@ impl Sim {
                 }
                 self.add_node();
                 if self.churn.is_some() {
-                    self.schedule_poisson(Ev::Churn);
+                    self.schedule_churn();
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! The simulated network: who can reach whom, how long it takes, and what gets lost.
 
 use super::config::Latency;
+use crate::hash::MixHasher;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::hash::Hasher;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -35,10 +37,10 @@ impl Network {
     /// The fixed part of a link's latency: symmetric, and the same every time it is asked.
     fn link_base(&self, a: usize, b: usize) -> Duration {
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        let mut h = (lo as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (hi as u64);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
+        let mut hasher = MixHasher::default();
+        hasher.write_usize(lo);
+        hasher.write_usize(hi);
+        let h = hasher.finish();
         let span = self.latency.max.saturating_sub(self.latency.min);
         let frac = (h % 1_000_000) as f64 / 1_000_000.0;
         self.latency.min + span.mul_f64(frac)

@@ -94,6 +94,16 @@ pub struct IntervalReport {
     pub ring_ok: f64,
 }
 
+impl IntervalReport {
+    /// Adds lookups that ended after the interval closed (the drain at the end of a run) and
+    /// updates the figures derived from them.
+    pub(crate) fn absorb(&mut self, late: &LookupTotals) {
+        self.lookups.merge(late);
+        self.success_rate = self.lookups.success_rate();
+        self.mean_hops = self.lookups.mean_hops();
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -58,10 +58,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
     sim.set_churn(None);
     sim.run_for(cfg.chord.rto_max * (cfg.chord.max_lookup_hops.min(8)));
     if let Some(last) = intervals.last_mut() {
-        let tail = sim.take_interval(last.end_s);
-        last.lookups.merge(&tail.lookups);
-        last.success_rate = last.lookups.success_rate();
-        last.mean_hops = last.lookups.mean_hops();
+        last.absorb(&sim.take_interval(last.end_s).lookups);
     }
 
     let lookups = Report::totals(&intervals);
