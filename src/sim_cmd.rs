@@ -1,7 +1,8 @@
 //! `beehive sim`: runs the standard scenario and prints a table, optionally a JSON report.
 
 use anyhow::{Context, Result};
-use beehive_replication::sim::{self, Churn, Progress, SimConfig};
+use beehive_replication::config::Mode;
+use beehive_replication::sim::{self, Catalog, Churn, Progress, SimConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -46,6 +47,28 @@ pub struct SimArgs {
     /// Write the full report as JSON to this path.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// An object workload of this many objects (Zipf requests through the replication
+    /// layer); 0 looks up random keys instead.
+    #[arg(long, default_value_t = 0)]
+    objects: usize,
+    /// Zipf α of the object requests.
+    #[arg(long, default_value_t = 0.91)]
+    alpha: f64,
+    /// Replication mode: chord (home only), passive (path caching) or beehive.
+    #[arg(long, default_value = "beehive")]
+    mode: Mode,
+    /// Beehive's target average lookup cost C, in hops.
+    #[arg(long, default_value_t = 1.0)]
+    target_hops: f64,
+    /// Instead of C: objects stored per node; the leader solves for the smallest C that fits.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Replication (counting, aggregation, pull) interval, in virtual seconds.
+    #[arg(long, default_value_t = 10.0)]
+    replication_interval: f64,
+    /// Reverse the popularity order this many seconds into the measured phase.
+    #[arg(long)]
+    reverse_at: Option<f64>,
 }
 
 fn secs(name: &str, s: f64) -> Result<Duration> {
@@ -69,6 +92,16 @@ impl SimArgs {
             ..SimConfig::default()
         };
         cfg.chord.successors = self.successors;
+        let r = &mut cfg.chord.replication;
+        r.mode = self.mode;
+        r.target_hops = self.target_hops;
+        r.budget = self.budget;
+        r.interval = secs("replication-interval", self.replication_interval)?;
+        if self.objects > 0 {
+            cfg.catalog =
+                Some(Catalog { objects: self.objects, alpha: self.alpha, ..Catalog::default() });
+        }
+        cfg.reverse_at = self.reverse_at.map(|t| secs("reverse-at", t)).transpose()?;
         cfg.validate().context("bad simulation settings")?;
         Ok(cfg)
     }

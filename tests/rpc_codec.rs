@@ -41,10 +41,13 @@ fn all_messages() -> Vec<Message> {
     vec![
         Message::Request { id: 0, body: Request::Ping },
         Message::Request { id: 1, body: Request::Stabilize },
-        Message::Request { id: 2, body: Request::FindNext { key: Id(0), as_home: false } },
+        Message::Request {
+            id: 2,
+            body: Request::FindNext { key: Id(0), as_home: false, want_object: false },
+        },
         Message::Request {
             id: u64::MAX,
-            body: Request::FindNext { key: Id(u128::MAX), as_home: true },
+            body: Request::FindNext { key: Id(u128::MAX), as_home: true, want_object: true },
         },
         Message::Request {
             id: 4,

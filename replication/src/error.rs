@@ -35,6 +35,10 @@ pub enum ProtocolError {
     /// A message claimed to come from this node's own id. Ignored.
     #[error("message claims to come from this node's own id {0:?}; ignored")]
     FromSelf(Id),
+    /// A field no correct node sends (too many entries, a NaN rate, a level past the ring's).
+    /// The whole message is ignored.
+    #[error("malformed message: {0}; ignored")]
+    Malformed(&'static str),
     /// The node has left the ring and accepts nothing more. Ignored.
     #[error("node has left the ring; message ignored")]
     Left,

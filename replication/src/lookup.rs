@@ -18,6 +18,8 @@ pub struct LookupId(pub u64);
 pub(crate) enum Purpose {
     /// Asked for by the caller: report the answer as an event.
     User(LookupId),
+    /// An object lookup for the caller: any holder of a copy may answer.
+    Object(LookupId),
     /// Our own successor, through a seed: the answer is where we join.
     Join,
     /// successor(me + 2^j): the answer is finger j.
@@ -53,6 +55,8 @@ pub(crate) struct Lookup {
     pub candidates: Vec<Peer>,
     /// Everyone already asked as a router, so nobody is asked twice.
     pub asked: Vec<Id>,
+    /// Every node asked, in order (passive caching copies the object onto them).
+    pub visited: Vec<Peer>,
 }
 
 impl Lookup {
@@ -66,6 +70,7 @@ impl Lookup {
             named_at: 0,
             candidates: Vec::new(),
             asked: Vec::new(),
+            visited: Vec::new(),
         };
         l.add_candidates(candidates);
         l
@@ -110,6 +115,9 @@ impl Lookup {
 
     /// Records that `p` is being asked.
     pub fn mark_asked(&mut self, p: Peer, as_home: bool) {
+        if !self.visited.iter().any(|q| q.id == p.id) {
+            self.visited.push(p);
+        }
         if as_home {
             self.asked_homes.push(p.id);
         } else {

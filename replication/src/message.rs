@@ -4,6 +4,7 @@
 //! counter); here messages are plain data with serde derives, and [`Message::validate`] holds
 //! the size limits every receiver enforces before touching state.
 
+use crate::beehive::wire::{self, LevelResult, ObjectInfo, Offer, OfferList, Pull, MAX_LEVELS};
 use crate::error::ProtocolError;
 use crate::id::Id;
 use crate::peer::Peer;
@@ -16,13 +17,13 @@ pub type RequestId = u64;
 /// is malformed rather than generous.
 pub const MAX_LISTED_PEERS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     Request { id: RequestId, body: Request },
     Response { id: RequestId, body: Response },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Are you alive? (check-predecessor, and probes of suspected peers)
     Ping,
@@ -32,12 +33,23 @@ pub enum Request {
     /// One step of an iterative lookup: who is the home of `key`, or whom should I ask next?
     /// `as_home` says the asker was told the receiver is the key's home (a `Successors`
     /// answer), which settles the question when the receiver has no live predecessor.
-    FindNext { key: Id, as_home: bool },
+    /// `want_object` says a copy is as good as the home: a holder answers [`NextHop::Have`].
+    FindNext { key: Id, as_home: bool, want_object: bool },
     /// A graceful departure: the sender leaves the ring; splice it out.
     Leaving { predecessor: Option<Peer>, successors: Vec<Peer> },
+    /// Once per replication interval, to each finger: counts toward homes, the report toward
+    /// the leader, and "which of your objects should I hold?". Answered with
+    /// [`Response::Offers`].
+    Pull(Box<Pull>),
+    /// Passive mode: a lookup for this object passed you; fetch it from `holder` and cache it.
+    Cache { offer: Offer, holder: Peer },
+    /// Versions of `key` below `min_version` are void: drop them, and pass this on to the
+    /// fingers in `(you, limit)` whose part of the ring meets the replica arc
+    /// `(arc_start, key]` (a range broadcast, O(log N) deep).
+    Invalidate { key: Id, min_version: u64, arc_start: Id, limit: Id },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Pong,
     Ack,
@@ -47,11 +59,17 @@ pub enum Response {
         successors: Vec<Peer>,
     },
     Next(NextHop),
+    /// The objects whose replica arc contains the puller, and the responder's leader result
+    /// if it is newer than the puller's.
+    Offers {
+        list: OfferList,
+        result: Option<LevelResult>,
+    },
 }
 
 /// The answer to one lookup step. A lookup ends only when a node answers [`NextHop::Here`],
 /// so it never ends at a node that is not there to answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NextHop {
     /// "I am the home of the key."
     Here,
@@ -61,11 +79,26 @@ pub enum NextHop {
     /// "Ask one of these next": nodes strictly between the responder and the key, closest
     /// to the key first. Several, so the asker can route around a dead one by itself.
     Closer(Vec<Peer>),
+    /// "I hold the object" (its home or a copy), at `level`; `object` is `None` while the
+    /// home has not fetched the body from the origin yet. Only for `want_object` lookups.
+    Have { level: u8, object: Option<ObjectInfo> },
 }
 
 impl Message {
-    /// Rejects messages no correct node sends: oversized peer lists.
+    /// Rejects messages no correct node sends: oversized peer lists, out-of-range figures.
     pub fn validate(&self) -> Result<(), ProtocolError> {
+        match self {
+            Message::Request { body: Request::Pull(pull), .. } => wire::check_pull(pull)?,
+            Message::Response { body: Response::Offers { list, result }, .. } => {
+                wire::check_offers(list, result.as_ref())?
+            }
+            Message::Response { body: Response::Next(NextHop::Have { level, .. }), .. }
+                if usize::from(*level) >= MAX_LEVELS =>
+            {
+                return Err(ProtocolError::Malformed("level beyond the ring's levels"))
+            }
+            _ => {}
+        }
         let listed = match self {
             Message::Request { body: Request::Leaving { successors, .. }, .. } => successors.len(),
             Message::Response { body: Response::Neighbors { successors, .. }, .. } => {
@@ -91,12 +124,16 @@ impl Message {
                 Request::Stabilize => "stabilize",
                 Request::FindNext { .. } => "find_next",
                 Request::Leaving { .. } => "leaving",
+                Request::Pull(_) => "pull",
+                Request::Cache { .. } => "cache",
+                Request::Invalidate { .. } => "invalidate",
             },
             Message::Response { body, .. } => match body {
                 Response::Pong => "pong",
                 Response::Ack => "ack",
                 Response::Neighbors { .. } => "neighbors",
                 Response::Next(_) => "next",
+                Response::Offers { .. } => "offers",
             },
         }
     }

@@ -78,6 +78,11 @@ impl Routing {
         self.set_successors(list);
     }
 
+    /// The fingers without repeats, nearest first.
+    pub fn distinct_fingers(&self) -> &[Peer] {
+        &self.distinct
+    }
+
     pub fn set_finger(&mut self, j: u32, p: Peer) {
         self.set_fingers(j..j + 1, p);
     }

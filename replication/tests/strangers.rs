@@ -72,6 +72,7 @@ fn next_hop() -> impl Strategy<Value = NextHop> {
         Just(NextHop::Here),
         peers(MAX_LISTED_PEERS + 4).prop_map(NextHop::Successors),
         peers(MAX_LISTED_PEERS + 4).prop_map(NextHop::Closer),
+        (any::<u8>(), any::<bool>()).prop_map(|(level, _)| NextHop::Have { level, object: None }),
     ]
 }
 
@@ -79,8 +80,12 @@ fn message() -> impl Strategy<Value = Message> {
     let request = prop_oneof![
         Just(Request::Ping),
         Just(Request::Stabilize),
-        (any::<u128>(), any::<bool>())
-            .prop_map(|(k, as_home)| Request::FindNext { key: Id(k), as_home }),
+        (any::<u128>(), any::<bool>(), any::<bool>()).prop_map(|(k, as_home, want_object)| {
+            Request::FindNext { key: Id(k), as_home, want_object }
+        }),
+        (any::<u128>(), any::<u64>(), any::<u128>(), any::<u128>()).prop_map(|(k, v, s, l)| {
+            Request::Invalidate { key: Id(k), min_version: v, arc_start: Id(s), limit: Id(l) }
+        }),
         (prop::option::of(any_peer()), peers(MAX_LISTED_PEERS + 4))
             .prop_map(|(predecessor, successors)| Request::Leaving { predecessor, successors }),
     ];

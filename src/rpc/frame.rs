@@ -71,7 +71,7 @@ impl Kind {
 }
 
 /// What a frame carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// The sender's advertised identity. Sent once, first, on every connection, in each
     /// direction; every later message on the connection is from this peer.
@@ -105,7 +105,7 @@ impl From<Message> for Payload {
 }
 
 /// A frame that passed every check: MAC, sequence, decoding and [`Message::validate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     /// Its sequence number, strictly greater than every earlier one on the connection.
     pub seq: u64,

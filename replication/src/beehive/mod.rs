@@ -25,13 +25,24 @@
 //!   storage-budget solve) and rate thresholds
 //! * [`zipf`] — the log-binned rate histogram, the mergeable summary and the α fit
 //! * [`popularity`] — the Space-Saving heavy-hitters sketch and the smoothed per-object rate
+//! * [`wire`] — offers, counts, reports and the leader's result as they travel; replica arcs
+//! * [`home`] — a home's objects: plausible, capped counts → smoothed rate → level
+//! * [`holdings`] — replicas under leases, passive caches, tombstones of purged versions
+//! * [`leader`] — merged reports → fitted α, estimated M, measured hop cost → thresholds
+//!
+//! The node glue (timers, messages, events) is in `node/replicate.rs`.
 
+pub mod holdings;
+pub mod home;
+pub mod leader;
 pub mod levels;
 pub mod popularity;
+pub mod wire;
 pub mod zipf;
 
 pub use levels::{
     level_for_rate, solve, solve_for_budget, thresholds, LevelError, LevelParams, LevelSolution,
 };
 pub use popularity::{IntervalCounts, SmoothedRate, SpaceSaving, Tracked};
+pub use wire::{in_arc, CountEntry, LevelResult, ObjectInfo, Offer, Pull, Report};
 pub use zipf::{fit, FitConfig, FitError, PopularitySummary, RateHistogram, ZipfFit};

@@ -1,5 +1,6 @@
 //! What a simulation run models, with defaults and validation.
 
+use super::objects::Catalog;
 use crate::config::ChordConfig;
 use crate::error::ConfigError;
 use serde::Serialize;
@@ -65,6 +66,10 @@ pub struct SimConfig {
     pub churn: Option<Churn>,
     /// Length of one reporting interval.
     pub interval: Duration,
+    /// An object workload: lookups become object fetches of Zipf-popular catalog objects.
+    pub catalog: Option<Catalog>,
+    /// Reverse the popularity order this long into the measured phase.
+    pub reverse_at: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -82,6 +87,8 @@ impl Default for SimConfig {
             lookup_rate: 1.0,
             churn: None,
             interval: Duration::from_secs(10),
+            catalog: None,
+            reverse_at: None,
         }
     }
 }
@@ -109,6 +116,14 @@ impl SimConfig {
         }
         if self.interval.is_zero() {
             return bad("interval", "must be greater than zero");
+        }
+        if let Some(c) = &self.catalog {
+            if c.objects == 0 || c.objects > 1 << 26 {
+                return bad("objects", "must be between 1 and 67108864");
+            }
+            if !(c.alpha > 0.0 && c.alpha <= 10.0) {
+                return bad("alpha", "must be in (0, 10]; the paper's workload is 0.91");
+            }
         }
         Ok(())
     }

@@ -12,15 +12,18 @@
 
 mod config;
 mod network;
+mod objects;
 mod oracle;
 mod report;
 mod scenario;
 
 pub use config::{Churn, Latency, SimConfig};
+pub use objects::Catalog;
 pub use oracle::{RingCheck, Truth};
-pub use report::{IntervalReport, LookupTotals, Report, MAX_HOP_BUCKET};
+pub use report::{IntervalReport, LookupTotals, ReplicationStats, Report, MAX_HOP_BUCKET};
 pub use scenario::{run, Progress};
 
+use crate::beehive::wire::Offer;
 use crate::id::{Id, ID_BITS};
 use crate::lookup::LookupId;
 use crate::message::Message;
@@ -28,6 +31,7 @@ use crate::node::{Event, Node};
 use crate::peer::Peer;
 use crate::time::Time;
 use network::Network;
+use objects::Origin;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::{Ordering, Reverse};
@@ -54,6 +58,16 @@ enum Ev {
     },
     Lookup,
     Churn,
+    /// A body transfer ends at `node`.
+    Fetched(Box<Fetch>),
+}
+
+#[derive(Debug)]
+struct Fetch {
+    node: u32,
+    incarnation: u32,
+    from: u32,
+    offer: Offer,
 }
 
 #[derive(Debug)]
@@ -96,6 +110,12 @@ struct IntervalCounters {
     messages: u64,
     bytes: u64,
     per_node: Vec<u64>,
+    rep: ReplicationStats,
+}
+
+/// Message kinds that are replication control traffic.
+fn is_replication(kind: &str) -> bool {
+    matches!(kind, "pull" | "offers" | "cache" | "invalidate")
 }
 
 /// A simulated ring. See the module docs.
@@ -122,6 +142,14 @@ pub struct Sim {
     counters: IntervalCounters,
     by_kind: BTreeMap<&'static str, u64>,
     encode_buf: Vec<u8>,
+    origin: Option<Origin>,
+    key_index: HashMap<Id, usize>,
+    /// Object index → when its content last changed, for the purge invariant.
+    changed_at: HashMap<usize, Time>,
+    /// How long after a change an old body may still be served.
+    stale_bound: Duration,
+    /// Nodes that serve corrupt bodies (their transfers fail verification).
+    corrupt: Vec<bool>,
 }
 
 impl Sim {
@@ -148,7 +176,82 @@ impl Sim {
             counters: IntervalCounters::default(),
             by_kind: BTreeMap::new(),
             encode_buf: Vec::with_capacity(4096),
+            origin: None,
+            key_index: HashMap::new(),
+            changed_at: HashMap::new(),
+            stale_bound: Duration::from_secs(5),
+            corrupt: Vec::new(),
         }
+    }
+
+    // ------------------------------------------------------------ objects
+
+    /// Gives the simulation an origin with `catalog`'s objects: the lookup workload then asks
+    /// for objects (Zipf) with [`Node::fetch`] instead of random keys.
+    pub fn set_catalog(&mut self, catalog: &Catalog) -> Result<(), String> {
+        let origin = Origin::new(catalog)?;
+        self.key_index = (0..origin.len()).map(|i| (origin.key(i), i)).collect();
+        self.origin = Some(origin);
+        Ok(())
+    }
+
+    /// The key of catalog object `index`.
+    pub fn object_key(&self, index: usize) -> Option<Id> {
+        self.origin.as_ref().filter(|o| index < o.len()).map(|o| o.key(index))
+    }
+
+    /// The catalog index of the object of popularity `rank` (1-based) right now.
+    pub fn object_of_rank(&self, rank: usize) -> Option<usize> {
+        self.origin.as_ref().map(|o| o.index_of_rank(rank))
+    }
+
+    /// Reverses the popularity order: the least popular object becomes the most popular.
+    pub fn reverse_popularity(&mut self) {
+        if let Some(o) = self.origin.as_mut() {
+            o.reverse();
+        }
+    }
+
+    /// How long after [`Sim::change_object`] a node may still serve the old body without it
+    /// counting as stale.
+    pub fn set_stale_bound(&mut self, bound: Duration) {
+        self.stale_bound = bound;
+    }
+
+    /// Changes object `index` at the origin and tells its home, which bumps the version and
+    /// invalidates every copy. Returns the home's index, if the object has one.
+    pub fn change_object(&mut self, index: usize) -> Option<usize> {
+        let now = self.now;
+        let origin = self.origin.as_mut()?;
+        let hash = origin.change(index);
+        let (key, size) = (origin.key(index), origin.size());
+        self.changed_at.insert(index, now);
+        let home = self.truth().successor(key)?;
+        let &i = self.by_addr.get(&self.nodes.iter().find(|n| n.peer.id == home)?.peer.addr)?;
+        let node = self.nodes[i].node.as_mut()?;
+        node.put_home(now, key, hash, size);
+        self.drain(i);
+        Some(i)
+    }
+
+    /// Purges object `index` at its home (the origin's content is unchanged).
+    pub fn purge_object(&mut self, index: usize) -> bool {
+        let now = self.now;
+        let Some(key) = self.object_key(index) else { return false };
+        let Some(home) = self.truth().successor(key) else { return false };
+        let Some(i) = self.nodes.iter().position(|n| n.peer.id == home) else { return false };
+        let Some(node) = self.nodes[i].node.as_mut() else { return false };
+        let done = node.purge(now, key);
+        self.drain(i);
+        done
+    }
+
+    /// Makes node `i` serve corrupt bodies from now on.
+    pub fn corrupt_bodies(&mut self, i: usize) {
+        if self.corrupt.len() <= i {
+            self.corrupt.resize(i + 1, false);
+        }
+        self.corrupt[i] = true;
     }
 
     pub fn now(&self) -> Time {
@@ -359,6 +462,19 @@ impl Sim {
         self.drain(i);
     }
 
+    /// Starts an object lookup for catalog object `index` at node `i`.
+    pub fn fetch(&mut self, i: usize, index: usize) {
+        let now = self.now;
+        let Some(key) = self.object_key(index) else { return };
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let id = node.fetch(now, key);
+        self.lookups.insert((i, id), (key, now));
+        self.counters.lookups.started += 1;
+        self.drain(i);
+    }
+
     /// Sets the Poisson lookup workload: `rate` lookups per live node per second.
     pub fn set_lookup_rate(&mut self, rate: f64) {
         self.lookup_rate = rate;
@@ -446,13 +562,19 @@ impl Sim {
             Ev::Lookup => {
                 self.lookup_scheduled = false;
                 if let Some(i) = self.random_joined() {
-                    let key = Id(self.rng.random());
-                    self.lookup(i, key);
+                    match self.origin.as_ref().map(|o| o.sample(&mut self.rng)) {
+                        Some(index) => self.fetch(i, index),
+                        None => {
+                            let key = Id(self.rng.random());
+                            self.lookup(i, key);
+                        }
+                    }
                 }
                 if self.lookup_rate > 0.0 {
                     self.schedule_lookup();
                 }
             }
+            Ev::Fetched(f) => self.fetched(*f),
             Ev::Churn => {
                 self.churn_scheduled = false;
                 let alive = self.alive_indices();
@@ -519,7 +641,12 @@ impl Sim {
             self.counters.per_node.resize(from + 1, 0);
         }
         self.counters.per_node[from] += 1;
-        *self.by_kind.entry(msg.kind()).or_default() += 1;
+        let kind = msg.kind();
+        *self.by_kind.entry(kind).or_default() += 1;
+        if is_replication(kind) {
+            self.counters.rep.control_messages_per_node += 1.0;
+            self.counters.rep.control_bytes_per_node += bytes as f64;
+        }
         let Some(&dest) = self.by_addr.get(&to.addr) else {
             return;
         };
@@ -532,15 +659,34 @@ impl Sim {
     fn on_event(&mut self, i: usize, e: Event) {
         match e {
             Event::Joined { .. } => self.membership_changed(),
-            Event::LookupDone { id, key, home, hops } => {
+            Event::LookupDone { id, key, home, hops, served } => {
                 let Some(_) = self.lookups.remove(&(i, id)) else {
                     return;
                 };
                 self.log.update(b"done");
                 self.log.update(&key.0.to_le_bytes());
                 self.log.update(&home.id.0.to_le_bytes());
+                let now = self.now;
+                let mut copy_ok = false;
+                if let (Some(s), Some(&index)) = (served, self.key_index.get(&key)) {
+                    if let (Some(info), Some(origin)) = (s.object, self.origin.as_ref()) {
+                        let old = !origin.is_current(index, &info);
+                        let late = self
+                            .changed_at
+                            .get(&index)
+                            .is_some_and(|t| now > *t + self.stale_bound);
+                        if old && late {
+                            self.counters.rep.stale_served += 1;
+                        }
+                    }
+                    // A copy is a right answer if the node that gave it holds one.
+                    let holder = self.by_addr.get(&home.addr).copied();
+                    copy_ok = holder
+                        .and_then(|h| self.nodes[h].node.as_ref())
+                        .is_some_and(|n| s.object.is_some() && n.holds(now, key).is_some());
+                }
                 let truth = self.truth();
-                let right = truth.successor(key) == Some(home.id);
+                let right = copy_ok || truth.successor(key) == Some(home.id);
                 let alive = truth.contains(home.id);
                 let l = &mut self.counters.lookups;
                 l.record_hops(hops);
@@ -558,8 +704,66 @@ impl Sim {
                     self.counters.lookups.failed += 1;
                 }
             }
-            Event::JoinFailed | Event::PredecessorChanged { .. } => {}
+            Event::FetchBody { from, offer } => self.start_fetch(i, from, offer),
+            Event::NeedObject { key } => {
+                let Some(&index) = self.key_index.get(&key) else { return };
+                let Some(origin) = self.origin.as_ref() else { return };
+                let (hash, size) = (origin.hash(index), origin.size());
+                self.counters.rep.origin_fetches += 1;
+                let now = self.now;
+                if let Some(node) = self.nodes[i].node.as_mut() {
+                    node.put_home(now, key, hash, size);
+                }
+            }
+            Event::JoinFailed | Event::PredecessorChanged { .. } | Event::Evict { .. } => {}
         }
+    }
+
+    /// A body transfer from `from` to node `i`: one round trip, or a failure if either
+    /// direction is cut.
+    fn start_fetch(&mut self, i: usize, from: crate::peer::Peer, offer: Offer) {
+        let Some(&src) = self.by_addr.get(&from.addr) else { return };
+        let there = self.net.delay(i, src, &mut self.rng);
+        let back = self.net.delay(src, i, &mut self.rng);
+        let incarnation = self.nodes[i].incarnation;
+        let at = match (there, back) {
+            (Some(a), Some(b)) => self.now + a + b,
+            // Lost: the fetch times out.
+            _ => self.now + self.chord.rto_max,
+        };
+        let f = Fetch { node: i as u32, incarnation, from: src as u32, offer };
+        self.push(at, Ev::Fetched(Box::new(f)));
+    }
+
+    fn fetched(&mut self, f: Fetch) {
+        let now = self.now;
+        let (i, src) = (f.node as usize, f.from as usize);
+        if self.nodes[i].incarnation != f.incarnation {
+            return;
+        }
+        let key = f.offer.key;
+        // The body the source has now, as the receiver would hash it.
+        let body = self.nodes[src].node.as_ref().and_then(|n| n.holds(now, key));
+        let corrupt = self.corrupt.get(src).copied().unwrap_or(false);
+        let verified = body.is_some_and(|b| b.hash == f.offer.info.hash) && !corrupt;
+        let size = self.origin.as_ref().map_or(0, |o| o.size());
+        if self.nodes[i].node.is_none() {
+            return;
+        }
+        if verified {
+            let from = self.nodes[src].peer;
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                node.replica_stored(now, from, f.offer);
+            }
+            self.counters.rep.body_fetches += 1;
+            self.counters.rep.body_bytes += size;
+        } else {
+            if let Some(node) = self.nodes[i].node.as_mut() {
+                node.fetch_failed(key);
+            }
+            self.counters.rep.body_rejected += body.is_some() as u64;
+        }
+        self.drain(i);
     }
 
     fn push(&mut self, at: Time, ev: Ev) {
@@ -586,7 +790,28 @@ impl Sim {
                 x as f64 / nodes as f64
             }
         };
+        let replication = self.origin.is_some().then(|| {
+            let mut r = c.rep.clone();
+            let now = self.now;
+            let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
+            let stored: usize = live.iter().map(|n| n.stored_objects(now)).sum();
+            r.stored_per_node = per(stored as u64);
+            r.control_messages_per_node = per(c.rep.control_messages_per_node as u64);
+            r.control_bytes_per_node = per(c.rep.control_bytes_per_node as u64);
+            let newest =
+                live.iter().filter_map(|n| n.level_result()).max_by_key(|r| (r.epoch, r.leader));
+            if let Some(l) = newest {
+                r.epoch = l.epoch;
+                r.alpha = l.alpha;
+                r.objects_estimate = l.objects;
+                r.nodes_estimate = l.nodes;
+                r.hop_cost = l.hop_cost;
+                r.target_hops = l.target_hops;
+            }
+            r
+        });
         IntervalReport {
+            replication,
             end_s,
             nodes,
             success_rate: c.lookups.success_rate(),

@@ -92,6 +92,35 @@ pub struct IntervalReport {
     pub max_messages_per_node: u64,
     pub ring: RingCheck,
     pub ring_ok: f64,
+    /// With an object workload: what replication stored, sent and served.
+    pub replication: Option<ReplicationStats>,
+}
+
+/// Replication figures for one interval (object workloads only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplicationStats {
+    /// Objects stored per live node at the interval's end: home copies plus replicas/caches.
+    pub stored_per_node: f64,
+    /// Replication control traffic (pull, offers, cache, invalidate) per node in the interval.
+    pub control_messages_per_node: f64,
+    pub control_bytes_per_node: f64,
+    /// Bodies moved between nodes (replica and cache fills), and their bytes.
+    pub body_fetches: u64,
+    pub body_bytes: u64,
+    /// Body fetches refused because the hash did not match.
+    pub body_rejected: u64,
+    /// Bodies fetched from the origin by homes.
+    pub origin_fetches: u64,
+    /// Object lookups answered with a body that is no longer the origin's, later than the
+    /// propagation bound after the change (the purge invariant; must stay 0).
+    pub stale_served: u64,
+    /// The newest leader result in the ring at the interval's end.
+    pub epoch: u64,
+    pub alpha: f64,
+    pub objects_estimate: f64,
+    pub nodes_estimate: f64,
+    pub hop_cost: f64,
+    pub target_hops: f64,
 }
 
 impl IntervalReport {
@@ -185,6 +214,41 @@ impl Report {
                 i.ring_ok * 100.0,
                 i.ring.rings,
             );
+        }
+        if self.intervals.iter().any(|i| i.replication.is_some()) {
+            let _ = writeln!(
+                s,
+                "{:>7} {:>6} {:>8} {:>9} {:>11} {:>7} {:>7} {:>6} {:>6} {:>8} {:>5}",
+                "t(s)",
+                "hops",
+                "stored/n",
+                "ctl msg/n",
+                "ctl bytes/n",
+                "fills",
+                "origin",
+                "stale",
+                "alpha",
+                "M est",
+                "h"
+            );
+            for i in &self.intervals {
+                let Some(r) = &i.replication else { continue };
+                let _ = writeln!(
+                    s,
+                    "{:>7.0} {:>6.3} {:>8.1} {:>9.1} {:>11.0} {:>7} {:>7} {:>6} {:>6.3} {:>8.0} {:>5.2}",
+                    i.end_s,
+                    i.mean_hops,
+                    r.stored_per_node,
+                    r.control_messages_per_node,
+                    r.control_bytes_per_node,
+                    r.body_fetches,
+                    r.origin_fetches,
+                    r.stale_served,
+                    r.alpha,
+                    r.objects_estimate,
+                    r.hop_cost
+                );
+            }
         }
         let l = &self.lookups;
         let _ = writeln!(

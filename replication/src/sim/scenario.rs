@@ -21,6 +21,9 @@ pub struct Progress {
 pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report, ConfigError> {
     cfg.validate()?;
     let mut sim = Sim::new(cfg);
+    if let Some(c) = &cfg.catalog {
+        sim.set_catalog(c).map_err(|reason| ConfigError { field: "catalog", reason })?;
+    }
     if cfg.converged_start {
         sim.add_converged_nodes(cfg.nodes);
     } else {
@@ -45,7 +48,12 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
     let start = sim.now();
     let mut intervals = Vec::new();
     let mut elapsed = Duration::ZERO;
+    let mut reversed = false;
     while elapsed < cfg.duration {
+        if cfg.reverse_at.is_some_and(|t| t <= elapsed) && !reversed {
+            reversed = true;
+            sim.reverse_popularity();
+        }
         let step = cfg.interval.min(cfg.duration - elapsed);
         elapsed += step;
         sim.run_until(start + elapsed);

@@ -23,8 +23,14 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
+mod replicate;
+
+use crate::beehive::wire::Offer;
+use replicate::Replication;
+pub use replicate::Served;
+
 /// A message the caller must deliver to `to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
     pub to: Peer,
     pub message: Message,
@@ -37,12 +43,22 @@ pub enum Event {
     Joined { successor: Peer },
     /// No seed answered; the node retries after a backoff.
     JoinFailed,
-    /// A caller's lookup ended: `home` is successor(key) as the ring sees it.
-    LookupDone { id: LookupId, key: Id, home: Peer, hops: u32 },
+    /// A caller's lookup ended: `home` is successor(key) as the ring sees it. For an object
+    /// lookup ([`Node::fetch`]) `home` is the node that answered (the home or a holder of a
+    /// copy) and `served` says what it holds.
+    LookupDone { id: LookupId, key: Id, home: Peer, hops: u32, served: Option<Served> },
     /// A caller's lookup ran out of candidates or hops.
     LookupFailed { id: LookupId, key: Id, hops: u32 },
     /// Our predecessor changed, so the arc of keys we are home for changed.
     PredecessorChanged { old: Option<Peer>, new: Option<Peer> },
+    /// Fetch the body `offer` describes from `from`, check its blake3 against `offer.info.hash`,
+    /// then call [`Node::replica_stored`] (or [`Node::fetch_failed`]).
+    FetchBody { from: Peer, offer: Offer },
+    /// We are home for `key` and have no body: fetch it from the origin and call
+    /// [`Node::put_home`].
+    NeedObject { key: Id },
+    /// The core no longer holds `key` (lease expired, purged, home moved): drop the body.
+    Evict { key: Id },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +79,7 @@ enum Awaiting {
     Neighbors,
     Ack,
     Next(u64),
+    Offers,
 }
 
 impl Awaiting {
@@ -72,6 +89,7 @@ impl Awaiting {
             Awaiting::Neighbors => "stabilize",
             Awaiting::Ack => "leaving",
             Awaiting::Next(_) => "find_next",
+            Awaiting::Offers => "pull",
         }
     }
 }
@@ -92,9 +110,10 @@ enum Timer {
     CheckPredecessor,
     Merge,
     JoinRetry,
+    Replicate,
 }
 
-const TIMERS: usize = 5;
+const TIMERS: usize = 6;
 const MAX_DEPARTED: usize = 16;
 
 /// One node's Chord state. See the module docs for the calling convention.
@@ -123,6 +142,7 @@ pub struct Node {
     merge_inflight: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    rep: Replication,
 }
 
 impl Node {
@@ -132,6 +152,7 @@ impl Node {
     /// The configuration must have passed [`ChordConfig::validate`].
     pub fn new(me: Peer, config: ChordConfig, now: Time) -> Self {
         let routing = Routing::new(me, config.successors);
+        let rep = Replication::new(config.replication.clone(), (me.id.0 >> 64) as u64);
         let join_backoff = config.stabilize_interval;
         let mut node = Node {
             config,
@@ -155,6 +176,7 @@ impl Node {
             merge_inflight: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            rep,
         };
         // A lone node is a ring: it runs the periodic tasks so that the first node to notify
         // it becomes its successor.
@@ -182,7 +204,12 @@ impl Node {
     /// [`Event::LookupFailed`] with the returned id. A key this node can answer from its own
     /// routing state completes at once with 0 hops.
     pub fn lookup(&mut self, now: Time, key: Id) -> LookupId {
+        self.start_user_lookup(now, key, false)
+    }
+
+    fn start_user_lookup(&mut self, now: Time, key: Id, want_object: bool) -> LookupId {
         let id = LookupId(self.next_lookup);
+        let purpose = if want_object { Purpose::Object(id) } else { Purpose::User(id) };
         let hop = self.routing.route(
             key,
             None,
@@ -194,14 +221,14 @@ impl Node {
             NextHop::Here => {
                 self.next_lookup += 1;
                 let home = self.me();
-                self.events.push_back(Event::LookupDone { id, key, home, hops: 0 });
+                self.events.push_back(Event::LookupDone { id, key, home, hops: 0, served: None });
             }
-            NextHop::Successors(homes) => {
-                self.begin_lookup(now, key, Purpose::User(id), homes, Vec::new())
-            }
+            NextHop::Successors(homes) => self.begin_lookup(now, key, purpose, homes, Vec::new()),
             NextHop::Closer(candidates) => {
-                self.begin_lookup(now, key, Purpose::User(id), Vec::new(), candidates)
+                self.begin_lookup(now, key, purpose, Vec::new(), candidates)
             }
+            // Routing alone never answers `Have`.
+            NextHop::Have { .. } => {}
         }
         id
     }
@@ -228,7 +255,7 @@ impl Node {
         ids.sort_unstable();
         for lid in ids {
             if let Some(l) = self.lookups.remove(&lid) {
-                if let Purpose::User(id) = l.purpose {
+                if let Purpose::User(id) | Purpose::Object(id) = l.purpose {
                     self.events.push_back(Event::LookupFailed { id, key: l.key, hops: l.hops });
                 }
             }
@@ -261,7 +288,7 @@ impl Node {
                 if self.peers.get(from.id).is_some() {
                     self.peers.heard_from(from.id, now);
                 }
-                let response = self.answer(from, body);
+                let response = self.answer(now, from, body);
                 self.transmits.push_back(Transmit {
                     to: from,
                     message: Message::Response { id, body: response },
@@ -290,6 +317,7 @@ impl Node {
             Timer::CheckPredecessor,
             Timer::FixFingers,
             Timer::Merge,
+            Timer::Replicate,
         ] {
             if self.timers[t as usize].is_some_and(|at| at <= now) {
                 self.timers[t as usize] = None;
@@ -361,8 +389,20 @@ impl Node {
 
     // ---------------------------------------------------------------- requests we answer
 
-    fn answer(&mut self, from: Peer, body: Request) -> Response {
+    fn answer(&mut self, now: Time, from: Peer, body: Request) -> Response {
         match body {
+            Request::FindNext { key, as_home, want_object: true } => {
+                match self.serve(now, key, Some(as_home)) {
+                    Some(s) => Response::Next(NextHop::Have { level: s.level, object: s.object }),
+                    None => Response::Next(self.routing.route(
+                        key,
+                        Some(from.id),
+                        as_home,
+                        |p| self.peers.is_suspected(p),
+                        self.config.lookup_candidates,
+                    )),
+                }
+            }
             Request::Ping => Response::Pong,
             Request::Stabilize => {
                 self.notified_by(from);
@@ -371,16 +411,23 @@ impl Node {
                     successors: self.routing.successors().to_vec(),
                 }
             }
-            Request::FindNext { key, as_home } => Response::Next(self.routing.route(
-                key,
-                Some(from.id),
-                as_home,
-                |p| self.peers.is_suspected(p),
-                self.config.lookup_candidates,
-            )),
+            Request::FindNext { key, as_home, want_object: false } => {
+                Response::Next(self.routing.route(
+                    key,
+                    Some(from.id),
+                    as_home,
+                    |p| self.peers.is_suspected(p),
+                    self.config.lookup_candidates,
+                ))
+            }
             Request::Leaving { predecessor, successors } => {
                 self.splice_out(from, predecessor, successors);
                 Response::Ack
+            }
+            Request::Pull(pull) => self.answer_pull(now, from, *pull),
+            Request::Cache { offer, holder } => self.answer_cache(now, offer, holder),
+            Request::Invalidate { key, min_version, arc_start, limit } => {
+                self.answer_invalidate(now, key, min_version, arc_start, limit)
             }
         }
     }
@@ -444,6 +491,7 @@ impl Node {
                         | (Awaiting::Ack, Response::Ack)
                         | (Awaiting::Neighbors, Response::Neighbors { .. })
                         | (Awaiting::Next(_), Response::Next(_))
+                        | (Awaiting::Offers, Response::Offers { .. })
                 );
                 if !fits {
                     return Err(ProtocolError::MismatchedResponse {
@@ -467,6 +515,9 @@ impl Node {
             }
             (Awaiting::Next(lid), Response::Next(hop)) => {
                 return self.lookup_step(now, lid, from, hop)
+            }
+            (Awaiting::Offers, Response::Offers { list, result }) => {
+                self.offers_received(now, from, list, result)
             }
             _ => {}
         }
@@ -520,12 +571,13 @@ impl Node {
             l.next_candidate(|p| peers.is_suspected(p))
         };
         match next {
-            None => self.finish_lookup(now, lid, None),
+            None => self.finish_lookup(now, lid, None, None),
             Some((p, as_home)) => {
                 l.mark_asked(p, as_home);
                 l.hops += 1;
                 let key = l.key;
-                let req = Request::FindNext { key, as_home };
+                let want_object = matches!(l.purpose, Purpose::Object(_));
+                let req = Request::FindNext { key, as_home, want_object };
                 self.send_request(now, p, req, Awaiting::Next(lid));
             }
         }
@@ -543,7 +595,15 @@ impl Node {
         let key = l.key;
         match hop {
             NextHop::Here => {
-                self.finish_lookup(now, lid, Some(from));
+                self.finish_lookup(now, lid, Some(from), None);
+                Ok(())
+            }
+            NextHop::Have { level, object } => {
+                if !matches!(l.purpose, Purpose::Object(_)) {
+                    self.advance_lookup(now, lid);
+                    return Err(ProtocolError::Malformed("object answer to a routing lookup"));
+                }
+                self.finish_lookup(now, lid, Some(from), Some(Served { level, object }));
                 Ok(())
             }
             NextHop::Successors(list) => {
@@ -559,9 +619,16 @@ impl Node {
                 }
                 // We are the first of the named homes: the key is ours after all (our
                 // predecessor pointer was not yet set). Joins and merges never ask this.
-                let ours = matches!(l.purpose, Purpose::User(_) | Purpose::FixFinger(_));
+                let ours = matches!(
+                    l.purpose,
+                    Purpose::User(_) | Purpose::Object(_) | Purpose::FixFinger(_)
+                );
                 if ours && list.first().is_some_and(|p| p.id == me.id) {
-                    self.finish_lookup(now, lid, Some(me));
+                    let served = match l.purpose {
+                        Purpose::Object(_) => self.serve(now, key, Some(true)),
+                        _ => None,
+                    };
+                    self.finish_lookup(now, lid, Some(me), served);
                     return Ok(());
                 }
                 l.name_homes(list.into_iter().filter(|p| p.id != me.id).collect());
@@ -589,16 +656,30 @@ impl Node {
         }
     }
 
-    fn finish_lookup(&mut self, now: Time, lid: u64, home: Option<Peer>) {
+    fn finish_lookup(&mut self, now: Time, lid: u64, home: Option<Peer>, served: Option<Served>) {
         let Some(l) = self.lookups.remove(&lid) else {
             return;
         };
         let me = self.me();
         match (l.purpose, home) {
             (Purpose::User(id), Some(home)) => {
-                self.events.push_back(Event::LookupDone { id, key: l.key, home, hops: l.hops })
+                let done = Event::LookupDone { id, key: l.key, home, hops: l.hops, served: None };
+                self.events.push_back(done)
             }
-            (Purpose::User(id), None) => {
+            (Purpose::Object(id), Some(holder)) => {
+                let (key, hops) = (l.key, l.hops);
+                if let Some(s) = served {
+                    if s.level < self.rep.top_level(now) || self.rep.fresh_result(now).is_some() {
+                        self.note_hops(hops, s.level);
+                    }
+                    if self.rep.cfg.mode == crate::config::Mode::Passive && holder.id != me.id {
+                        let path = l.visited;
+                        self.cache_along(now, key, s, holder, path);
+                    }
+                }
+                self.events.push_back(Event::LookupDone { id, key, home: holder, hops, served });
+            }
+            (Purpose::User(id) | Purpose::Object(id), None) => {
                 self.events.push_back(Event::LookupFailed { id, key: l.key, hops: l.hops })
             }
             (Purpose::Join, Some(home)) if home.id != me.id && self.phase == Phase::Joining => {
@@ -660,6 +741,7 @@ impl Node {
         self.timers[Timer::CheckPredecessor as usize] =
             Some(spread(self.config.check_predecessor_interval, 2));
         self.timers[Timer::Merge as usize] = Some(now + self.config.merge_interval);
+        self.schedule_replication(now);
     }
 
     fn run_timer(&mut self, now: Time, timer: Timer) {
@@ -680,6 +762,10 @@ impl Node {
                 self.prune_peer_table(now);
                 self.merge_probe(now);
                 self.config.merge_interval
+            }
+            Timer::Replicate => {
+                self.replicate_tick(now);
+                self.rep.cfg.interval
             }
             Timer::JoinRetry => {
                 if self.phase == Phase::Idle {
@@ -764,7 +850,7 @@ impl Node {
             |p| self.peers.is_suspected(p),
             self.config.lookup_candidates,
         ) {
-            NextHop::Here => {}
+            NextHop::Here | NextHop::Have { .. } => {}
             // Our own successor list covers the target: no need to ask anyone.
             NextHop::Successors(homes) => self.set_finger_and_beyond(j, homes[0]),
             NextHop::Closer(c) => {
@@ -829,7 +915,7 @@ impl Node {
         match p.awaiting {
             Awaiting::Pong => self.ping_inflight = false,
             Awaiting::Neighbors => self.stabilize_inflight = false,
-            Awaiting::Ack | Awaiting::Probe => {}
+            Awaiting::Ack | Awaiting::Probe | Awaiting::Offers => {}
             Awaiting::Next(lid) => self.advance_lookup(now, lid),
         }
     }

@@ -1,0 +1,216 @@
+//! Copies a node holds for other homes: Beehive replicas (soft state under a lease) and passive
+//! caches (a TTL), plus the tombstones that keep an invalidated version from coming back.
+
+use super::wire::{ObjectInfo, Offer};
+use crate::hash::FastMap;
+use crate::id::Id;
+use crate::time::Time;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub level: u8,
+    pub info: ObjectInfo,
+    /// Dropped at this time unless renewed (a lease for replicas, the TTL for caches).
+    pub until: Time,
+    /// A passive cache copy: never offered on, never renewed.
+    pub cached: bool,
+    /// The finger whose answers renew this copy.
+    pub source: Id,
+    /// When the lease was last extended.
+    pub renewed_at: Time,
+}
+
+/// What [`Holdings::consider`] made of an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Considered {
+    /// Fetch the body.
+    Fetch,
+    /// The copy we have was renewed; `level_changed` says its offer to others changed.
+    Renewed {
+        level_changed: bool,
+    },
+    Ignored,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct Holdings {
+    held: FastMap<Id, Held>,
+    /// key → (lowest version still valid, when the tombstone may be forgotten).
+    tombstones: FastMap<Id, (u64, Time)>,
+    /// key → version being fetched, so one offer from each of several fingers costs one fetch.
+    fetching: FastMap<Id, u64>,
+}
+
+impl Holdings {
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &Held)> {
+        self.held.iter()
+    }
+
+    /// The copy of `key` this node may serve at `now`.
+    pub fn valid(&self, key: Id, now: Time) -> Option<&Held> {
+        self.held.get(&key).filter(|h| h.until > now && !self.is_dead(key, h.info.version))
+    }
+
+    /// Whether `version` of `key` was invalidated.
+    pub fn is_dead(&self, key: Id, version: u64) -> bool {
+        self.tombstones.get(&key).is_some_and(|(min, _)| version < *min)
+    }
+
+    /// What to do with an offer from `from` (a node between us and the home, checked by the
+    /// caller): renew the copy we have, or fetch the body (remembering the fetch).
+    pub fn consider(&mut self, offer: &Offer, from: Id, now: Time) -> Considered {
+        if self.is_dead(offer.key, offer.info.version) {
+            return Considered::Ignored;
+        }
+        let until = now + Duration::from_millis(u64::from(offer.lease_ms));
+        if let Some(h) = self.held.get_mut(&offer.key) {
+            if h.info.version == offer.info.version && h.info.hash == offer.info.hash {
+                if h.cached || until <= h.until {
+                    return Considered::Ignored;
+                }
+                let level_changed = h.level != offer.level;
+                h.until = until;
+                h.level = offer.level;
+                h.source = from;
+                h.renewed_at = now;
+                return Considered::Renewed { level_changed };
+            }
+            if h.info.version > offer.info.version {
+                return Considered::Ignored;
+            }
+        }
+        match self.fetching.get(&offer.key) {
+            Some(v) if *v >= offer.info.version => Considered::Ignored,
+            _ => {
+                self.fetching.insert(offer.key, offer.info.version);
+                Considered::Fetch
+            }
+        }
+    }
+
+    /// Extends every copy renewed by `source` (but the listed keys) to `now + lease`, never
+    /// shortening one. Returns how many were extended.
+    pub fn renew_from(&mut self, source: Id, except: &[Id], now: Time, lease: Duration) -> usize {
+        let until = now + lease;
+        let mut n = 0;
+        for (key, h) in self.held.iter_mut() {
+            if h.source == source && !h.cached && h.until < until && !except.contains(key) {
+                h.until = until;
+                h.renewed_at = now;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Copies whose lease was not extended since `since`: their offers to others changed.
+    pub fn not_renewed_since(&self, since: Time) -> Vec<Id> {
+        let mut keys: Vec<Id> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.cached && h.renewed_at < since)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Stores a fetched, verified body. Refused (returns `false`) if the version was
+    /// invalidated while the fetch was in flight or a newer one is already held.
+    pub fn store(&mut self, offer: &Offer, from: Id, now: Time, until: Time, cached: bool) -> bool {
+        if self.fetching.get(&offer.key).is_some_and(|v| *v <= offer.info.version) {
+            self.fetching.remove(&offer.key);
+        }
+        if self.is_dead(offer.key, offer.info.version)
+            || self.held.get(&offer.key).is_some_and(|h| h.info.version > offer.info.version)
+        {
+            return false;
+        }
+        let held = Held {
+            level: offer.level,
+            info: offer.info,
+            until,
+            cached,
+            source: from,
+            renewed_at: now,
+        };
+        self.held.insert(offer.key, held);
+        true
+    }
+
+    /// A fetch failed: a later offer may try again.
+    pub fn fetch_failed(&mut self, key: Id) {
+        self.fetching.remove(&key);
+    }
+
+    /// Invalidates every version of `key` below `min_version` until `forget_at`. Returns
+    /// whether a held copy was dropped.
+    pub fn invalidate(&mut self, key: Id, min_version: u64, forget_at: Time) -> bool {
+        let t = self.tombstones.entry(key).or_insert((min_version, forget_at));
+        t.0 = t.0.max(min_version);
+        t.1 = t.1.max(forget_at);
+        if self.fetching.get(&key).is_some_and(|v| *v < min_version) {
+            self.fetching.remove(&key);
+        }
+        if self.held.get(&key).is_some_and(|h| h.info.version < min_version) {
+            self.held.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    /// Drops expired copies and tombstones; returns the dropped keys, sorted.
+    pub fn expire(&mut self, now: Time) -> Vec<Id> {
+        let mut gone: Vec<Id> =
+            self.held.iter().filter(|(_, h)| h.until <= now).map(|(k, _)| *k).collect();
+        gone.sort_unstable();
+        for k in &gone {
+            self.held.remove(k);
+        }
+        self.tombstones.retain(|_, (_, at)| *at > now);
+        gone
+    }
+
+    pub fn remove(&mut self, key: Id) -> bool {
+        self.held.remove(&key).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(version: u64) -> Offer {
+        let info = ObjectInfo { version, hash: [version as u8; 32], size: 10 };
+        Offer { key: Id(7), level: 2, info, lease_ms: 30_000, from_home: true }
+    }
+
+    #[test]
+    fn a_purged_version_never_comes_back() {
+        let mut h = Holdings::default();
+        let (now, lease) = (Duration::from_secs(1), Duration::from_secs(30));
+        let from = Id(9);
+        assert_eq!(h.consider(&offer(1), from, now), Considered::Fetch);
+        assert_eq!(h.consider(&offer(1), from, now), Considered::Ignored, "one fetch per version");
+        // Purged while the fetch was in flight.
+        h.invalidate(Id(7), 2, now + lease);
+        assert!(!h.store(&offer(1), from, now, now + lease, false));
+        assert!(h.valid(Id(7), now).is_none());
+        assert_eq!(h.consider(&offer(1), from, now), Considered::Ignored);
+        assert_eq!(h.consider(&offer(2), from, now), Considered::Fetch);
+        assert!(h.store(&offer(2), from, now, now + lease, false));
+        assert_eq!(h.renew_from(from, &[], now, lease * 2), 1);
+        assert_eq!(h.valid(Id(7), now).unwrap().info.version, 2);
+        assert_eq!(h.expire(now + lease * 3), vec![Id(7)]);
+    }
+}

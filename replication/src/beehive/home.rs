@@ -1,0 +1,226 @@
+//! What a node keeps for the objects it is home for: the body's identity, the smoothed rate
+//! and the level it sets from the leader's thresholds.
+//!
+//! Counts arrive with their origin (the node that served the requests). A home takes counts
+//! only from nodes that can have served the key (itself, or a node in the replica arc of the
+//! object's current or previous level) and caps what one origin adds to a key in one interval
+//! at twice the largest other origin's count (or [`ORIGIN_FLOOR`]). A node that lies about
+//! hits therefore cannot move a home-only object at all, and can at most add a bounded share
+//! to an object it really holds (DESIGN.md §4: limit the scope of a fault).
+
+use super::levels::level_for_rate;
+use super::popularity::SmoothedRate;
+use super::wire::{in_arc, CountEntry, ObjectInfo};
+use super::zipf::PopularitySummary;
+use crate::hash::FastMap;
+use crate::id::Id;
+
+/// What one origin may always add to a key per interval, whatever the others report.
+pub const ORIGIN_FLOOR: u64 = 4;
+
+/// Below this smoothed rate (requests/s) an object the home holds no body for is forgotten.
+const FORGET_RATE: f64 = 1e-4;
+
+#[derive(Debug, Clone)]
+pub struct HomeObject {
+    /// The body this home serves, once fetched from the origin.
+    pub info: Option<ObjectInfo>,
+    /// The version the next body gets: bumped past every invalidated version.
+    pub next_version: u64,
+    pub level: u8,
+    /// The level before the last change: replicas from it may still be around and count.
+    pub previous_level: u8,
+    pub rate: SmoothedRate,
+    /// The origin fetch was asked for and not yet answered.
+    pub fetch_asked: bool,
+}
+
+impl HomeObject {
+    fn new(top: u8) -> Self {
+        HomeObject {
+            info: None,
+            next_version: 1,
+            level: top,
+            previous_level: top,
+            rate: SmoothedRate::default(),
+            fetch_asked: false,
+        }
+    }
+
+    /// The widest arc replicas of this object may occupy now.
+    pub fn widest_level(&self) -> u8 {
+        self.level.min(self.previous_level)
+    }
+}
+
+/// The home table. See the module docs.
+#[derive(Debug, Default)]
+pub struct Homes {
+    objects: FastMap<Id, HomeObject>,
+    /// This interval's counts: key → (origin, count).
+    inbound: FastMap<Id, Vec<(Id, u64)>>,
+    /// Counts refused because their origin cannot have served the key.
+    pub refused_counts: u64,
+}
+
+impl Homes {
+    pub fn get(&self, key: Id) -> Option<&HomeObject> {
+        self.objects.get(&key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &HomeObject)> {
+        self.objects.iter()
+    }
+
+    /// The entry for `key`, created at the home-only level `top`.
+    pub fn entry(&mut self, key: Id, top: u8) -> &mut HomeObject {
+        self.objects.entry(key).or_insert_with(|| HomeObject::new(top))
+    }
+
+    pub fn remove(&mut self, key: Id) -> Option<HomeObject> {
+        self.inbound.remove(&key);
+        self.objects.remove(&key)
+    }
+
+    /// Keys this node no longer owns (its predecessor moved), for the caller to release.
+    pub fn take_foreign(&mut self, mine: impl Fn(Id) -> bool) -> Vec<Id> {
+        let mut gone: Vec<Id> = self.objects.keys().copied().filter(|k| !mine(*k)).collect();
+        gone.sort_unstable();
+        for k in &gone {
+            self.remove(*k);
+        }
+        gone
+    }
+
+    /// Takes one count entry for a key this node is home for.
+    pub fn count(&mut self, e: CountEntry) {
+        let per_key = self.inbound.entry(e.key).or_default();
+        match per_key.iter_mut().find(|(o, _)| *o == e.origin) {
+            Some((_, c)) => *c = c.saturating_add(u64::from(e.count)),
+            None => per_key.push((e.origin, u64::from(e.count))),
+        }
+    }
+
+    /// Closes the interval: folds the plausible, capped counts into each object's smoothed
+    /// rate and sets levels from `thresholds` (all home-only without a fresh result). Returns
+    /// the keys whose body the home should fetch from the origin now (replicated, no body),
+    /// and the keys whose level changed.
+    pub fn close_interval(
+        &mut self,
+        me: Id,
+        interval_s: f64,
+        thresholds: Option<&[f64]>,
+        top: u8,
+    ) -> (Vec<Id>, Vec<Id>) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        let mut counted: FastMap<Id, u64> = FastMap::default();
+        for (key, mut origins) in inbound.drain() {
+            let obj = self.objects.entry(key).or_insert_with(|| HomeObject::new(top));
+            let widest = obj.widest_level();
+            let before = origins.len();
+            origins.retain(|(o, _)| *o == me || in_arc(*o, key, widest));
+            self.refused_counts += (before - origins.len()) as u64;
+            counted.insert(key, capped_total(&origins, me));
+        }
+        // Keep the allocation for the next interval.
+        self.inbound = inbound;
+        let mut fetch = Vec::new();
+        let mut changed = Vec::new();
+        self.objects.retain(|key, obj| {
+            let total = counted.get(key).copied().unwrap_or(0);
+            obj.rate.update(total as f64 / interval_s);
+            obj.info.is_some() || obj.fetch_asked || obj.rate.value() >= FORGET_RATE
+        });
+        for (key, obj) in self.objects.iter_mut() {
+            let level = match thresholds {
+                Some(t) => level_for_rate(t, obj.rate.value()) as u8,
+                None => top,
+            };
+            if level != obj.level {
+                obj.previous_level = obj.level;
+                obj.level = level;
+                changed.push(*key);
+            } else {
+                obj.previous_level = level;
+            }
+            if obj.level < top && obj.info.is_none() && !obj.fetch_asked {
+                obj.fetch_asked = true;
+                fetch.push(*key);
+            }
+        }
+        fetch.sort_unstable();
+        changed.sort_unstable();
+        (fetch, changed)
+    }
+
+    /// The mergeable summary the leader needs.
+    pub fn summary(&self) -> PopularitySummary {
+        let mut s = PopularitySummary::default();
+        for (key, obj) in &self.objects {
+            s.record(key.0, obj.rate.value());
+        }
+        s
+    }
+}
+
+/// The sum of the counts, each origin other than the home capped at twice the largest other
+/// origin's count (at least [`ORIGIN_FLOOR`]).
+pub fn capped_total(origins: &[(Id, u64)], home: Id) -> u64 {
+    let (mut first, mut second) = (0u64, 0u64);
+    for (_, c) in origins {
+        if *c > first {
+            second = first;
+            first = *c;
+        } else if *c > second {
+            second = *c;
+        }
+    }
+    origins
+        .iter()
+        .map(|(o, c)| {
+            if *o == home {
+                return *c;
+            }
+            let others = if *c == first { second } else { first };
+            (*c).min(others.saturating_mul(2).max(ORIGIN_FLOOR))
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_origin_cannot_dominate() {
+        let home = Id(1);
+        let honest = [(home, 10), (Id(2), 12), (Id(3), 9)];
+        assert_eq!(capped_total(&honest, home), 31);
+        let liar = [(home, 10), (Id(2), 12), (Id(3), 1_000_000_000)];
+        assert_eq!(capped_total(&liar, home), 10 + 12 + 24);
+        assert_eq!(capped_total(&[(Id(9), 1_000_000)], home), ORIGIN_FLOOR);
+        assert_eq!(capped_total(&[(home, 1_000_000)], home), 1_000_000);
+    }
+
+    #[test]
+    fn counts_from_outside_the_arc_are_refused() {
+        let mut homes = Homes::default();
+        let (me, key) = (Id(100), Id(100));
+        homes.entry(key, 10);
+        // Level 10 arc of key 100: (100 - 2^118, 100]; Id(1 << 127) lies far outside it.
+        homes.count(CountEntry { key, origin: Id(1 << 127), count: 1_000_000_000 });
+        homes.count(CountEntry { key, origin: me, count: 5 });
+        homes.close_interval(me, 1.0, Some(&[100.0, 50.0, 0.0]), 10);
+        assert_eq!(homes.refused_counts, 1);
+        let obj = homes.get(key).unwrap();
+        assert!(obj.rate.value() <= 5.0, "{}", obj.rate.value());
+    }
+}

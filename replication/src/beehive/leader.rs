@@ -1,0 +1,156 @@
+//! The leader's work, once per interval: merged reports in, a [`LevelResult`] out.
+//!
+//! The leader is whoever is home for key 0, so leadership moves with the ring and needs no
+//! election; a new leader continues from the highest epoch it has seen.
+
+use super::levels::{solve, solve_for_budget, thresholds, LevelParams};
+use super::popularity::SmoothedRate;
+use super::wire::{LevelResult, Report};
+use super::zipf::{FitConfig, ZipfFit, ALPHA_RANGE};
+use crate::config::ReplicationConfig;
+use crate::id::Id;
+
+/// Level sums below this are too few lookups to measure the hop cost from.
+const MIN_LEVEL_SUM: f64 = 50.0;
+/// The measured hop cost per level is kept in this range.
+const HOP_COST_RANGE: (f64, f64) = (0.2, 1.5);
+
+/// Weight of one interval's measurement in the hop cost and the object count. Slower than
+/// the per-object rates: both feed back into the levels they are measured under, and a fast
+/// loop overshoots.
+const SLOW_WEIGHT: f64 = 0.1;
+
+#[derive(Debug)]
+pub struct Leader {
+    hop_cost: f64,
+    objects: SmoothedRate,
+}
+
+impl Leader {
+    pub fn new(cfg: &ReplicationConfig) -> Self {
+        Leader { hop_cost: cfg.initial_hop_cost, objects: SmoothedRate::default() }
+    }
+
+    /// The hop cost per level the next result uses.
+    pub fn hop_cost(&self) -> f64 {
+        self.hop_cost
+    }
+
+    /// Solves for the ring described by `report`. `None` when there is not yet enough
+    /// popularity data to fit (the previous result stays in force until it ages).
+    pub fn solve(
+        &mut self,
+        me: Id,
+        epoch: u64,
+        report: &Report,
+        cfg: &ReplicationConfig,
+        interval_s: f64,
+    ) -> Option<LevelResult> {
+        if report.level_sum >= MIN_LEVEL_SUM {
+            let h = (report.hop_sum / report.level_sum).clamp(HOP_COST_RANGE.0, HOP_COST_RANGE.1);
+            self.hop_cost += SLOW_WEIGHT * (h - self.hop_cost);
+        }
+        let fit_config = FitConfig {
+            // One request per interval is the noise floor of a smoothed rate.
+            min_rate: 1.0 / interval_s,
+            min_alpha: ALPHA_RANGE.0,
+            max_alpha: ALPHA_RANGE.1,
+        };
+        let fit = report.summary.fit(&fit_config).ok()?;
+        // The curve's count is sensitive to α; never more than twice what homes have seen.
+        let seen = (fit.objects as f64).max(1.0);
+        let curve = estimate_objects(&fit, report.summary.total_rate + report.untracked_rate);
+        self.objects.update(curve.min(2.0 * seen));
+        let objects = self.objects.value().max(seen);
+        let nodes = (report.nodes as f64).max(1.0);
+        let params = LevelParams {
+            base: 2.0,
+            nodes,
+            objects,
+            alpha: fit.alpha,
+            target_hops: cfg.target_hops,
+            hop_cost_per_level: self.hop_cost(),
+        };
+        let (target_hops, solution) = match cfg.budget {
+            Some(b) => solve_for_budget(&params, b).ok()?,
+            None => (cfg.target_hops, solve(&params).ok()?),
+        };
+        let thresholds = thresholds(&solution, |r| fit.rate_of_rank(r));
+        let result = LevelResult {
+            epoch,
+            leader: me,
+            alpha: fit.alpha,
+            objects,
+            nodes,
+            hop_cost: params.hop_cost_per_level,
+            target_hops,
+            thresholds,
+            model_stored_per_node: solution.replicas_per_node(nodes),
+            age: 0,
+        };
+        result.is_sane().then_some(result)
+    }
+}
+
+/// `M`: homes only know objects someone asked for lately, which misses most of a Zipf tail.
+/// The fitted curve says how many objects it takes for the rates to add up to the measured
+/// total: the `M` with `rate(1)·H(M, α) = total`, never fewer than the homes reported.
+pub fn estimate_objects(fit: &ZipfFit, total_rate: f64) -> f64 {
+    let seen = (fit.objects as f64).max(1.0);
+    if !(fit.rank_one_rate > 0.0 && total_rate.is_finite()) {
+        return seen;
+    }
+    let want = total_rate / fit.rank_one_rate;
+    let alpha = fit.alpha;
+    // Σ_{r=1..M} r^−α by Euler–Maclaurin: the integral plus the end corrections.
+    let harmonic = |m: f64| {
+        let integral = if (alpha - 1.0).abs() < 1e-9 {
+            m.ln()
+        } else {
+            (m.powf(1.0 - alpha) - 1.0) / (1.0 - alpha)
+        };
+        integral + 0.5 * (1.0 + m.powf(-alpha)) + alpha / 12.0 * (1.0 - m.powf(-alpha - 1.0))
+    };
+    if harmonic(seen) >= want {
+        return seen;
+    }
+    let (mut lo, mut hi) = (seen, 1e12f64);
+    if harmonic(hi) < want {
+        return hi;
+    }
+    for _ in 0..100 {
+        let mid = (lo * hi).sqrt();
+        if harmonic(mid) < want {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi / lo < 1.0 + 1e-6 {
+            break;
+        }
+    }
+    hi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_recovered_from_the_curve() {
+        let (m, alpha) = (40_960u64, 0.91);
+        let total: f64 = (1..=m).map(|r| (r as f64).powf(-alpha)).sum();
+        let fit = ZipfFit {
+            alpha,
+            objects: 300,
+            total_rate: total,
+            rank_one_rate: 1.0,
+            points: 10,
+            clamped: false,
+        };
+        let est = estimate_objects(&fit, total);
+        assert!((est / m as f64 - 1.0).abs() < 0.01, "{est}");
+        // Never below what the homes saw.
+        assert_eq!(estimate_objects(&fit, 1.0), 300.0);
+    }
+}

@@ -1,0 +1,683 @@
+//! Beehive on the node: counting served requests, the replication tick (counts toward homes,
+//! reports toward the leader, pulls from fingers), offers, copies and invalidation.
+//!
+//! Everything rides on one periodic pull per finger (DESIGN.md §4): counts for the keys whose
+//! next hop is that finger go up on the request, offers and the leader's result come back on
+//! the answer. Bodies never pass through the core: it asks the caller to fetch one
+//! ([`Event::FetchBody`]), and the caller reports a verified body with
+//! [`Node::replica_stored`].
+
+use super::{Awaiting, Event, Node, Timer};
+use crate::beehive::holdings::{Considered, Holdings};
+use crate::beehive::home::Homes;
+use crate::beehive::leader::Leader;
+use crate::beehive::popularity::SpaceSaving;
+use crate::beehive::wire::{
+    arc_start, in_arc, CountEntry, LevelResult, ObjectInfo, Offer, OfferList, Pull, Report,
+    MAX_COUNT_ENTRIES, MAX_OFFERS,
+};
+use crate::config::{Mode, ReplicationConfig};
+use crate::hash::FastMap;
+use crate::id::Id;
+use crate::message::{NextHop, Request, Response};
+use crate::peer::Peer;
+use crate::time::Time;
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Who answered an object lookup, and with what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// The object's level as the holder knows it (the home-only level for a home that has no
+    /// result yet).
+    pub level: u8,
+    /// The body to fetch from the holder; `None` while its home has not fetched it yet.
+    pub object: Option<ObjectInfo>,
+}
+
+/// A node's Beehive state. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Replication {
+    pub cfg: ReplicationConfig,
+    /// Requests this node served this interval.
+    sketch: SpaceSaving,
+    /// Counts received for keys homed elsewhere, forwarded next tick.
+    relay: Vec<CountEntry>,
+    pub homes: Homes,
+    pub holdings: Holdings,
+    leader: Leader,
+    /// Reports received this interval, merged.
+    reports_in: Option<Report>,
+    /// The newest leader result and when it was issued on our clock (received minus age).
+    result: Option<(LevelResult, Time)>,
+    /// This interval's object lookups that ended at a holder: Σ hops and Σ levels.
+    hop_sum: f64,
+    level_sum: f64,
+    lookups: u64,
+    /// Offer generations: bumped by every change to what we offer, so fingers can answer
+    /// pulls with deltas (see [`OfferList`]).
+    gen: u64,
+    /// key → the generation of its last change (kept for [`CHANGE_LOG_TICKS`] ticks).
+    changes: FastMap<Id, u64>,
+    /// The generation at each of the last ticks; the oldest bounds what a delta can cover.
+    tick_gens: VecDeque<u64>,
+    last_tick: Time,
+    /// finger → the generation of its offers we last saw.
+    seen: FastMap<Id, u64>,
+}
+
+/// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
+const CHANGE_LOG_TICKS: usize = 8;
+
+impl Replication {
+    pub fn new(cfg: ReplicationConfig, seed: u64) -> Self {
+        let capacity = NonZeroUsize::new(cfg.sketch_capacity).unwrap_or(NonZeroUsize::MIN);
+        Replication {
+            leader: Leader::new(&cfg),
+            cfg,
+            sketch: SpaceSaving::new(capacity, seed),
+            relay: Vec::new(),
+            homes: Homes::default(),
+            holdings: Holdings::default(),
+            reports_in: None,
+            result: None,
+            hop_sum: 0.0,
+            level_sum: 0.0,
+            lookups: 0,
+            gen: 0,
+            changes: FastMap::default(),
+            tick_gens: VecDeque::new(),
+            last_tick: Time::ZERO,
+            seen: FastMap::default(),
+        }
+    }
+
+    /// Records that our offer of `key` changed.
+    pub fn touch(&mut self, key: Id) {
+        self.gen += 1;
+        self.changes.insert(key, self.gen);
+    }
+
+    /// Closes a tick of the change log.
+    fn roll_changes(&mut self) {
+        self.tick_gens.push_back(self.gen);
+        if self.tick_gens.len() > CHANGE_LOG_TICKS {
+            self.tick_gens.pop_front();
+        }
+        let floor = self.tick_gens.front().copied().unwrap_or(0);
+        self.changes.retain(|_, g| *g > floor);
+    }
+
+    /// Whether a delta since `since` can be answered from the change log.
+    fn covers(&self, since: u64) -> bool {
+        since <= self.gen && self.tick_gens.front().is_some_and(|floor| since >= *floor)
+    }
+
+    /// The lease a home grants: renewals reach a copy through a chain of pulls (about
+    /// ½·log2 N of them, each up to an interval apart), so the lease covers that chain plus
+    /// `lease_intervals` to spare. A longer chain only costs a refetch, not a wrong answer.
+    pub fn lease(&self) -> Time {
+        let nodes = self.result().map_or(16.0, |r| r.nodes).max(2.0);
+        let chain = (nodes.log2() / 2.0).ceil().min(64.0) as u32;
+        self.cfg.interval * (chain + self.cfg.lease_intervals)
+    }
+
+    fn max_age(&self) -> Time {
+        self.cfg.interval * self.cfg.result_max_age_intervals
+    }
+
+    /// The result homes may act on: present and not aged.
+    pub fn fresh_result(&self, now: Time) -> Option<&LevelResult> {
+        self.result.as_ref().filter(|(_, at)| *at + self.max_age() > now).map(|(r, _)| r)
+    }
+
+    pub fn result(&self) -> Option<&LevelResult> {
+        self.result.as_ref().map(|(r, _)| r)
+    }
+
+    /// Takes `r` if it is newer than ours or ours has aged.
+    fn adopt(&mut self, now: Time, mut r: LevelResult) {
+        let age = self.cfg.interval * r.age;
+        if age >= self.max_age() {
+            return;
+        }
+        let take = match &self.result {
+            None => true,
+            Some((cur, at)) => r.newer_than(cur) || *at + self.max_age() <= now,
+        };
+        if take {
+            r.age = 0;
+            self.result = Some((r, now.saturating_sub(age)));
+        }
+    }
+
+    /// Our result as we pass it on: its age grows with the time we held it.
+    fn result_to_send(&self, now: Time, known: Option<(u64, Id)>) -> Option<LevelResult> {
+        let (r, at) = self.result.as_ref()?;
+        if known.is_some_and(|k| k >= (r.epoch, r.leader)) {
+            return None;
+        }
+        let held = now.saturating_sub(*at).as_nanos() / self.cfg.interval.as_nanos().max(1);
+        let mut out = r.clone();
+        out.age = u32::try_from(held).unwrap_or(u32::MAX);
+        Some(out)
+    }
+
+    /// The home-only level: from the result, or from our own view of the ring size.
+    pub fn top_level(&self, now: Time) -> u8 {
+        self.fresh_result(now).map_or(crate::beehive::wire::MAX_LEVELS as u8 - 1, |r| r.top_level())
+    }
+}
+
+impl Node {
+    // ------------------------------------------------------------ commands
+
+    /// Starts an object lookup for `key`: like [`Node::lookup`], but any node holding a copy
+    /// answers, and the completion carries [`Served`]. A copy held here (or being home)
+    /// completes at once with 0 hops.
+    pub fn fetch(&mut self, now: Time, key: Id) -> crate::LookupId {
+        if let Some(served) = self.serve(now, key, None) {
+            let id = crate::LookupId(self.next_lookup);
+            self.next_lookup += 1;
+            let me = self.me();
+            self.note_hops(0, served.level);
+            let done = Event::LookupDone { id, key, home: me, hops: 0, served: Some(served) };
+            self.events.push_back(done);
+            return id;
+        }
+        self.start_user_lookup(now, key, true)
+    }
+
+    /// The caller fetched and verified the body `offer` describes (from [`Event::FetchBody`]).
+    /// Returns `false` if the copy is no longer wanted (the version was purged meanwhile): the
+    /// caller drops the body.
+    pub fn replica_stored(&mut self, now: Time, from: Peer, offer: Offer) -> bool {
+        let rep = &mut self.rep;
+        let (until, cached) = match rep.cfg.mode {
+            Mode::Passive => (now + rep.cfg.cache_ttl, true),
+            _ => (now + Duration::from_millis(u64::from(offer.lease_ms)), false),
+        };
+        if self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p)) {
+            self.rep.holdings.fetch_failed(offer.key);
+            return false;
+        }
+        let stored = self.rep.holdings.store(&offer, from.id, now, until, cached);
+        if stored {
+            self.rep.touch(offer.key);
+        }
+        stored
+    }
+
+    /// The body fetch for `key` failed (unreachable holder, hash mismatch): a later offer may
+    /// try again.
+    pub fn fetch_failed(&mut self, key: Id) {
+        self.rep.holdings.fetch_failed(key);
+    }
+
+    /// The home got `key`'s body from the origin (after [`Event::NeedObject`], or because the
+    /// content changed). A body with a new hash gets a new version, and every older version is
+    /// invalidated over the replica arc. Returns the version.
+    pub fn put_home(&mut self, now: Time, key: Id, hash: [u8; 32], size: u64) -> u64 {
+        let top = self.rep.top_level(now);
+        let obj = self.rep.homes.entry(key, top);
+        obj.fetch_asked = false;
+        if let Some(info) = obj.info.as_mut().filter(|i| i.hash == hash) {
+            info.size = size;
+            return info.version;
+        }
+        let changed = obj.info.is_some();
+        let version = obj.next_version;
+        obj.next_version += 1;
+        obj.info = Some(ObjectInfo { version, hash, size });
+        self.rep.touch(key);
+        if changed {
+            self.broadcast_invalidate(now, key, version);
+        }
+        version
+    }
+
+    /// Purges `key` at its home: the body is dropped (the next request refetches it from the
+    /// origin) and every copy is invalidated over the replica arc. Returns `false` if this
+    /// node is not the key's home (the caller routes the purge there first).
+    pub fn purge(&mut self, now: Time, key: Id) -> bool {
+        if !self.routing.is_home(key, false, |p| self.peers.is_suspected(p)) {
+            return false;
+        }
+        let top = self.rep.top_level(now);
+        let obj = self.rep.homes.entry(key, top);
+        obj.info = None;
+        let min_version = obj.next_version;
+        self.rep.touch(key);
+        self.broadcast_invalidate(now, key, min_version);
+        true
+    }
+
+    // ------------------------------------------------------------ accessors
+
+    /// The newest leader result this node has.
+    pub fn level_result(&self) -> Option<&LevelResult> {
+        self.rep.result()
+    }
+
+    /// Objects held here: home objects with a body, then valid copies.
+    pub fn stored_objects(&self, now: Time) -> usize {
+        let homes = self.rep.homes.iter().filter(|(_, o)| o.info.is_some()).count();
+        let copies =
+            self.rep.holdings.iter().filter(|(k, _)| self.rep.holdings.valid(**k, now).is_some());
+        homes + copies.count()
+    }
+
+    /// The copy of `key` this node would serve now, if any (home or replica/cache).
+    pub fn holds(&self, now: Time, key: Id) -> Option<ObjectInfo> {
+        if let Some(info) = self.rep.homes.get(key).and_then(|o| o.info) {
+            if self.routing.is_home(key, false, |p| self.peers.is_suspected(p)) {
+                return Some(info);
+            }
+        }
+        self.rep.holdings.valid(key, now).map(|h| h.info)
+    }
+
+    /// The level the home set for `key`, if this node is its home.
+    pub fn home_level(&self, key: Id) -> Option<u8> {
+        self.rep.homes.get(key).map(|o| o.level)
+    }
+
+    /// Count entries refused at this home because their origin could not have served the key.
+    pub fn refused_counts(&self) -> u64 {
+        self.rep.homes.refused_counts
+    }
+
+    // ------------------------------------------------------------ serving
+
+    /// Serves `key` from here if we are its home or hold a valid copy, counting the request.
+    /// `named` is the lookup's `as_home` flag.
+    pub(super) fn serve(&mut self, now: Time, key: Id, named: Option<bool>) -> Option<Served> {
+        let mode = self.rep.cfg.mode;
+        let home =
+            self.routing.is_home(key, named.unwrap_or(false), |p| self.peers.is_suspected(p));
+        let served = if home {
+            let top = self.rep.top_level(now);
+            let obj = self.rep.homes.entry(key, top);
+            if obj.info.is_none() && !obj.fetch_asked {
+                obj.fetch_asked = true;
+                self.events.push_back(Event::NeedObject { key });
+            }
+            Served { level: obj.level, object: obj.info }
+        } else {
+            let h = self.rep.holdings.valid(key, now)?;
+            Served { level: h.level, object: Some(h.info) }
+        };
+        if mode == Mode::Beehive {
+            self.rep.sketch.record(key.0, 1);
+        }
+        Some(served)
+    }
+
+    pub(super) fn note_hops(&mut self, hops: u32, level: u8) {
+        self.rep.hop_sum += f64::from(hops);
+        self.rep.level_sum += f64::from(level);
+        self.rep.lookups += 1;
+    }
+
+    /// Passive mode: an object lookup ended at `holder`; cache the object here and on every
+    /// node the lookup passed.
+    pub(super) fn cache_along(
+        &mut self,
+        now: Time,
+        key: Id,
+        served: Served,
+        holder: Peer,
+        path: Vec<Peer>,
+    ) {
+        let Some(info) = served.object else { return };
+        let lease_ms = millis(self.rep.cfg.cache_ttl);
+        let offer = Offer { key, level: served.level, info, lease_ms, from_home: false };
+        if self.rep.holdings.consider(&offer, holder.id, now) == Considered::Fetch {
+            self.events.push_back(Event::FetchBody { from: holder, offer });
+        }
+        for p in path {
+            if p.id != holder.id && p.id != self.me().id {
+                self.send_request(now, p, Request::Cache { offer, holder }, Awaiting::Ack);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ requests we answer
+
+    pub(super) fn answer_pull(&mut self, now: Time, from: Peer, pull: Pull) -> Response {
+        let me = self.me().id;
+        if self.rep.cfg.mode == Mode::Beehive {
+            for e in pull.counts {
+                if self.routing.is_home(e.key, false, |p| self.peers.is_suspected(p)) {
+                    self.rep.homes.count(e);
+                } else if self.rep.relay.len() < MAX_COUNT_ENTRIES * 4 && e.origin != me {
+                    self.rep.relay.push(e);
+                }
+            }
+            if let Some(r) = pull.report {
+                self.rep.reports_in.get_or_insert_with(Report::default).merge(&r);
+            }
+        }
+        let since = pull.since.filter(|g| self.rep.covers(*g));
+        let changed =
+            |key: &Id| since.is_none_or(|g| self.rep.changes.get(key).is_some_and(|c| *c > g));
+        let mut offers = Vec::new();
+        // The shortest lease among unchanged offers: what a delta may extend the rest to.
+        let mut renew = Duration::MAX;
+        if let Some(result) = self.rep.fresh_result(now) {
+            let top = result.top_level();
+            let lease = self.rep.lease();
+            let lease_ms = millis(lease);
+            for (key, obj) in self.rep.homes.iter() {
+                if let Some(info) = obj.info {
+                    if obj.level < top && in_arc(from.id, *key, obj.level) {
+                        if changed(key) {
+                            let from_home = true;
+                            offers.push(Offer {
+                                key: *key,
+                                level: obj.level,
+                                info,
+                                lease_ms,
+                                from_home,
+                            });
+                        } else {
+                            renew = renew.min(lease);
+                        }
+                    }
+                }
+            }
+        }
+        let half_lease = self.rep.lease() / 2;
+        for (key, h) in self.rep.holdings.iter() {
+            if !h.cached
+                && in_arc(from.id, *key, h.level)
+                && self.rep.holdings.valid(*key, now).is_some()
+            {
+                let left = h.until.saturating_sub(now);
+                // A copy with under half a lease left goes out with its exact lease, so the
+                // bulk renewal below never drops under half a lease.
+                if changed(key) || left < half_lease {
+                    let lease_ms = millis(left);
+                    let offer = Offer {
+                        key: *key,
+                        level: h.level,
+                        info: h.info,
+                        lease_ms,
+                        from_home: false,
+                    };
+                    offers.push(offer);
+                } else {
+                    renew = renew.min(left);
+                }
+            }
+        }
+        offers.sort_unstable_by_key(|o| (o.level, o.key));
+        offers.dedup_by_key(|o| o.key);
+        offers.truncate(MAX_OFFERS);
+        let mut withdrawn = Vec::new();
+        if let Some(g) = since {
+            let mut offered: Vec<Id> = offers.iter().map(|o| o.key).collect();
+            offered.sort_unstable();
+            for (key, c) in &self.rep.changes {
+                if *c > g && offered.binary_search(key).is_err() {
+                    withdrawn.push(*key);
+                }
+            }
+            withdrawn.sort_unstable();
+            withdrawn.truncate(MAX_OFFERS);
+        }
+        let list = OfferList {
+            gen: self.rep.gen,
+            full: since.is_none(),
+            offers,
+            withdrawn,
+            renew_ms: if renew == Duration::MAX { 0 } else { millis(renew) },
+        };
+        Response::Offers { list, result: self.rep.result_to_send(now, pull.known) }
+    }
+
+    pub(super) fn answer_cache(&mut self, now: Time, offer: Offer, holder: Peer) -> Response {
+        if self.rep.cfg.mode == Mode::Passive
+            && !self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
+            && self.rep.holdings.consider(&offer, holder.id, now) == Considered::Fetch
+        {
+            self.events.push_back(Event::FetchBody { from: holder, offer });
+        }
+        Response::Ack
+    }
+
+    pub(super) fn answer_invalidate(
+        &mut self,
+        now: Time,
+        key: Id,
+        min_version: u64,
+        arc_start: Id,
+        limit: Id,
+    ) -> Response {
+        self.invalidate_here(now, key, min_version);
+        self.forward_invalidate(now, key, min_version, arc_start, limit);
+        Response::Ack
+    }
+
+    // ------------------------------------------------------------ answers we get
+
+    pub(super) fn offers_received(
+        &mut self,
+        now: Time,
+        from: Peer,
+        list: OfferList,
+        result: Option<LevelResult>,
+    ) {
+        if let Some(r) = result {
+            self.rep.adopt(now, r);
+        }
+        let me = self.me().id;
+        let mut listed = Vec::with_capacity(list.offers.len() + list.withdrawn.len());
+        for offer in list.offers {
+            listed.push(offer.key);
+            // Only from between us and the home: renewals flow away from the home.
+            if !in_arc(me, offer.key, offer.level)
+                || !(offer.from_home || from.id.in_open_closed(me, offer.key))
+                || self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
+            {
+                continue;
+            }
+            match self.rep.holdings.consider(&offer, from.id, now) {
+                Considered::Fetch => self.events.push_back(Event::FetchBody { from, offer }),
+                Considered::Renewed { level_changed: true } => self.rep.touch(offer.key),
+                Considered::Renewed { .. } | Considered::Ignored => {}
+            }
+        }
+        if !list.full && list.renew_ms > 0 {
+            listed.extend(list.withdrawn);
+            listed.sort_unstable();
+            let lease = Duration::from_millis(u64::from(list.renew_ms));
+            self.rep.holdings.renew_from(from.id, &listed, now, lease);
+        }
+        self.rep.seen.insert(from.id, list.gen);
+    }
+
+    // ------------------------------------------------------------ the tick
+
+    pub(super) fn replicate_tick(&mut self, now: Time) {
+        for key in self.rep.holdings.expire(now) {
+            self.rep.touch(key);
+            if self.rep.homes.get(key).is_none() {
+                self.events.push_back(Event::Evict { key });
+            }
+        }
+        // Copies nobody renewed since the last tick: their leases now run down, so their
+        // offers go out with the exact lease left instead of the bulk renewal.
+        for key in self.rep.holdings.not_renewed_since(self.rep.last_tick) {
+            self.rep.touch(key);
+        }
+        self.rep.last_tick = now;
+        self.rep.roll_changes();
+        if self.rep.cfg.mode != Mode::Beehive {
+            return;
+        }
+        let me = self.me();
+        let interval_s = self.rep.cfg.interval.as_secs_f64();
+        let top = self.rep.top_level(now);
+
+        // Homes we no longer own (a node joined before us) let go of their objects.
+        let suspected = |p: Id| self.peers.is_suspected(p);
+        let routing = &self.routing;
+        let gone = self.rep.homes.take_foreign(|k| routing.is_home(k, false, suspected));
+        for key in gone {
+            self.rep.touch(key);
+            if self.rep.holdings.valid(key, now).is_none() {
+                self.events.push_back(Event::Evict { key });
+            }
+        }
+
+        // Counts: ours and those relayed to us, toward each key's home.
+        let counts = self.rep.sketch.drain_interval();
+        let untracked_rate = counts.tail as f64 / interval_s;
+        let mut entries: Vec<CountEntry> = counts
+            .keys
+            .iter()
+            .map(|(k, c)| CountEntry {
+                key: Id(*k),
+                origin: me.id,
+                count: u32::try_from(*c).unwrap_or(u32::MAX),
+            })
+            .collect();
+        entries.append(&mut self.rep.relay);
+        let mut batches: FastMap<Id, (Peer, Vec<CountEntry>)> = FastMap::default();
+        for e in entries {
+            match self.next_hop(e.key) {
+                None => self.rep.homes.count(e),
+                Some(p) => batches.entry(p.id).or_insert_with(|| (p, Vec::new())).1.push(e),
+            }
+        }
+
+        // Homes fold the interval into rates and set levels.
+        let thresholds = self.rep.fresh_result(now).map(|r| r.thresholds.clone());
+        let (need, changed) =
+            self.rep.homes.close_interval(me.id, interval_s, thresholds.as_deref(), top);
+        for key in need {
+            self.events.push_back(Event::NeedObject { key });
+        }
+        for key in changed {
+            self.rep.touch(key);
+        }
+
+        // The report toward key 0, or the leader's solve.
+        let mut report = Report {
+            summary: self.rep.homes.summary(),
+            untracked_rate,
+            nodes: 1,
+            hop_sum: std::mem::take(&mut self.rep.hop_sum),
+            level_sum: std::mem::take(&mut self.rep.level_sum),
+            lookups: std::mem::take(&mut self.rep.lookups),
+        };
+        if let Some(r) = self.rep.reports_in.take() {
+            report.merge(&r);
+        }
+        let report_to = self.next_hop(Id(0));
+        let mut report = Some(report);
+        if report_to.is_none() {
+            let epoch = self.rep.result().map_or(0, |r| r.epoch) + 1;
+            let cfg = self.rep.cfg.clone();
+            let merged = report.take().unwrap_or_default();
+            if let Some(result) = self.rep.leader.solve(me.id, epoch, &merged, &cfg, interval_s) {
+                self.rep.result = Some((result, now));
+            }
+        }
+
+        // One pull per finger, carrying what goes its way.
+        let mut targets: Vec<Peer> = self.routing.distinct_fingers().to_vec();
+        if let Some(s) = self.routing.successors().first() {
+            targets.push(*s);
+        }
+        targets.extend(batches.values().map(|(p, _)| *p));
+        targets.extend(report_to);
+        targets.retain(|p| p.id != me.id);
+        targets.sort_unstable_by_key(|p| me.id.distance_to(p.id));
+        targets.dedup_by_key(|p| p.id);
+        let known = self.rep.result().map(|r| (r.epoch, r.leader));
+        self.rep.seen.retain(|id, _| targets.iter().any(|p| p.id == *id));
+        for p in targets {
+            let since = self.rep.seen.get(&p.id).copied();
+            let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
+            if counts.len() > MAX_COUNT_ENTRIES {
+                counts.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
+                counts.truncate(MAX_COUNT_ENTRIES);
+            }
+            let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
+            let pull = Pull { counts, report, known, since };
+            self.send_request(now, p, Request::Pull(Box::new(pull)), Awaiting::Offers);
+        }
+    }
+
+    /// The peer a count or report for `key` goes to next; `None` if we are its home.
+    fn next_hop(&self, key: Id) -> Option<Peer> {
+        let hop = self.routing.route(key, None, false, |p| self.peers.is_suspected(p), 1);
+        match hop {
+            NextHop::Here | NextHop::Have { .. } => None,
+            NextHop::Successors(l) | NextHop::Closer(l) => l.first().copied(),
+        }
+    }
+
+    // ------------------------------------------------------------ invalidation
+
+    fn invalidate_here(&mut self, now: Time, key: Id, min_version: u64) {
+        let forget_at = now + self.rep.lease() * 2;
+        if self.rep.holdings.invalidate(key, min_version, forget_at) {
+            self.rep.touch(key);
+            if self.rep.homes.get(key).is_none() {
+                self.events.push_back(Event::Evict { key });
+            }
+        }
+    }
+
+    /// Starts the range broadcast from the home over the widest arc replicas may occupy.
+    fn broadcast_invalidate(&mut self, now: Time, key: Id, min_version: u64) {
+        let level = self.rep.homes.get(key).map_or(0, |o| o.widest_level());
+        // Passive caches live anywhere: their TTL bounds them, not the broadcast.
+        let start = arc_start(key, level);
+        let me = self.me().id;
+        self.forward_invalidate(now, key, min_version, start, me);
+    }
+
+    /// Sends the invalidation to each finger in `(me, limit)` whose share of the ring (up to
+    /// the next finger, or `limit`) meets the arc `(start, key]`.
+    fn forward_invalidate(&mut self, now: Time, key: Id, min_version: u64, start: Id, limit: Id) {
+        let me = self.me().id;
+        let mut fingers: Vec<Peer> = self
+            .routing
+            .distinct_fingers()
+            .iter()
+            .chain(self.routing.successors().first())
+            .filter(|p| p.id.in_open(me, limit))
+            .copied()
+            .collect();
+        fingers.sort_unstable_by_key(|p| me.distance_to(p.id));
+        fingers.dedup_by_key(|p| p.id);
+        let whole = start == key;
+        for (i, f) in fingers.iter().enumerate() {
+            let next = fingers.get(i + 1).map_or(limit, |n| n.id);
+            let meets =
+                whole || f.id.in_open_closed(start, key) || start.offset(1).in_open(f.id, next);
+            if meets {
+                let req = Request::Invalidate { key, min_version, arc_start: start, limit: next };
+                self.send_request(now, *f, req, Awaiting::Ack);
+            }
+        }
+    }
+
+    pub(super) fn schedule_replication(&mut self, now: Time) {
+        if self.rep.cfg.mode != Mode::Chord {
+            let seed = (self.me().id.0 >> 32) as u64;
+            let frac = seed % 1024;
+            let first = now + self.rep.cfg.interval * frac as u32 / 1024;
+            self.timers[Timer::Replicate as usize] = Some(first);
+        }
+    }
+}

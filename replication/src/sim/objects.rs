@@ -1,0 +1,95 @@
+//! The simulated origin: a catalog of objects with Zipf popularity, content that can change,
+//! and a popularity order that can be reversed mid-run.
+
+use crate::beehive::wire::ObjectInfo;
+use crate::id::Id;
+use rand::Rng;
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+
+/// What the simulated clients ask for.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Catalog {
+    /// `M`.
+    pub objects: usize,
+    /// Zipf α of the requests.
+    pub alpha: f64,
+    /// Body size of every object, in bytes (for transfer accounting).
+    pub size: u64,
+}
+
+impl Default for Catalog {
+    /// The paper's workload: 40 960 objects, α = 0.91.
+    fn default() -> Self {
+        Catalog { objects: 40_960, alpha: 0.91, size: 8 * 1024 }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Origin {
+    keys: Vec<Id>,
+    /// Content version per object; the body's hash is derived from (key, content version).
+    content: Vec<u64>,
+    size: u64,
+    zipf: Zipf<f64>,
+    /// Rank `r` (1-based) asks for object `r − 1`, or `M − r` once reversed.
+    reversed: bool,
+}
+
+impl Origin {
+    pub fn new(c: &Catalog) -> Result<Self, String> {
+        let zipf = Zipf::new(c.objects as f64, c.alpha).map_err(|e| e.to_string())?;
+        let keys = (0..c.objects).map(|i| Id::hash(format!("/o/{i}").as_bytes())).collect();
+        Ok(Origin { keys, content: vec![0; c.objects], size: c.size, zipf, reversed: false })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The object of popularity `rank` (1-based) under the current order.
+    pub fn index_of_rank(&self, rank: usize) -> usize {
+        let r = rank.clamp(1, self.keys.len());
+        if self.reversed {
+            self.keys.len() - r
+        } else {
+            r - 1
+        }
+    }
+
+    pub fn sample(&self, rng: &mut impl Rng) -> usize {
+        let rank = self.zipf.sample(rng) as usize;
+        self.index_of_rank(rank)
+    }
+
+    pub fn key(&self, index: usize) -> Id {
+        self.keys[index]
+    }
+
+    pub fn reverse(&mut self) {
+        self.reversed = !self.reversed;
+    }
+
+    /// The hash of the body the origin serves now for `index`.
+    pub fn hash(&self, index: usize) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.keys[index].0.to_le_bytes());
+        h.update(&self.content[index].to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Changes the content of `index`; returns the new body hash.
+    pub fn change(&mut self, index: usize) -> [u8; 32] {
+        self.content[index] += 1;
+        self.hash(index)
+    }
+
+    /// Whether `info` describes the current body of `index`.
+    pub fn is_current(&self, index: usize, info: &ObjectInfo) -> bool {
+        info.hash == self.hash(index)
+    }
+}
