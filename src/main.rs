@@ -18,14 +18,14 @@ enum Command {
     /// Run the deterministic simulator: thousands of nodes on a virtual clock.
     Sim(sim_cmd::SimArgs),
     /// Run one live node: join the ring, serve RPC and the admin listener until SIGTERM.
-    Node(beehive::node::config::NodeArgs),
+    Node(Box<beehive::node::config::NodeArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
-        Command::Node(args) => node_cmd::run(args),
+        Command::Node(args) => node_cmd::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

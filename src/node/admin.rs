@@ -124,7 +124,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             json(&list)
         }
         (&Method::PUT, p) if p.starts_with("/objects/") && p.len() > "/objects/".len() => {
-            let key = Id::hash(p["/objects/".len()..].as_bytes());
+            let key = Id::hash(&p.as_bytes()["/objects/".len()..]);
             match Limited::new(req.into_body(), state.max_body_bytes).collect().await {
                 Ok(body) => {
                     state.store.put(key, StoredObject::new(body.to_bytes()));

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
+/// Default RPC and admin listen addresses: loopback, so a node is private until configured.
+pub const DEFAULT_RPC: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000);
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 /// The shortest cluster secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
 /// Default cap on one object body moved between nodes.
@@ -209,13 +212,10 @@ impl RawConfig {
     /// Merges flags over environment over file, and checks every value.
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let RawConfig { args, file, env_secret } = self;
-        let rpc = addr("rpc", args.rpc.or(file.rpc), Some("127.0.0.1:7000"))?.unwrap_or_else(
-            || SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7000), // unreachable: default
-        );
-        let admin = addr("admin", args.admin.or(file.admin), Some("127.0.0.1:9090"))?
-            .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090));
-        let http = addr("http", args.http.or(file.http), None)?;
-        let advertise = addr("advertise", args.advertise.or(file.advertise), None)?;
+        let rpc = required_addr("rpc", args.rpc.or(file.rpc), DEFAULT_RPC)?;
+        let admin = required_addr("admin", args.admin.or(file.admin), DEFAULT_ADMIN)?;
+        let http = addr("http", args.http.or(file.http))?;
+        let advertise = addr("advertise", args.advertise.or(file.advertise))?;
         match advertise {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
                 return Err(invalid(
@@ -340,13 +340,18 @@ fn parse_addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.trim().parse().map_err(|_| invalid(field, s, "write IP:PORT, e.g. 127.0.0.1:7000"))
 }
 
-/// An address setting: the given value, else `default`, else none.
-fn addr(
+/// An optional address setting.
+fn addr(field: &'static str, value: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
+    value.map(|s| parse_addr(field, &s)).transpose()
+}
+
+/// An address setting with a default.
+fn required_addr(
     field: &'static str,
     value: Option<String>,
-    default: Option<&str>,
-) -> Result<Option<SocketAddr>, ConfigError> {
-    value.as_deref().or(default).map(|s| parse_addr(field, s)).transpose()
+    default: SocketAddr,
+) -> Result<SocketAddr, ConfigError> {
+    Ok(addr(field, value)?.unwrap_or(default))
 }
 
 /// An integer setting in `min..=max`: the flag (or env) text, else the file's, else `default`.
