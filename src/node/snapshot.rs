@@ -133,8 +133,8 @@ mod tests {
         let p = |i: u128| Peer { id: Id(i), addr: ([127, 0, 0, 1], 1).into() };
         assert_eq!(ring_size_estimate(me, &[], 8), 1);
         assert_eq!(ring_size_estimate(me, &[p(5), p(9)], 8), 3);
-        // 2 successors spanning 1/512 of the ring: about 1024 nodes.
+        // 2 successors spanning 1/256 of the ring: about 512 nodes.
         let list = [p(1 << 119), p(2 << 119)];
-        assert_eq!(ring_size_estimate(me, &list, 2), 1024);
+        assert_eq!(ring_size_estimate(me, &list, 2), 512);
     }
 }
