@@ -297,3 +297,90 @@ fn bad_configuration_is_refused_with_exit_code_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("secret"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- object bodies between two transports ------------------------------------------------
+
+mod bodies {
+    use beehive::node::metrics::Metrics;
+    use beehive::node::store::{BodyStore, MemoryStore, StoredObject};
+    use beehive::node::transport::{BodyError, Inbound, Transport, TransportConfig};
+    use beehive::rpc::MacKey;
+    use beehive_replication::{Id, Peer};
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::net::TcpListener;
+    use tokio::sync::{mpsc, watch};
+
+    const CAP: usize = 64 * 1024;
+    const WAIT: Duration = Duration::from_secs(5);
+
+    struct Side {
+        transport: Transport,
+        store: Arc<MemoryStore>,
+        metrics: Arc<Metrics>,
+        _inbound: mpsc::Receiver<Inbound>,
+    }
+
+    async fn side(stop: &watch::Receiver<bool>) -> Side {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let me = Peer::from_addr(listener.local_addr().unwrap());
+        let metrics = Arc::new(Metrics::new("chord", 1.0));
+        let store = Arc::new(MemoryStore::default());
+        let config = TransportConfig {
+            me,
+            key: MacKey::derive(super::SECRET.as_bytes()),
+            max_body_bytes: CAP,
+        };
+        let (transport, inbound) = Transport::new(config, metrics.clone(), store.clone());
+        let serving = transport.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { serving.serve(listener, stop).await });
+        Side { transport, store, metrics, _inbound: inbound }
+    }
+
+    #[tokio::test]
+    async fn bodies_are_fetched_verified_capped_and_handed_off() {
+        let (_stop, stop) = watch::channel(false);
+        let (a, b) = (side(&stop).await, side(&stop).await);
+        let holder = a.transport.me();
+
+        let body = Bytes::from(vec![7u8; 50_000]);
+        let key = Id::hash(b"big object");
+        let object = StoredObject::new(body.clone());
+        a.store.put(key, object.clone());
+        let got = b.transport.fetch_body(holder, key, object.hash, WAIT).await;
+        assert_eq!(got, Ok(body));
+        assert_eq!(b.metrics.bodies_fetched.get(), 1);
+
+        // Unknown key, or a version the holder does not have: missing.
+        let other = *blake3::hash(b"other").as_bytes();
+        assert_eq!(b.transport.fetch_body(holder, key, other, WAIT).await, Err(BodyError::Missing));
+
+        // A holder that serves bytes which do not match the hash asked for: refused on arrival.
+        let lie = Id::hash(b"lie");
+        let claimed = *blake3::hash(b"the real body").as_bytes();
+        a.store.put(lie, StoredObject { body: Bytes::from_static(b"forged body"), hash: claimed });
+        let got = b.transport.fetch_body(holder, lie, claimed, WAIT).await;
+        assert_eq!(got, Err(BodyError::HashMismatch));
+
+        // Over the cap (but within a frame): refused on arrival too.
+        let huge = StoredObject::new(Bytes::from(vec![1u8; CAP + 100]));
+        let huge_key = Id::hash(b"huge");
+        a.store.put(huge_key, huge.clone());
+        let got = b.transport.fetch_body(holder, huge_key, huge.hash, WAIT).await;
+        assert_eq!(got, Err(BodyError::TooLarge));
+        let text = b.metrics.encode();
+        for reason in ["missing", "hash_mismatch", "too_large"] {
+            let series = format!("beehive_body_rejected_total{{reason=\"{reason}\"}} 1");
+            assert!(text.contains(&series), "{series} missing from:\n{text}");
+        }
+
+        // Handoff: B pushes an object to A, which stores it and counts it.
+        let pushed = Id::hash(b"pushed");
+        let stored = b.transport.store_body(holder, pushed, Bytes::from_static(b"hi"), WAIT);
+        assert_eq!(stored.await, Ok(true));
+        assert_eq!(a.store.get(pushed).map(|o| o.body), Some(Bytes::from_static(b"hi")));
+        assert_eq!(a.metrics.handoff_received.get(), 1);
+    }
+}
