@@ -491,6 +491,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_validates() {
+        let file: FileConfig = toml::from_str(include_str!("../../deploy/beehive.toml")).unwrap();
+        assert_eq!(file.secret_file.as_deref(), Some(Path::new("/etc/beehive/secret")));
+        let file = FileConfig { secret_file: None, ..file };
+        let c =
+            RawConfig { args: NodeArgs::default(), file, env_secret: Some(Secret(vec![1; 16])) }
+                .validate()
+                .unwrap();
+        assert_eq!(c.admin, DEFAULT_ADMIN);
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file: FileConfig = toml::from_str(
             "rpc = \"127.0.0.1:7100\"\nmode = \"chord\"\n[intervals]\nstabilize_ms = 250\n\
