@@ -4,10 +4,8 @@
 //! Run with `cargo bench --bench rpc`. Prints the round-trip p50/p99 of sequential pings
 //! (one in flight) and the rate of pipelined pings (at most 64 in flight).
 
-use arc_swap::ArcSwap;
-use beehive::node::driver::{Driver, DriverInfo};
+use beehive::node::driver::{Driver, DriverHandle, DriverInfo};
 use beehive::node::metrics::Metrics;
-use beehive::node::snapshot::RingSnapshot;
 use beehive::node::store::MemoryStore;
 use beehive::node::transport::{Transport, TransportConfig};
 use beehive::rpc::{FrameCodec, Hello, MacKey, Payload};
@@ -17,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::Framed;
 
 const SECRET: &[u8] = b"bench cluster secret, 32 bytes..";
@@ -25,8 +23,9 @@ const SEQUENTIAL: usize = 20_000;
 const PIPELINED: usize = 200_000;
 const WINDOW: usize = 64;
 
-/// Starts a one-node ring in this process; returns its RPC address.
-async fn start_node() -> SocketAddr {
+/// Starts a one-node ring in this process; returns its RPC address and the driver's handle
+/// (the driver stops when its command channel closes).
+async fn start_node() -> (SocketAddr, DriverHandle) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let me = Peer::from_addr(addr);
@@ -35,30 +34,14 @@ async fn start_node() -> SocketAddr {
     let (transport, inbound) =
         Transport::new(config, metrics.clone(), Arc::new(MemoryStore::default()));
     let core = Node::new(me, ChordConfig::default(), Duration::ZERO);
-    let snapshot =
-        Arc::new(ArcSwap::from_pointee(RingSnapshot::capture(&core, false, "chord", 1.0)));
-    let (_commands, command_rx) = mpsc::channel(1);
     let info = DriverInfo { expects_peers: false, mode: "chord", target_hops: 1.0 };
-    let driver = Driver::new(
-        core,
-        tokio::time::Instant::now(),
-        transport.clone(),
-        inbound,
-        command_rx,
-        snapshot,
-        metrics,
-        info,
-    );
-    tokio::spawn(async move {
-        let _keep = _commands;
-        driver.run().await
-    });
+    let handle = Driver::spawn(core, transport.clone(), inbound, metrics, info);
     let (_stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         let _keep = _stop_tx;
         transport.serve(listener, stop).await
     });
-    addr
+    (addr, handle)
 }
 
 type Conn = Framed<TcpStream, FrameCodec>;
@@ -87,7 +70,7 @@ fn main() {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let addr = start_node().await;
+        let (addr, _driver) = start_node().await;
         let mut conn = connect(addr).await;
         let mut id = 0u64;
 

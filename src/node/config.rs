@@ -70,6 +70,10 @@ pub struct NodeArgs {
     /// Check-predecessor period in milliseconds.
     #[arg(long, value_name = "MS", env = "BEEHIVE_CHECK_PREDECESSOR_MS")]
     pub check_predecessor_ms: Option<String>,
+    /// Ring-merge probe period in milliseconds; also how long a silent suspected peer is
+    /// remembered (and so refused as a successor) before it is forgotten.
+    #[arg(long, value_name = "MS", env = "BEEHIVE_MERGE_MS")]
+    pub merge_ms: Option<String>,
     /// Successor-list length r.
     #[arg(long, value_name = "R", env = "BEEHIVE_SUCCESSORS")]
     pub successors: Option<String>,
@@ -109,6 +113,7 @@ pub struct FileIntervals {
     pub stabilize_ms: Option<u64>,
     pub fix_fingers_ms: Option<u64>,
     pub check_predecessor_ms: Option<u64>,
+    pub merge_ms: Option<u64>,
 }
 
 /// Which replication the node runs (DESIGN §4 baselines).
@@ -292,6 +297,7 @@ impl RawConfig {
                 iv.check_predecessor_ms,
                 1000,
             )?,
+            merge_interval: ms("merge-ms", args.merge_ms, iv.merge_ms, 30_000)?,
             successors: number("successors", args.successors, file.successors, 8, 1, 64)? as usize,
             ..ChordConfig::default()
         };

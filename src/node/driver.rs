@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Most inbound messages handled before outputs are drained and a snapshot published.
@@ -53,33 +54,43 @@ pub struct Driver {
     leaving: Option<(Instant, oneshot::Sender<()>)>,
 }
 
+/// What the rest of the node keeps of a running driver.
+#[derive(Debug)]
+pub struct DriverHandle {
+    /// The routing state as of the last input, for readers that must not wait.
+    pub snapshot: Arc<ArcSwap<RingSnapshot>>,
+    pub commands: mpsc::Sender<Command>,
+    pub task: JoinHandle<()>,
+}
+
 impl Driver {
-    /// A driver for `core`, whose `Time` zero is `epoch`. Publishes a first snapshot.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    /// Spawns the driver task for `core`, whose `Time` zero is now. Publishes a first
+    /// snapshot before returning.
+    pub fn spawn(
         core: Node,
-        epoch: Instant,
         transport: Transport,
         inbound: mpsc::Receiver<Inbound>,
-        commands: mpsc::Receiver<Command>,
-        snapshot: Arc<ArcSwap<RingSnapshot>>,
         metrics: Arc<Metrics>,
         info: DriverInfo,
-    ) -> Self {
+    ) -> DriverHandle {
+        let first = RingSnapshot::capture(&core, info.expects_peers, info.mode, info.target_hops);
+        let snapshot = Arc::new(ArcSwap::from_pointee(first));
+        let (commands, command_rx) = mpsc::channel(4);
         let mut driver = Driver {
             core,
-            epoch,
+            epoch: Instant::now(),
             transport,
             inbound,
-            commands,
-            snapshot,
+            commands: command_rx,
+            snapshot: snapshot.clone(),
             metrics,
             info,
             inflight: HashMap::new(),
             leaving: None,
         };
         driver.drain();
-        driver
+        let task = tokio::spawn(driver.run());
+        DriverHandle { snapshot, commands, task }
     }
 
     fn now(&self) -> Time {
@@ -87,7 +98,7 @@ impl Driver {
     }
 
     /// Runs until the node has left (after [`Command::Leave`]) or every input is gone.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         loop {
             let deadline = self.core.poll_timeout().map(|t| self.epoch + t);
             tokio::select! {

@@ -30,7 +30,7 @@ use crate::rpc::MacKey;
 use arc_swap::ArcSwap;
 use beehive_replication::{Node, Peer};
 use config::NodeConfig;
-use driver::{Command, Driver, DriverInfo};
+use driver::{Command, Driver, DriverHandle, DriverInfo};
 use metrics::Metrics;
 use snapshot::RingSnapshot;
 use std::io::Write;
@@ -39,7 +39,7 @@ use std::time::Duration;
 use store::{BodyStore, MemoryStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::{timeout, Instant};
 use transport::{Transport, TransportConfig};
 
@@ -81,7 +81,6 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     };
     let (transport, inbound) = Transport::new(transport_config, metrics.clone(), store.clone());
 
-    let epoch = Instant::now();
     let mut core = Node::new(me, config.chord.clone(), Duration::ZERO);
     let seeds: Vec<Peer> =
         config.join.iter().filter(|a| **a != advertise).map(|a| Peer::from_addr(*a)).collect();
@@ -90,24 +89,8 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     }
     let info =
         DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
-    let snapshot = Arc::new(ArcSwap::from_pointee(RingSnapshot::capture(
-        &core,
-        info.expects_peers,
-        mode,
-        config.target_hops,
-    )));
-    let (commands, command_rx) = mpsc::channel(4);
-    let driver = Driver::new(
-        core,
-        epoch,
-        transport.clone(),
-        inbound,
-        command_rx,
-        snapshot.clone(),
-        metrics.clone(),
-        info,
-    );
-    let driver_task = tokio::spawn(driver.run());
+    let DriverHandle { snapshot, commands, task: driver_task } =
+        Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let accept_task = tokio::spawn({

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub const SECRET: &str = "e2e cluster secret, 32 bytes long";
 /// Intervals the e2e tests run with: fast enough to converge in seconds.
 pub const INTERVAL_MS: &str = "100";
+/// The merge period: a peer suspected before it was restarted is forgotten (and so can be
+/// adopted as a successor again) within two of these.
+pub const MERGE_MS: &str = "1000";
 
 pub struct NodeProc {
     pub child: Child,
@@ -51,6 +54,7 @@ pub fn node_command(secret: &str) -> Command {
         .args(["--stabilize-ms", INTERVAL_MS])
         .args(["--fix-fingers-ms", INTERVAL_MS])
         .args(["--check-predecessor-ms", INTERVAL_MS])
+        .args(["--merge-ms", MERGE_MS])
         .args(["--shutdown-ms", "4000"]);
     cmd
 }
