@@ -11,7 +11,7 @@
 //! peer's, then loops over "frame arrived" and "frame to send". A frame the codec refuses
 //! closes the connection and counts `rpc_rejected_frames_total{reason}`.
 
-use super::metrics::{KindLabel, Metrics};
+use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
 use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
 use beehive_replication::{Id, Message, Peer};
@@ -309,7 +309,11 @@ impl Inner {
                 backoff.insert(to.id, Backoff { next_try: Instant::now() + delay, delay });
                 drop(backoff);
                 tracing::debug!(peer = ?to, %error, retry_in = ?delay, "dial failed");
-                self.metrics.drop_send("unreachable");
+                let queued = rx.len() as u64;
+                self.metrics
+                    .send_dropped
+                    .get_or_create(&ReasonLabel { reason: "unreachable" })
+                    .inc_by(queued);
                 self.forget(to.id, generation);
             }
         }
