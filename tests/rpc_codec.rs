@@ -8,7 +8,7 @@
 
 use beehive::rpc::frame::{
     DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, NONCE_LEN, OVERHEAD, PREFIX_LEN,
-    SESSION_CONTEXT,
+    SESSION_CONTEXT, UNAUTHENTICATED_MAX_FRAME_LEN,
 };
 use beehive::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Nonce, Payload};
 use beehive_replication::message::MAX_LISTED_PEERS;
@@ -314,11 +314,28 @@ fn an_oversized_length_prefix_is_too_large_without_allocating() {
         let mut codec = FrameCodec::new(key());
         let err = codec.decode(&mut src).unwrap_err();
         assert!(
-            matches!(err, FrameError::TooLarge { len, max } if len == u64::from(claimed) && max == DEFAULT_MAX_FRAME_LEN),
+            matches!(err, FrameError::TooLarge { len, max } if len == u64::from(claimed) && max == UNAUTHENTICATED_MAX_FRAME_LEN),
             "{err}"
         );
         assert!(src.capacity() < 1024, "buffer grew to {} bytes", src.capacity());
     }
+}
+
+#[test]
+fn the_cap_is_small_until_the_hello_is_authenticated() {
+    let big = Payload::Body(BodyMsg::Found { id: 1, body: vec![3; 20_000] });
+    let items = [hello(peer_v4(1)), big];
+    let (bytes, ends) = encode_all(key(), &items);
+    // A stranger's first frame may not be big.
+    let received = feed_whole(&bytes[ends[0]..]);
+    assert!(matches!(
+        received.error,
+        Some(FrameError::TooLarge { max: UNAUTHENTICATED_MAX_FRAME_LEN, .. })
+    ));
+    // After the hello, the connection's cap applies.
+    let received = feed_whole(&bytes);
+    assert!(received.error.is_none(), "{:?}", received.error);
+    assert_eq!(accepted_payloads(&received), items);
 }
 
 #[test]

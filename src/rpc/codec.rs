@@ -19,7 +19,8 @@
 
 use super::error::FrameError;
 use super::frame::{
-    self, BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload, DEFAULT_MAX_FRAME_LEN, MIN_FRAME_LEN,
+    self, BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload, DEFAULT_MAX_FRAME_LEN,
+    MIN_FRAME_LEN, UNAUTHENTICATED_MAX_FRAME_LEN,
 };
 use super::payload::{self, DecodeFailure};
 use beehive_replication::{Message, Peer};
@@ -41,7 +42,10 @@ pub struct FrameCodec {
     send_key: Option<MacKey>,
     recv_key: Option<MacKey>,
     lengths: LengthDelimitedCodec,
+    /// The cap in force: [`UNAUTHENTICATED_MAX_FRAME_LEN`] (or less) until the peer's hello
+    /// arrived, then `established_max`.
     max_frame_len: usize,
+    established_max: usize,
     /// The sequence number of the next frame we send. Starts at 1.
     next_seq: u64,
     /// The last sequence number accepted from the peer; 0 before any (so 0 is never valid).
@@ -57,9 +61,13 @@ impl FrameCodec {
     }
 
     /// A codec whose length prefix may announce at most `max` bytes (raised to
-    /// [`MIN_FRAME_LEN`] if below it, capped at `u32::MAX`). Both ends should agree.
+    /// [`MIN_FRAME_LEN`] if below it, capped at `u32::MAX`) once the peer's hello has been
+    /// authenticated; before that, at most [`UNAUTHENTICATED_MAX_FRAME_LEN`], so a stranger
+    /// cannot make the node buffer a large frame before its MAC is checked. Both ends should
+    /// agree on `max`.
     pub fn with_max_frame_length(key: MacKey, max: usize) -> Self {
-        let max = max.clamp(MIN_FRAME_LEN, u32::MAX as usize);
+        let established_max = max.clamp(MIN_FRAME_LEN, u32::MAX as usize);
+        let max = established_max.min(UNAUTHENTICATED_MAX_FRAME_LEN);
         let lengths = LengthDelimitedCodec::builder()
             .big_endian()
             .length_field_type::<u32>()
@@ -72,6 +80,7 @@ impl FrameCodec {
             recv_key: None,
             lengths,
             max_frame_len: max,
+            established_max,
             next_seq: 1,
             last_seq: 0,
             remote: None,
@@ -131,6 +140,8 @@ impl FrameCodec {
                 let hello: Hello = decode_payload(bytes)?;
                 self.remote = Some(hello);
                 self.establish();
+                self.max_frame_len = self.established_max;
+                self.lengths.set_max_frame_length(self.established_max);
                 Payload::Hello(hello)
             }
             (Kind::Message, Some(_)) => {
@@ -230,8 +241,8 @@ impl Encoder<Payload> for FrameCodec {
         encoded.map_err(FrameError::Encode)?;
 
         let len = MIN_FRAME_LEN + bytes.len();
-        let too_large = || FrameError::TooLarge { len: len as u64, max: self.max_frame_len };
-        if len > self.max_frame_len {
+        let too_large = || FrameError::TooLarge { len: len as u64, max: self.established_max };
+        if len > self.established_max {
             return Err(too_large());
         }
         let prefix = frame::prefix_for(len).ok_or_else(too_large)?;

@@ -34,6 +34,8 @@ pub const MIN_FRAME_LEN: usize = HEADER_LEN + MAC_LEN;
 pub const OVERHEAD: usize = PREFIX_LEN + HEADER_LEN + MAC_LEN;
 /// Default cap on the length prefix. The largest message today (64 IPv6 peers) is under 3 KiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
+/// Cap on frames before the peer's hello is authenticated: a hello is a few dozen bytes.
+pub const UNAUTHENTICATED_MAX_FRAME_LEN: usize = 4 * 1024;
 /// The blake3 `derive_key` context for the frame MAC key. Changing it splits the cluster.
 pub const MAC_CONTEXT: &str = "beehive rpc frame mac v1";
 /// The blake3 `derive_key` context for per-connection session keys.
