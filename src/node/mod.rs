@@ -2,10 +2,10 @@
 //!
 //! # Contract
 //!
-//! [`run`] binds the RPC and admin listeners, prints one line
-//! `listening rpc=ADDR admin=ADDR id=HEX` on stdout (so scripts and tests can find ports
-//! chosen by the OS), joins the ring through the configured seeds, and serves until SIGTERM or
-//! SIGINT. Then it stops accepting, hands the objects it is home for to its successor, leaves
+//! [`run`] ([`start`], then [`RunningNode::shutdown`] on a signal) binds the RPC and admin
+//! listeners, prints one line `listening rpc=ADDR admin=ADDR id=HEX` on stdout (so scripts
+//! and tests can find ports chosen by the OS), joins the ring through the configured seeds,
+//! and serves until SIGTERM or SIGINT. Then it stops accepting, hands the objects it is home for to its successor, leaves
 //! the ring, and returns, all within the configured shutdown bound.
 //!
 //! # Module map
@@ -34,12 +34,14 @@ use driver::{Command, Driver, DriverHandle, DriverInfo};
 use metrics::Metrics;
 use snapshot::RingSnapshot;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{BodyStore, MemoryStore};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 use transport::{Transport, TransportConfig};
 
@@ -54,22 +56,52 @@ pub enum NodeError {
 
 /// Runs one node until SIGTERM/SIGINT, then shuts it down gracefully.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(NodeError::Signal)?;
+    let node = start(&config).await?;
+    // The one line scripts and tests read to find the ports.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "listening rpc={} admin={} id={:032x}",
+        node.rpc_addr, node.admin_addr, node.me.id.0
+    );
+    let _ = stdout.flush();
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A node whose tasks are running: the driver, the RPC accept loop and the admin listener.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub me: Peer,
+    pub rpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    transport: Transport,
+    store: Arc<dyn BodyStore>,
+    metrics: Arc<Metrics>,
+    driver: DriverHandle,
+    accept_task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    shutdown_bound: Duration,
+}
+
+/// Binds the listeners, starts the core (joining through the configured seeds) and every
+/// task. Returns once the node listens.
+pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let bind = |what, addr| async move {
         TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { what, addr, source })
     };
     let rpc_listener = bind("rpc", config.rpc).await?;
     let admin_listener = bind("admin", config.admin).await?;
-    let rpc_addr = rpc_listener.local_addr().map_err(|source| NodeError::Bind {
-        what: "rpc",
-        addr: config.rpc,
-        source,
-    })?;
+    let rpc_addr = rpc_listener.local_addr().unwrap_or(config.rpc);
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin);
     let advertise = config.advertise.unwrap_or(rpc_addr);
     let me = Peer::from_addr(advertise);
-
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(NodeError::Signal)?;
 
     let mode = config.mode.name();
     let metrics = Arc::new(Metrics::new(mode, config.target_hops));
@@ -89,51 +121,69 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     }
     let info =
         DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
-    let DriverHandle { snapshot, commands, task: driver_task } =
-        Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
+    let driver = Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, stopping) = watch::channel(false);
     let accept_task = tokio::spawn({
         let transport = transport.clone();
-        let stop = stop_rx.clone();
-        async move { transport.serve(rpc_listener, stop).await }
+        let stopping = stopping.clone();
+        async move { transport.serve(rpc_listener, stopping).await }
     });
     let admin_state = admin::AdminState {
-        snapshot: snapshot.clone(),
+        snapshot: driver.snapshot.clone(),
         metrics: metrics.clone(),
         store: store.clone(),
         max_body_bytes: config.max_body_bytes,
-        stopping: stop_rx,
+        stopping,
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
+    tracing::info!(
+        id = ?me.id, %rpc_addr, %admin_addr, %advertise, seeds = seeds.len(), mode,
+        "node started"
+    );
+    Ok(RunningNode {
+        me,
+        rpc_addr,
+        admin_addr,
+        transport,
+        store,
+        metrics,
+        driver,
+        accept_task,
+        stop,
+        shutdown_bound: config.shutdown_bound,
+    })
+}
 
-    tracing::info!(id = ?me.id, %rpc_addr, %admin_addr, %advertise, seeds = seeds.len(), mode, "node started");
-    // The one line scripts and tests read to find the ports.
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening rpc={rpc_addr} admin={admin_addr} id={:032x}", me.id.0);
-    let _ = stdout.flush();
-
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-    }
-    let _ = stop_tx.send(true);
-    accept_task.abort();
-    let bound = config.shutdown_bound;
-    let shutdown = async {
-        let handed = handoff(&transport, &store, &snapshot, &metrics, bound / 2).await;
-        tracing::info!(objects = handed, "handoff done");
-        let (done, left) = oneshot::channel();
-        if commands.send(Command::Leave { bound: bound / 2, done }).await.is_ok() {
-            let _ = left.await;
+impl RunningNode {
+    /// Stops accepting connections, hands home objects to the successor, leaves the ring,
+    /// and stops the driver; all within the configured shutdown bound.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.accept_task.abort();
+        let bound = self.shutdown_bound;
+        let graceful = async {
+            let handed = handoff(
+                &self.transport,
+                &self.store,
+                &self.driver.snapshot,
+                &self.metrics,
+                bound / 2,
+            )
+            .await;
+            tracing::info!(objects = handed, "handoff done");
+            let (done, left) = oneshot::channel();
+            let leave = Command::Leave { bound: bound / 2, done };
+            if self.driver.commands.send(leave).await.is_ok() {
+                let _ = left.await;
+            }
+        };
+        if timeout(bound, graceful).await.is_err() {
+            tracing::warn!(?bound, "shutdown bound reached; exiting anyway");
         }
-    };
-    if timeout(bound, shutdown).await.is_err() {
-        tracing::warn!(?bound, "shutdown bound reached; exiting anyway");
+        self.driver.task.abort();
+        tracing::info!("left the ring");
     }
-    driver_task.abort();
-    tracing::info!("left the ring");
-    Ok(())
 }
 
 /// Pushes every object this node is home for (keys in `(predecessor, me]`) to its first
