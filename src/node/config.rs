@@ -220,6 +220,17 @@ impl RawConfig {
         let rpc = required_addr("rpc", args.rpc.or(file.rpc), DEFAULT_RPC)?;
         let admin = required_addr("admin", args.admin.or(file.admin), DEFAULT_ADMIN)?;
         let http = addr("http", args.http.or(file.http))?;
+        let listeners = [("rpc", Some(rpc)), ("admin", Some(admin)), ("http", http)];
+        for (i, (field, a)) in listeners.iter().enumerate() {
+            let Some(a) = a.filter(|a| a.port() != 0) else { continue };
+            if let Some((other, _)) = listeners[..i].iter().find(|(_, b)| *b == Some(a)) {
+                return Err(invalid(
+                    field,
+                    a,
+                    format!("already taken by `{other}`; pick another port"),
+                ));
+            }
+        }
         let advertise = addr("advertise", args.advertise.or(file.advertise))?;
         match advertise {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
@@ -478,6 +489,7 @@ mod tests {
             (NodeArgs { target_hops: Some("0".into()), ..Default::default() }, "target-hops"),
             (NodeArgs { stabilize_ms: Some("0".into()), ..Default::default() }, "stabilize-ms"),
             (NodeArgs { join: vec!["1.2.3.4:0".into()], ..Default::default() }, "join"),
+            (NodeArgs { admin: Some("127.0.0.1:7000".into()), ..Default::default() }, "admin"),
             (NodeArgs { origin: vec!["a=https://x".into()], ..Default::default() }, "origin"),
             (NodeArgs { origin: vec!["A B=http://x".into()], ..Default::default() }, "origin"),
         ];
