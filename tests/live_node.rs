@@ -1,10 +1,15 @@
 //! End-to-end: real `beehive node` processes on loopback.
 //!
-//! Bounds (intervals of 100 ms for stabilize, fix-fingers and check-predecessor):
+//! Bounds (intervals of 100 ms for stabilize, fix-fingers and check-predecessor; merge 1 s;
+//! a dead peer is dropped after 3 missed requests of at least 100 ms each):
 //! * ring convergence (successor and predecessor right on every node): 20 s;
 //! * every remote finger right: 20 s more;
-//! * repair after `kill -9` of two nodes, and rejoin after their restart: 20 s each;
+//! * repair after `kill -9` of two nodes, and rejoin after their restart: 10 s each (a peer
+//!   suspected before its restart is forgotten within two merge periods);
 //! * graceful shutdown (handoff, leave, exit 0): 8 s.
+//!
+//! Seen on the 2-core machine, also with both cores busy: convergence 0.5–0.9 s, fingers
+//! 0.2–0.6 s more, repair 0.35–3.4 s, rejoin 0.16–1.3 s, SIGTERM to exit 0.12 s.
 //!
 //! Each wait polls and returns as soon as its condition holds; the figures printed are the
 //! times actually taken.
@@ -21,6 +26,7 @@ use support::*;
 use tokio_util::codec::{Decoder, Encoder};
 
 const CONVERGE: Duration = Duration::from_secs(20);
+const REPAIR: Duration = Duration::from_secs(10);
 
 #[test]
 fn eight_nodes_converge_repair_after_kill_9_and_rejoin() {
@@ -54,7 +60,7 @@ fn eight_nodes_converge_repair_after_kill_9_and_rejoin() {
     let dead: Vec<NodeProc> = nodes.drain(3..5).collect();
     drop(dead);
     let alive: Vec<&NodeProc> = nodes.iter().collect();
-    let took = wait_for(CONVERGE, || cluster_error(&alive, false).is_none());
+    let took = wait_for(REPAIR, || cluster_error(&alive, false).is_none());
     assert!(took.is_some(), "ring did not repair: {:?}", cluster_error(&alive, false));
     eprintln!("after kill -9 of 2: ring repaired in {:?}", took.unwrap());
 
@@ -65,7 +71,7 @@ fn eight_nodes_converge_repair_after_kill_9_and_rejoin() {
         nodes.push(node);
     }
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    let took = wait_for(CONVERGE, || cluster_error(&all, false).is_none());
+    let took = wait_for(REPAIR, || cluster_error(&all, false).is_none());
     assert!(took.is_some(), "restarted nodes did not rejoin: {:?}", cluster_error(&all, false));
     eprintln!("restarted 2: ring whole again in {:?}", took.unwrap());
 }

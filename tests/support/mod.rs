@@ -29,6 +29,10 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Logs are kept when the test failed, for a look afterwards.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -90,6 +94,7 @@ pub fn start_command(mut cmd: Command) -> NodeProc {
         Ok(line) => line,
         Err(_) => {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("node did not print its listening line; log {}", log.display());
         }
     };
