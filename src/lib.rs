@@ -4,12 +4,14 @@
 //!
 //! The protocol itself — ring state, replication, the simulator — lives in the sans-IO
 //! `beehive-replication` crate. This library holds what a live node adds around it: the
-//! transport pieces the `beehive` binary's drivers are built from. Modules here may do I/O
-//! only where their docs say so; today none does.
+//! transport pieces the `beehive` binary's drivers are built from. [`rpc`] does no I/O;
+//! [`node`] is the live node's runtime (sockets, tasks, signals).
 //!
 //! # Module map
 //!
 //! * [`rpc`] — node-to-node RPC frames: layout, MAC, the per-connection codec
+//! * [`node`] — the live node: config, driver task, transport, admin listener, metrics
 #![forbid(unsafe_code)]
 
+pub mod node;
 pub mod rpc;

@@ -1,5 +1,6 @@
 //! The `beehive` command: one binary for every role.
 
+mod node_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -16,18 +17,25 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator: thousands of nodes on a virtual clock.
     Sim(sim_cmd::SimArgs),
+    /// Run one live node: join the ring, serve RPC and the admin listener until SIGTERM.
+    Node(Box<beehive::node::config::NodeArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Node(args) => node_cmd::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            // 2: the command line or configuration is wrong (as clap's own errors);
+            // 1: the node failed while running.
+            let bad_config = e.downcast_ref::<node_cmd::BadConfig>().is_some()
+                || e.downcast_ref::<beehive::node::NodeError>().is_none();
+            std::process::ExitCode::from(if bad_config { 2 } else { 1 })
         }
     }
 }

@@ -2,11 +2,15 @@
 //! and every way a stream can be wrong (wrong secret, flipped bits, oversized, truncated,
 //! replayed, garbage), plus property tests that the decoder never panics and never accepts
 //! a frame without a valid MAC.
+//!
+//! Streams are one direction of a connection whose hellos were exchanged: the sender's
+//! frames after its hello are sealed under the session key from both nonces.
 
 use beehive::rpc::frame::{
-    DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, OVERHEAD, PREFIX_LEN,
+    DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, NONCE_LEN, OVERHEAD, PREFIX_LEN,
+    SESSION_CONTEXT, UNAUTHENTICATED_MAX_FRAME_LEN,
 };
-use beehive::rpc::{Frame, FrameCodec, FrameError, MacKey, Payload};
+use beehive::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Nonce, Payload};
 use beehive_replication::message::MAX_LISTED_PEERS;
 use beehive_replication::{Id, Message, NextHop, Peer, Request, Response};
 use bytes::BytesMut;
@@ -74,22 +78,77 @@ fn all_messages() -> Vec<Message> {
     ]
 }
 
+/// The sender's and the receiver's hello nonces.
+const SENDER_NONCE: Nonce = [0x5e; NONCE_LEN];
+const RECEIVER_NONCE: Nonce = [0x7e; NONCE_LEN];
+
+fn hello(peer: Peer) -> Payload {
+    Payload::Hello(Hello { peer, nonce: SENDER_NONCE })
+}
+
 fn payloads() -> Vec<Payload> {
-    let mut all = vec![Payload::Hello(peer_v4(100))];
+    let mut all = vec![hello(peer_v4(100))];
     all.extend(all_messages().into_iter().map(Payload::Message));
+    all.extend([
+        Payload::Body(BodyMsg::Fetch { id: 7, key: Id(3), hash: [1; 32] }),
+        Payload::Body(BodyMsg::Found { id: 7, body: vec![0xab; 3000] }),
+        Payload::Body(BodyMsg::Missing { id: 8 }),
+        Payload::Body(BodyMsg::Store { id: 9, key: Id(u128::MAX), body: vec![] }),
+        Payload::Body(BodyMsg::Stored { id: 9, accepted: true }),
+    ]);
     all
 }
 
-/// Encodes `items` on one fresh connection; returns the bytes and where each frame ends.
-fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
+/// The receiver's side of the hello exchange: a codec that has sent its hello (sealed under
+/// `key`), and the bytes of that hello.
+fn receiver(key: MacKey) -> (FrameCodec, BytesMut) {
     let mut codec = FrameCodec::new(key);
+    let mut out = BytesMut::new();
+    let me = Hello { peer: peer_v4(200), nonce: RECEIVER_NONCE };
+    codec.encode(Payload::Hello(me), &mut out).unwrap();
+    (codec, out)
+}
+
+/// Encodes `items` (a hello first) on one fresh connection whose receiver's hello arrives
+/// right after ours; returns the bytes and where each frame ends.
+fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
+    let mut codec = FrameCodec::new(key.clone());
     let mut out = BytesMut::new();
     let mut ends = Vec::new();
     for item in items {
         codec.encode(item.clone(), &mut out).unwrap();
+        if matches!(item, Payload::Hello(_)) {
+            let (_, mut theirs) = receiver(key.clone());
+            codec.decode(&mut theirs).unwrap().unwrap();
+        }
         ends.push(out.len());
     }
     (out, ends)
+}
+
+/// A frame sealed by hand (the layout of DESIGN §5) under `mac_key`, whatever the header says.
+fn forge(mac_key: &[u8; 32], kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> Vec<u8> {
+    let len = (MIN_FRAME_LEN + payload.len()) as u32;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[1, kind]);
+    frame.extend_from_slice(&seq.to_be_bytes());
+    frame.extend_from_slice(&request_id.to_be_bytes());
+    frame.extend_from_slice(payload);
+    let mac = blake3::keyed_hash(mac_key, &frame);
+    frame.extend_from_slice(mac.as_bytes());
+    frame
+}
+
+/// The cluster MAC key and the sender → receiver session key, derived again by hand.
+fn cluster_mac_key() -> [u8; 32] {
+    blake3::derive_key(MAC_CONTEXT, SECRET)
+}
+
+fn session_mac_key() -> [u8; 32] {
+    let mut material = cluster_mac_key().to_vec();
+    material.extend_from_slice(&SENDER_NONCE);
+    material.extend_from_slice(&RECEIVER_NONCE);
+    blake3::derive_key(SESSION_CONTEXT, &material)
 }
 
 /// What a receiving codec made of a stream fed in `chunks`: each accepted frame with the
@@ -100,7 +159,7 @@ struct Received {
 }
 
 fn feed<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Received {
-    let mut codec = FrameCodec::new(key());
+    let (mut codec, _) = receiver(key());
     let mut src = BytesMut::new();
     let (mut fed, mut frame_start) = (0usize, 0usize);
     let mut frames = Vec::new();
@@ -133,15 +192,19 @@ fn accepted_payloads(received: &Received) -> Vec<Payload> {
 
 /// The MAC check, written again from the layout in DESIGN §5 rather than with the codec's
 /// own code: the prefix announces the rest, and the last 32 bytes are the keyed blake3 of
-/// everything before them.
-fn independently_authentic(frame: &[u8]) -> bool {
+/// everything before them, under the cluster key for a hello and the session key after it.
+fn independently_authentic(frame: &[u8], hello: bool) -> bool {
     if frame.len() < PREFIX_LEN + MIN_FRAME_LEN {
         return false;
     }
     let announced = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
     let (sealed, tag) = frame.split_at(frame.len() - 32);
-    let mac_key = blake3::derive_key(MAC_CONTEXT, SECRET);
+    let mac_key = if hello { cluster_mac_key() } else { session_mac_key() };
     announced == frame.len() - PREFIX_LEN && blake3::keyed_hash(&mac_key, sealed).as_bytes() == tag
+}
+
+fn is_hello(frame: &Frame) -> bool {
+    matches!(frame.payload, Payload::Hello(_))
 }
 
 fn assert_reason(received: &Received, reason: &str) {
@@ -165,7 +228,7 @@ fn every_variant_round_trips_fed_byte_by_byte() {
     for ((frame, range), end) in received.frames.iter().zip(&ends) {
         assert_eq!(range.end, *end, "frame {} ended at the wrong byte", frame.seq);
         assert_eq!(frame.request_id, frame.payload.request_id());
-        assert!(independently_authentic(&bytes[range.clone()]));
+        assert!(independently_authentic(&bytes[range.clone()], is_hello(frame)));
     }
 }
 
@@ -183,7 +246,7 @@ fn every_variant_round_trips_split_at_every_point() {
 #[test]
 fn the_hello_names_the_remote_peer() {
     let (mut bytes, _) = encode_all(key(), &payloads()[..1]);
-    let mut codec = FrameCodec::new(key());
+    let (mut codec, _) = receiver(key());
     assert_eq!(codec.remote_peer(), None);
     codec.decode(&mut bytes).unwrap().unwrap();
     assert_eq!(codec.remote_peer(), Some(peer_v4(100)));
@@ -254,11 +317,28 @@ fn an_oversized_length_prefix_is_too_large_without_allocating() {
         let mut codec = FrameCodec::new(key());
         let err = codec.decode(&mut src).unwrap_err();
         assert!(
-            matches!(err, FrameError::TooLarge { len, max } if len == u64::from(claimed) && max == DEFAULT_MAX_FRAME_LEN),
+            matches!(err, FrameError::TooLarge { len, max } if len == u64::from(claimed) && max == UNAUTHENTICATED_MAX_FRAME_LEN),
             "{err}"
         );
         assert!(src.capacity() < 1024, "buffer grew to {} bytes", src.capacity());
     }
+}
+
+#[test]
+fn the_cap_is_small_until_the_hello_is_authenticated() {
+    let big = Payload::Body(BodyMsg::Found { id: 1, body: vec![3; 20_000] });
+    let items = [hello(peer_v4(1)), big];
+    let (bytes, ends) = encode_all(key(), &items);
+    // A stranger's first frame may not be big.
+    let received = feed_whole(&bytes[ends[0]..]);
+    assert!(matches!(
+        received.error,
+        Some(FrameError::TooLarge { max: UNAUTHENTICATED_MAX_FRAME_LEN, .. })
+    ));
+    // After the hello, the connection's cap applies.
+    let received = feed_whole(&bytes);
+    assert!(received.error.is_none(), "{:?}", received.error);
+    assert_eq!(accepted_payloads(&received), items);
 }
 
 #[test]
@@ -298,9 +378,10 @@ fn a_replayed_frame_is_refused() {
     assert_eq!(received.frames.len(), 2);
     assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 3 })));
 
-    // The hello again, later.
+    // The hello again, later: sealed under the cluster key, while the connection has moved
+    // on to its session key.
     let received = feed([hello, first, hello]);
-    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 1, last: 2 })));
+    assert_reason(&received, "bad_mac");
 }
 
 #[test]
@@ -334,13 +415,37 @@ fn another_protocol_version_is_bad_version() {
 
 #[test]
 fn messages_need_exactly_one_hello_first() {
-    let (bytes, _) = encode_all(key(), &payloads()[1..2]);
-    assert_reason(&feed_whole(&bytes), "unexpected_kind");
-
-    let hellos = [Payload::Hello(peer_v4(1)), Payload::Hello(peer_v4(2))];
-    let received = feed_whole(&encode_all(key(), &hellos).0);
+    let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+    let (hello_frame, message_frame) = (&bytes[..ends[0]], &bytes[ends[0]..]);
+    // Without the hello there is no session key: the message cannot even be authenticated.
+    assert_reason(&feed_whole(message_frame), "bad_mac");
+    // A member of the cluster sealing a message under the cluster key still needs a hello.
+    let payload = &message_frame[PREFIX_LEN + 18..message_frame.len() - 32];
+    let early = forge(&cluster_mac_key(), 2, 1, 0, payload);
+    assert_reason(&feed_whole(&early), "unexpected_kind");
+    // A second hello (sealed under the session key, as a member would) is refused.
+    let hello_payload = &hello_frame[PREFIX_LEN + 18..hello_frame.len() - 32];
+    let mut stream = hello_frame.to_vec();
+    stream.extend(forge(&session_mac_key(), 1, 2, 0, hello_payload));
+    let received = feed_whole(&stream);
     assert_eq!(received.frames.len(), 1);
     assert_reason(&received, "unexpected_kind");
+}
+
+#[test]
+fn a_frame_recorded_on_one_connection_fails_on_another() {
+    let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+    // The same hello replays fine (it only names the peer), but the receiver's new nonce
+    // gives the connection a new session key, so the recorded message fails the MAC.
+    let mut other = FrameCodec::new(key());
+    let mut out = BytesMut::new();
+    let fresh = Hello { peer: peer_v4(200), nonce: [0x11; NONCE_LEN] };
+    other.encode(Payload::Hello(fresh), &mut out).unwrap();
+    let mut src = BytesMut::from(&bytes[..]);
+    assert!(other.decode(&mut src).unwrap().is_some());
+    let err = other.decode(&mut src).unwrap_err();
+    assert_eq!(err.reason(), "bad_mac", "{err}");
+    assert_eq!(src.len(), bytes.len() - ends[1]);
 }
 
 #[test]
@@ -349,7 +454,7 @@ fn an_authentic_but_invalid_message_is_invalid() {
         id: 1,
         body: Response::Next(NextHop::Closer(peers(MAX_LISTED_PEERS as u16 + 1))),
     };
-    let items = [Payload::Hello(peer_v4(1)), Payload::Message(too_many)];
+    let items = [hello(peer_v4(1)), Payload::Message(too_many)];
     let received = feed_whole(&encode_all(key(), &items).0);
     assert_eq!(received.frames.len(), 1);
     assert_reason(&received, "invalid");
@@ -362,7 +467,7 @@ fn an_authentic_but_invalid_message_is_invalid() {
 fn assert_only_authentic_frames(received: &Received, stream: &[u8], sent: &[Payload]) {
     for (frame, range) in &received.frames {
         assert!(
-            independently_authentic(&stream[range.clone()]),
+            independently_authentic(&stream[range.clone()], is_hello(frame)),
             "accepted a frame without a valid MAC"
         );
         let original = frame

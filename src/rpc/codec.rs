@@ -6,7 +6,9 @@
 //!
 //! 1. length cap — before anything of the claimed size is allocated;
 //! 2. minimum length, then protocol version;
-//! 3. MAC (constant-time) — nothing below runs on bytes without the cluster secret;
+//! 3. MAC (constant-time) — nothing below runs on bytes without the cluster secret; the
+//!    hello is sealed under the cluster key, every later frame under the connection's session
+//!    key ([`MacKey::session`]), which needs both sides' hello nonces;
 //! 4. sequence number strictly above the last accepted one on this connection;
 //! 5. kind byte and hello-first order;
 //! 6. payload decode (with a limit, no trailing bytes), header/message request id agree;
@@ -16,7 +18,10 @@
 //! is not meant to be used again.
 
 use super::error::FrameError;
-use super::frame::{self, Frame, Kind, MacKey, Payload, DEFAULT_MAX_FRAME_LEN, MIN_FRAME_LEN};
+use super::frame::{
+    self, BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload, DEFAULT_MAX_FRAME_LEN,
+    MIN_FRAME_LEN, UNAUTHENTICATED_MAX_FRAME_LEN,
+};
 use super::payload::{self, DecodeFailure};
 use beehive_replication::{Message, Peer};
 use bytes::BytesMut;
@@ -29,15 +34,24 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedC
 /// would close the connection as a replay.
 #[derive(Debug)]
 pub struct FrameCodec {
+    /// The cluster key: seals and checks hellos, and derives the session keys.
     key: MacKey,
+    /// Our hello's nonce, once we sent it.
+    local_nonce: Option<Nonce>,
+    /// Keys for frames after the hellos, once both hellos are known.
+    send_key: Option<MacKey>,
+    recv_key: Option<MacKey>,
     lengths: LengthDelimitedCodec,
+    /// The cap in force: [`UNAUTHENTICATED_MAX_FRAME_LEN`] (or less) until the peer's hello
+    /// arrived, then `established_max`.
     max_frame_len: usize,
+    established_max: usize,
     /// The sequence number of the next frame we send. Starts at 1.
     next_seq: u64,
     /// The last sequence number accepted from the peer; 0 before any (so 0 is never valid).
     last_seq: u64,
-    /// The peer's advertised identity, once its hello arrived.
-    remote: Option<Peer>,
+    /// The peer's hello, once it arrived.
+    remote: Option<Hello>,
 }
 
 impl FrameCodec {
@@ -47,15 +61,30 @@ impl FrameCodec {
     }
 
     /// A codec whose length prefix may announce at most `max` bytes (raised to
-    /// [`MIN_FRAME_LEN`] if below it, capped at `u32::MAX`). Both ends should agree.
+    /// [`MIN_FRAME_LEN`] if below it, capped at `u32::MAX`) once the peer's hello has been
+    /// authenticated; before that, at most [`UNAUTHENTICATED_MAX_FRAME_LEN`], so a stranger
+    /// cannot make the node buffer a large frame before its MAC is checked. Both ends should
+    /// agree on `max`.
     pub fn with_max_frame_length(key: MacKey, max: usize) -> Self {
-        let max = max.clamp(MIN_FRAME_LEN, u32::MAX as usize);
+        let established_max = max.clamp(MIN_FRAME_LEN, u32::MAX as usize);
+        let max = established_max.min(UNAUTHENTICATED_MAX_FRAME_LEN);
         let lengths = LengthDelimitedCodec::builder()
             .big_endian()
             .length_field_type::<u32>()
             .max_frame_length(max)
             .new_codec();
-        FrameCodec { key, lengths, max_frame_len: max, next_seq: 1, last_seq: 0, remote: None }
+        FrameCodec {
+            key,
+            local_nonce: None,
+            send_key: None,
+            recv_key: None,
+            lengths,
+            max_frame_len: max,
+            established_max,
+            next_seq: 1,
+            last_seq: 0,
+            remote: None,
+        }
     }
 
     /// The cap on the length prefix in force.
@@ -65,7 +94,20 @@ impl FrameCodec {
 
     /// The peer's advertised identity, from its hello; `None` until the hello arrived.
     pub fn remote_peer(&self) -> Option<Peer> {
-        self.remote
+        self.remote.map(|h| h.peer)
+    }
+
+    /// Whether both hellos are known, so messages can be sent and received.
+    pub fn is_established(&self) -> bool {
+        self.send_key.is_some()
+    }
+
+    /// Derives the session keys once both nonces are known.
+    fn establish(&mut self) {
+        if let (Some(local), Some(remote)) = (self.local_nonce, self.remote) {
+            self.send_key = Some(self.key.session(&local, &remote.nonce));
+            self.recv_key = Some(self.key.session(&remote.nonce, &local));
+        }
     }
 
     /// The last sequence number accepted from the peer (0: none yet).
@@ -81,7 +123,7 @@ impl FrameCodec {
         if header.version != frame::VERSION {
             return Err(FrameError::BadVersion { got: header.version, expected: frame::VERSION });
         }
-        if !frame::mac_ok(&self.key, body) {
+        if !frame::mac_ok(self.recv_key.as_ref().unwrap_or(&self.key), body) {
             return Err(FrameError::BadMac);
         }
         if header.seq <= self.last_seq {
@@ -95,20 +137,29 @@ impl FrameCodec {
         let bytes = frame::payload_of(body);
         let payload = match (kind, self.remote) {
             (Kind::Hello, None) => {
-                let peer: Peer = decode_payload(bytes)?;
-                self.remote = Some(peer);
-                Payload::Hello(peer)
+                let hello: Hello = decode_payload(bytes)?;
+                self.remote = Some(hello);
+                self.establish();
+                self.max_frame_len = self.established_max;
+                self.lengths.set_max_frame_length(self.established_max);
+                Payload::Hello(hello)
             }
             (Kind::Message, Some(_)) => {
                 let msg: Message = decode_payload(bytes)?;
                 msg.validate()?;
                 Payload::Message(msg)
             }
+            (Kind::Body, Some(_)) => {
+                let msg: BodyMsg =
+                    payload::decode_limited::<_, { payload::BODY_DECODE_LIMIT }>(bytes)
+                        .map_err(decode_failure)?;
+                Payload::Body(msg)
+            }
             (Kind::Hello, Some(_)) => {
                 return Err(FrameError::UnexpectedKind { got: "hello", expected: "message" })
             }
-            (Kind::Message, None) => {
-                return Err(FrameError::UnexpectedKind { got: "message", expected: "hello" })
+            (kind @ (Kind::Message | Kind::Body), None) => {
+                return Err(FrameError::UnexpectedKind { got: kind.name(), expected: "hello" })
             }
         };
         if payload.request_id() != header.request_id {
@@ -123,12 +174,16 @@ impl FrameCodec {
 }
 
 fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
-    payload::decode(bytes).map_err(|failure| match failure {
+    payload::decode(bytes).map_err(decode_failure)
+}
+
+fn decode_failure(failure: DecodeFailure) -> FrameError {
+    match failure {
         DecodeFailure::Format(e) => FrameError::Decode(e),
         DecodeFailure::Trailing { unused } => {
             FrameError::Malformed(format!("{unused} bytes after the payload"))
         }
-    })
+    }
 }
 
 impl Decoder for FrameCodec {
@@ -167,25 +222,42 @@ impl Encoder<Payload> for FrameCodec {
 
     /// Appends one sealed frame to `dst`, stamped with this connection's next sequence number.
     /// Does not validate the message: the receiver does, and refuses it as `Invalid`.
+    /// A hello must come first (and only once); other frames wait for the peer's hello.
     fn encode(&mut self, item: Payload, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let hello = matches!(item, Payload::Hello(_));
+        match (hello, self.local_nonce.is_some()) {
+            (true, true) => {
+                return Err(FrameError::UnexpectedKind { got: "hello", expected: "message" })
+            }
+            (false, _) if self.send_key.is_none() => return Err(FrameError::NotEstablished),
+            _ => {}
+        }
         let mut bytes = BytesMut::new();
         let encoded = match &item {
-            Payload::Hello(peer) => payload::encode(peer, &mut bytes),
+            Payload::Hello(h) => payload::encode(h, &mut bytes),
             Payload::Message(msg) => payload::encode(msg, &mut bytes),
+            Payload::Body(msg) => payload::encode(msg, &mut bytes),
         };
         encoded.map_err(FrameError::Encode)?;
 
         let len = MIN_FRAME_LEN + bytes.len();
-        let too_large = || FrameError::TooLarge { len: len as u64, max: self.max_frame_len };
-        if len > self.max_frame_len {
+        let too_large = || FrameError::TooLarge { len: len as u64, max: self.established_max };
+        if len > self.established_max {
             return Err(too_large());
         }
         let prefix = frame::prefix_for(len).ok_or_else(too_large)?;
         let seq = self.next_seq;
         self.next_seq = seq.checked_add(1).ok_or(FrameError::SeqExhausted)?;
 
-        let body =
-            frame::seal(&self.key, item.kind() as u8, seq, item.request_id(), &bytes, prefix);
+        let key = match &item {
+            Payload::Hello(h) => {
+                self.local_nonce = Some(h.nonce);
+                self.establish();
+                &self.key
+            }
+            _ => self.send_key.as_ref().unwrap_or(&self.key),
+        };
+        let body = frame::seal(key, item.kind() as u8, seq, item.request_id(), &bytes, prefix);
         self.lengths.encode(body.freeze(), dst)?;
         Ok(())
     }
@@ -214,6 +286,10 @@ mod tests {
         Peer::from_addr(([127, 0, 0, 1], 7000).into())
     }
 
+    fn hello() -> Hello {
+        Hello { peer: peer(), nonce: [7; frame::NONCE_LEN] }
+    }
+
     /// A frame sealed with the right key whose header says whatever the test wants.
     fn forged(kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> BytesMut {
         let prefix = prefix_for(MIN_FRAME_LEN + payload.len()).unwrap();
@@ -231,7 +307,7 @@ mod tests {
 
     fn after_hello() -> FrameCodec {
         let mut codec = FrameCodec::new(key());
-        let mut hello = forged(Kind::Hello as u8, 1, 0, &encoded(&peer()));
+        let mut hello = forged(Kind::Hello as u8, 1, 0, &encoded(&hello()));
         assert!(codec.decode(&mut hello).unwrap().is_some());
         codec
     }
@@ -239,7 +315,7 @@ mod tests {
     #[test]
     fn unknown_kind_is_malformed() {
         let mut codec = FrameCodec::new(key());
-        let err = codec.decode(&mut forged(9, 1, 0, &encoded(&peer()))).unwrap_err();
+        let err = codec.decode(&mut forged(9, 1, 0, &encoded(&hello()))).unwrap_err();
         assert_eq!(err.reason(), "malformed", "{err}");
     }
 
@@ -271,7 +347,7 @@ mod tests {
     fn sequence_zero_is_never_accepted() {
         let mut codec = FrameCodec::new(key());
         let err =
-            codec.decode(&mut forged(Kind::Hello as u8, 0, 0, &encoded(&peer()))).unwrap_err();
+            codec.decode(&mut forged(Kind::Hello as u8, 0, 0, &encoded(&hello()))).unwrap_err();
         assert!(matches!(err, FrameError::Replayed { seq: 0, last: 0 }), "{err}");
     }
 
@@ -280,7 +356,7 @@ mod tests {
         let mut codec = FrameCodec::with_max_frame_length(key(), MIN_FRAME_LEN + 4);
         let mut dst = BytesMut::new();
         let err =
-            Encoder::<Payload>::encode(&mut codec, Payload::Hello(peer()), &mut dst).unwrap_err();
+            Encoder::<Payload>::encode(&mut codec, Payload::Hello(hello()), &mut dst).unwrap_err();
         assert_eq!(err.reason(), "too_large", "{err}");
         assert!(dst.is_empty());
         // The refused frame used no sequence number.
@@ -293,9 +369,33 @@ mod tests {
         codec.next_seq = u64::MAX;
         let mut dst = BytesMut::new();
         let err =
-            Encoder::<Payload>::encode(&mut codec, Payload::Hello(peer()), &mut dst).unwrap_err();
+            Encoder::<Payload>::encode(&mut codec, Payload::Hello(hello()), &mut dst).unwrap_err();
         assert!(matches!(err, FrameError::SeqExhausted));
         assert!(dst.is_empty());
+    }
+
+    #[test]
+    fn messages_wait_for_both_hellos_then_use_the_session_key() {
+        let msg = Message::Request { id: 1, body: Request::Ping };
+        let mut a = FrameCodec::new(key());
+        let mut b = FrameCodec::new(key());
+        let mut dst = BytesMut::new();
+        let err = Encoder::<Message>::encode(&mut a, msg.clone(), &mut dst).unwrap_err();
+        assert_eq!(err.reason(), "not_established");
+        let (mut to_b, mut to_a) = (BytesMut::new(), BytesMut::new());
+        a.encode(Payload::Hello(hello()), &mut to_b).unwrap();
+        let b_hello = Hello { nonce: [9; frame::NONCE_LEN], ..hello() };
+        b.encode(Payload::Hello(b_hello), &mut to_a).unwrap();
+        assert!(!a.is_established());
+        a.decode(&mut to_a).unwrap().unwrap();
+        b.decode(&mut to_b).unwrap().unwrap();
+        assert!(a.is_established() && b.is_established());
+        Encoder::<Message>::encode(&mut a, msg.clone(), &mut to_b).unwrap();
+        let frame = b.decode(&mut to_b).unwrap().unwrap();
+        assert_eq!(frame.payload, Payload::Message(msg));
+        // A second hello is refused on the way out.
+        let err = a.encode(Payload::Hello(hello()), &mut dst).unwrap_err();
+        assert_eq!(err.reason(), "unexpected_kind");
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub enum FrameError {
     /// Encoding side: a payload could not be serialized.
     #[error("payload does not encode")]
     Encode(#[source] PayloadError),
+    /// Encoding side: a message before both hellos were exchanged (no session key yet).
+    /// Nothing was sent; wait for the peer's hello.
+    #[error("no session yet: both hellos must be exchanged before other frames")]
+    NotEstablished,
     /// Encoding side: this connection has used every sequence number. Open a new one.
     #[error("sequence numbers exhausted on this connection")]
     SeqExhausted,
@@ -69,6 +73,7 @@ impl FrameError {
             FrameError::Invalid(_) => "invalid",
             FrameError::Encode(_) => "encode",
             FrameError::SeqExhausted => "seq_exhausted",
+            FrameError::NotEstablished => "not_established",
             FrameError::Io(_) => "io",
         }
     }

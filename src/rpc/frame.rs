@@ -7,15 +7,17 @@
 //!  | u32  | u8   | u8  | u64      | u64      | p bytes     | 32 bytes  |
 //!  +------+------+-----+----------+----------+-------------+-----------+
 //!   `len` counts every byte after itself (18 + p + 32); all integers big-endian.
-//!   `mac` = blake3 keyed hash, under the cluster MAC key, of every byte before it,
-//!   `len` included.
+//!   `mac` = blake3 keyed hash of every byte before it, `len` included: under the cluster
+//!   MAC key for a hello, under the connection's session key (see [`MacKey::session`]) for
+//!   every later frame.
 //! ```
 //!
 //! Everything here is byte layout only; the payload's serialization lives in
 //! the private `payload` module so it can be swapped without touching the layout or the MAC.
 
-use beehive_replication::{Message, Peer};
+use beehive_replication::{Id, Message, Peer};
 use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. A frame with any other version is refused.
@@ -32,8 +34,18 @@ pub const MIN_FRAME_LEN: usize = HEADER_LEN + MAC_LEN;
 pub const OVERHEAD: usize = PREFIX_LEN + HEADER_LEN + MAC_LEN;
 /// Default cap on the length prefix. The largest message today (64 IPv6 peers) is under 3 KiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
+/// Cap on frames before the peer's hello is authenticated: a hello is a few dozen bytes.
+pub const UNAUTHENTICATED_MAX_FRAME_LEN: usize = 4 * 1024;
 /// The blake3 `derive_key` context for the frame MAC key. Changing it splits the cluster.
 pub const MAC_CONTEXT: &str = "beehive rpc frame mac v1";
+/// The blake3 `derive_key` context for per-connection session keys.
+pub const SESSION_CONTEXT: &str = "beehive rpc session key v1";
+/// Bytes of the random nonce each side puts in its hello.
+pub const NONCE_LEN: usize = 16;
+
+/// A hello's nonce: fresh random bytes per connection, so that keys (and so frames) of one
+/// connection are worthless on another.
+pub type Nonce = [u8; NONCE_LEN];
 
 // Offsets into the frame body (the bytes after the length prefix).
 const VERSION_AT: usize = 0;
@@ -49,6 +61,8 @@ pub enum Kind {
     Hello = 1,
     /// A protocol [`Message`]; the header's request id is the message's id.
     Message = 2,
+    /// A [`BodyMsg`]: object bodies moving between nodes, outside the protocol core.
+    Body = 3,
 }
 
 impl Kind {
@@ -57,6 +71,7 @@ impl Kind {
         match byte {
             1 => Some(Kind::Hello),
             2 => Some(Kind::Message),
+            3 => Some(Kind::Body),
             _ => None,
         }
     }
@@ -66,18 +81,63 @@ impl Kind {
         match self {
             Kind::Hello => "hello",
             Kind::Message => "message",
+            Kind::Body => "body",
         }
+    }
+}
+
+/// The first frame on a connection, in each direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's advertised identity; every later frame on the connection is from it.
+    pub peer: Peer,
+    /// Fresh random bytes; both sides' nonces key the rest of the connection.
+    pub nonce: Nonce,
+}
+
+/// Object bodies between nodes (replica fetch, home → entry node, handoff on leave). The
+/// request id pairs an answer with its request, like a [`Message`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyMsg {
+    /// "Send me the body of `key`, whose blake3 is `hash`."
+    Fetch { id: u64, key: Id, hash: [u8; 32] },
+    /// The body asked for. The asker checks it against the hash it asked with.
+    Found { id: u64, body: Vec<u8> },
+    /// "I do not hold that object (or not that version of it)."
+    Missing { id: u64 },
+    /// "Keep this object": a leaving node hands its home objects to its successor.
+    Store { id: u64, key: Id, body: Vec<u8> },
+    /// The answer to `Store`: `accepted` is false when the receiver refused (size cap).
+    Stored { id: u64, accepted: bool },
+}
+
+impl BodyMsg {
+    pub fn id(&self) -> u64 {
+        match self {
+            BodyMsg::Fetch { id, .. }
+            | BodyMsg::Found { id, .. }
+            | BodyMsg::Missing { id }
+            | BodyMsg::Store { id, .. }
+            | BodyMsg::Stored { id, .. } => *id,
+        }
+    }
+
+    /// Whether this answers a request (rather than asking one).
+    pub fn is_response(&self) -> bool {
+        matches!(self, BodyMsg::Found { .. } | BodyMsg::Missing { .. } | BodyMsg::Stored { .. })
     }
 }
 
 /// What a frame carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// The sender's advertised identity. Sent once, first, on every connection, in each
-    /// direction; every later message on the connection is from this peer.
-    Hello(Peer),
+    /// The sender's identity and nonce. Sent once, first, on every connection, in each
+    /// direction.
+    Hello(Hello),
     /// A protocol message.
     Message(Message),
+    /// An object body request or answer.
+    Body(BodyMsg),
 }
 
 impl Payload {
@@ -86,6 +146,7 @@ impl Payload {
         match self {
             Payload::Hello(_) => Kind::Hello,
             Payload::Message(_) => Kind::Message,
+            Payload::Body(_) => Kind::Body,
         }
     }
 
@@ -94,6 +155,7 @@ impl Payload {
         match self {
             Payload::Hello(_) => 0,
             Payload::Message(Message::Request { id, .. } | Message::Response { id, .. }) => *id,
+            Payload::Body(b) => b.id(),
         }
     }
 }
@@ -125,6 +187,18 @@ impl MacKey {
     /// derives the same key; the secret itself is never used as a key directly.
     pub fn derive(secret: &[u8]) -> Self {
         MacKey(blake3::derive_key(MAC_CONTEXT, secret))
+    }
+
+    /// The key for frames `sender` → `receiver` on one connection, from the cluster key and
+    /// both hellos' nonces. The receiver's fresh nonce is what makes a frame recorded on one
+    /// connection fail the MAC on any other (sequence numbers only guard one connection),
+    /// and the order of the nonces gives each direction its own key.
+    pub fn session(&self, sender: &Nonce, receiver: &Nonce) -> MacKey {
+        let mut hasher = blake3::Hasher::new_derive_key(SESSION_CONTEXT);
+        hasher.update(&self.0);
+        hasher.update(sender);
+        hasher.update(receiver);
+        MacKey(*hasher.finalize().as_bytes())
     }
 
     /// The MAC of a frame: the keyed hash of its length prefix and body up to the MAC.

@@ -6,10 +6,14 @@
 //! * Sans-IO: [`FrameCodec`] implements `tokio_util::codec::{Decoder, Encoder}` over
 //!   `BytesMut` and owns no socket, clock or RNG. The connection driver wraps it in `Framed`.
 //! * One codec per connection. Each side's first frame is a [`Payload::Hello`] with its
-//!   advertised [`beehive_replication::Peer`]; every later frame is a message from that peer.
-//! * Every frame is sealed with a blake3 keyed MAC under a key derived from the cluster
-//!   secret ([`MacKey::derive`]) and carries a sequence number strictly increasing per
-//!   connection and direction, so a frame replayed on the same connection is refused.
+//!   advertised [`beehive_replication::Peer`] and a fresh nonce; every later frame is a
+//!   message (or an object body, [`BodyMsg`]) from that peer.
+//! * Every frame is sealed with a blake3 keyed MAC: the hello under a key derived from the
+//!   cluster secret ([`MacKey::derive`]), every later frame under a per-connection,
+//!   per-direction session key derived from it and both hellos' random nonces
+//!   ([`MacKey::session`]), so a frame recorded on one connection fails the MAC on any
+//!   other. Each frame also carries a sequence number strictly increasing per connection and
+//!   direction, so a frame replayed on the same connection is refused.
 //! * Decoding never panics and never allocates more than the frame cap, whatever the bytes.
 //!   `Ok(None)` means "wait for more bytes"; any error means "close the connection and count
 //!   [`FrameError::reason`]".
@@ -28,5 +32,5 @@ mod payload;
 
 pub use codec::FrameCodec;
 pub use error::{FrameError, PayloadError};
-pub use frame::{Frame, Kind, MacKey, Payload};
+pub use frame::{BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload};
 pub use payload::DECODE_LIMIT;

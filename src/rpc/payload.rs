@@ -17,15 +17,19 @@ pub const DECODE_LIMIT: usize = 64 * 1024;
 /// report it, so the format's own error types stay in this file.
 pub type PayloadError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-fn config(
-) -> Configuration<bincode::config::LittleEndian, bincode::config::Varint, Limit<DECODE_LIMIT>> {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+/// The most bytes a body payload decode may claim: bodies are capped far lower by the node's
+/// configured size cap and the frame length cap; this only bounds what a lying length claims.
+pub const BODY_DECODE_LIMIT: usize = 64 * 1024 * 1024;
+
+fn config<const N: usize>(
+) -> Configuration<bincode::config::LittleEndian, bincode::config::Varint, Limit<N>> {
+    bincode::config::standard().with_limit::<N>()
 }
 
 /// Appends the encoding of `value` to `out`.
 pub(crate) fn encode<T: Serialize>(value: &T, out: &mut BytesMut) -> Result<(), PayloadError> {
     let mut writer = out.writer();
-    bincode::serde::encode_into_std_write(value, &mut writer, config())?;
+    bincode::serde::encode_into_std_write(value, &mut writer, config::<BODY_DECODE_LIMIT>())?;
     Ok(())
 }
 
@@ -38,9 +42,16 @@ pub(crate) enum DecodeFailure {
     Trailing { unused: usize },
 }
 
-/// Decodes exactly one `T` from all of `bytes`.
+/// Decodes exactly one `T` from all of `bytes`, allocating at most [`DECODE_LIMIT`].
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeFailure> {
-    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
+    decode_limited::<T, DECODE_LIMIT>(bytes)
+}
+
+/// Decodes exactly one `T` from all of `bytes`, allocating at most `N` bytes.
+pub(crate) fn decode_limited<T: DeserializeOwned, const N: usize>(
+    bytes: &[u8],
+) -> Result<T, DecodeFailure> {
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, config::<N>())
         .map_err(|e| DecodeFailure::Format(Box::new(e)))?;
     match bytes.len().checked_sub(read) {
         Some(0) => Ok(value),

@@ -1,0 +1,220 @@
+//! The live node: the protocol core on real sockets (DESIGN §5, §7).
+//!
+//! # Contract
+//!
+//! [`run`] ([`start`], then [`RunningNode::shutdown`] on a signal) binds the RPC and admin
+//! listeners, prints one line `listening rpc=ADDR admin=ADDR id=HEX` on stdout (so scripts
+//! and tests can find ports chosen by the OS), joins the ring through the configured seeds,
+//! and serves until SIGTERM or SIGINT. Then it stops accepting, hands the objects it is home for to its successor, leaves
+//! the ring, and returns, all within the configured shutdown bound.
+//!
+//! # Module map
+//!
+//! * [`config`] — flags, environment and TOML merged and validated
+//! * [`driver`] — the one task that owns the core: input, drain, publish
+//! * [`transport`] — connections per peer, reconnect with backoff, object bodies
+//! * [`snapshot`] — the routing state readers see, published by the driver
+//! * [`admin`] — `/healthz`, `/readyz`, `/ring`, `/metrics`, `/objects`
+//! * [`metrics`] — the node's Prometheus registry
+//! * [`store`] — object bodies held, keyed by ring id
+
+pub mod admin;
+pub mod config;
+pub mod driver;
+pub mod metrics;
+pub mod snapshot;
+pub mod store;
+pub mod transport;
+
+use crate::rpc::MacKey;
+use arc_swap::ArcSwap;
+use beehive_replication::{Node, Peer};
+use config::NodeConfig;
+use driver::{Command, Driver, DriverHandle, DriverInfo};
+use metrics::Metrics;
+use snapshot::RingSnapshot;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{BodyStore, MemoryStore};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+use transport::{Transport, TransportConfig};
+
+/// Why the node could not start or stop cleanly.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs one node until SIGTERM/SIGINT, then shuts it down gracefully.
+pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(NodeError::Signal)?;
+    let node = start(&config).await?;
+    // The one line scripts and tests read to find the ports.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
+        "listening rpc={} admin={} id={:032x}",
+        node.rpc_addr, node.admin_addr, node.me.id.0
+    );
+    let _ = stdout.flush();
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A node whose tasks are running: the driver, the RPC accept loop and the admin listener.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub me: Peer,
+    pub rpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    transport: Transport,
+    store: Arc<dyn BodyStore>,
+    metrics: Arc<Metrics>,
+    driver: DriverHandle,
+    accept_task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    shutdown_bound: Duration,
+}
+
+/// Binds the listeners, starts the core (joining through the configured seeds) and every
+/// task. Returns once the node listens.
+pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { what, addr, source })
+    };
+    let rpc_listener = bind("rpc", config.rpc).await?;
+    let admin_listener = bind("admin", config.admin).await?;
+    let rpc_addr = rpc_listener.local_addr().unwrap_or(config.rpc);
+    let admin_addr = admin_listener.local_addr().unwrap_or(config.admin);
+    let advertise = config.advertise.unwrap_or(rpc_addr);
+    let me = Peer::from_addr(advertise);
+
+    let mode = config.mode.name();
+    let metrics = Arc::new(Metrics::new(mode, config.target_hops));
+    let store: Arc<dyn BodyStore> = Arc::new(MemoryStore::default());
+    let transport_config = TransportConfig {
+        me,
+        key: MacKey::derive(config.secret.expose()),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let (transport, inbound) = Transport::new(transport_config, metrics.clone(), store.clone());
+
+    let mut core = Node::new(me, config.chord.clone(), Duration::ZERO);
+    let seeds: Vec<Peer> =
+        config.join.iter().filter(|a| **a != advertise).map(|a| Peer::from_addr(*a)).collect();
+    if !seeds.is_empty() {
+        core.join(Duration::ZERO, &seeds);
+    }
+    let info =
+        DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
+    let driver = Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
+
+    let (stop, stopping) = watch::channel(false);
+    let accept_task = tokio::spawn({
+        let transport = transport.clone();
+        let stopping = stopping.clone();
+        async move { transport.serve(rpc_listener, stopping).await }
+    });
+    let admin_state = admin::AdminState {
+        snapshot: driver.snapshot.clone(),
+        metrics: metrics.clone(),
+        store: store.clone(),
+        max_body_bytes: config.max_body_bytes,
+        stopping,
+    };
+    tokio::spawn(admin::serve(admin_listener, admin_state));
+    tracing::info!(
+        id = ?me.id, %rpc_addr, %admin_addr, %advertise, seeds = seeds.len(), mode,
+        "node started"
+    );
+    Ok(RunningNode {
+        me,
+        rpc_addr,
+        admin_addr,
+        transport,
+        store,
+        metrics,
+        driver,
+        accept_task,
+        stop,
+        shutdown_bound: config.shutdown_bound,
+    })
+}
+
+impl RunningNode {
+    /// Stops accepting connections, hands home objects to the successor, leaves the ring,
+    /// and stops the driver; all within the configured shutdown bound.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.accept_task.abort();
+        let bound = self.shutdown_bound;
+        let graceful = async {
+            let handed = handoff(
+                &self.transport,
+                &self.store,
+                &self.driver.snapshot,
+                &self.metrics,
+                bound / 2,
+            )
+            .await;
+            tracing::info!(objects = handed, "handoff done");
+            let (done, left) = oneshot::channel();
+            let leave = Command::Leave { bound: bound / 2, done };
+            if self.driver.commands.send(leave).await.is_ok() {
+                let _ = left.await;
+            }
+        };
+        if timeout(bound, graceful).await.is_err() {
+            tracing::warn!(?bound, "shutdown bound reached; exiting anyway");
+        }
+        self.driver.task.abort();
+        tracing::info!("left the ring");
+    }
+}
+
+/// Pushes every object this node is home for (keys in `(predecessor, me]`) to its first
+/// successor. Returns how many the successor accepted.
+async fn handoff(
+    transport: &Transport,
+    store: &Arc<dyn BodyStore>,
+    snapshot: &ArcSwap<RingSnapshot>,
+    metrics: &Metrics,
+    bound: Duration,
+) -> u64 {
+    let snap = snapshot.load();
+    let Some(successor) = snap.successor_peer else { return 0 };
+    let me = transport.me().id;
+    let deadline = Instant::now() + bound;
+    let mut handed = 0;
+    for (key, _, _) in store.list() {
+        let home = snap.predecessor_peer.is_none_or(|p| key.in_open_closed(p.id, me));
+        let Some(object) = store.get(key).filter(|_| home) else { continue };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match transport.store_body(successor, key, object.body, left).await {
+            Ok(true) => {
+                handed += 1;
+                metrics.handoff_sent.inc();
+            }
+            Ok(false) => tracing::warn!(?key, "successor refused a handed-off object"),
+            Err(e) => tracing::warn!(?key, error = %e, "handoff failed"),
+        }
+    }
+    handed
+}

@@ -1,0 +1,469 @@
+//! Node-to-node connections: one multiplexed TCP connection per peer, framed by
+//! [`FrameCodec`], dialled on first use and again (after a backoff) once it breaks.
+//!
+//! The transport knows nothing of Chord. It carries protocol [`Message`]s between the
+//! driver and the wire, and answers object-body requests ([`BodyMsg`]) from the
+//! [`BodyStore`] by itself, so bodies never pass through the core. Timeouts, RTT samples and
+//! misses of protocol requests are the core's business: a message the transport cannot send
+//! is simply dropped (and counted), and the core sees the missing answer as a miss.
+//!
+//! Each connection is one task owning the socket: it sends its hello, waits (bounded) for the
+//! peer's, then loops over "frame arrived" and "frame to send". A frame the codec refuses
+//! closes the connection and counts `rpc_rejected_frames_total{reason}`.
+
+use super::metrics::{KindLabel, Metrics, ReasonLabel};
+use super::store::{BodyStore, StoredObject};
+use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
+use beehive_replication::{Id, Message, Peer};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::time::{timeout, Instant};
+use tokio_util::codec::Framed;
+
+/// Frames queued per connection before further sends are dropped (the core will see misses).
+const QUEUE: usize = 1024;
+/// Bound on connecting, and on waiting for the peer's hello.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and largest wait before dialling a peer again after a failed dial.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Most connections accepted at once; more wait in the kernel's backlog.
+const MAX_ACCEPTED: usize = 1024;
+/// Room in a frame beyond the body itself (header, MAC, bincode framing of the body message).
+const BODY_FRAME_SLACK: usize = 4096;
+
+/// A protocol message from an authenticated peer, for the driver.
+#[derive(Debug)]
+pub struct Inbound {
+    pub from: Peer,
+    pub msg: Message,
+}
+
+/// Why a body transfer did not deliver a verified body.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BodyError {
+    #[error("peer does not hold the object")]
+    Missing,
+    #[error("body does not match the expected blake3 hash; discarded")]
+    HashMismatch,
+    #[error("body exceeds the size cap; discarded")]
+    TooLarge,
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("connection closed before the answer")]
+    ConnectionLost,
+    #[error("peer answered with the wrong kind of message")]
+    Malformed,
+}
+
+impl BodyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BodyError::Missing => "missing",
+            BodyError::HashMismatch => "hash_mismatch",
+            BodyError::TooLarge => "too_large",
+            BodyError::Timeout => "timeout",
+            BodyError::ConnectionLost => "connection_lost",
+            BodyError::Malformed => "malformed",
+        }
+    }
+}
+
+/// What a transport needs to know about its node.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub me: Peer,
+    pub key: MacKey,
+    pub max_body_bytes: usize,
+}
+
+/// Cheap to clone; every clone is the same transport.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    me: Peer,
+    key: MacKey,
+    max_frame: usize,
+    max_body: usize,
+    conns: Mutex<HashMap<Id, Conn>>,
+    backoff: Mutex<HashMap<Id, Backoff>>,
+    next_generation: AtomicU64,
+    inbound: mpsc::Sender<Inbound>,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn BodyStore>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<BodyMsg>>>,
+    next_body_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    tx: mpsc::Sender<Payload>,
+    generation: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    next_try: Instant,
+    delay: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transport {
+    /// A transport and the receiving end of its inbound messages (for the driver).
+    pub fn new(
+        config: TransportConfig,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn BodyStore>,
+    ) -> (Transport, mpsc::Receiver<Inbound>) {
+        let (inbound, rx) = mpsc::channel(4096);
+        let inner = Inner {
+            me: config.me,
+            key: config.key,
+            max_frame: config.max_body_bytes.saturating_add(BODY_FRAME_SLACK),
+            max_body: config.max_body_bytes,
+            conns: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+            inbound,
+            metrics,
+            store,
+            waiting: Mutex::new(HashMap::new()),
+            next_body_id: AtomicU64::new(1),
+        };
+        (Transport { inner: Arc::new(inner) }, rx)
+    }
+
+    pub fn me(&self) -> Peer {
+        self.inner.me
+    }
+
+    /// The frame length cap this transport uses (and expects of its peers).
+    pub fn max_frame_length(&self) -> usize {
+        self.inner.max_frame
+    }
+
+    /// Queues a protocol message for `to`. Never waits: if the peer is unreachable (in
+    /// backoff) or its queue is full the message is dropped and counted.
+    pub fn send_message(&self, to: Peer, msg: Message) {
+        self.inner.metrics.rpc_sent.get_or_create(&KindLabel { kind: msg.kind() }).inc();
+        self.inner.send(to, Payload::Message(msg));
+    }
+
+    /// Accepts connections until `stop` turns true. Each runs in its own task.
+    pub async fn serve(&self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(MAX_ACCEPTED));
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        inner.run(stream, None).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Fetches the body of `key` from `from` and checks it against `hash`. A body that is
+    /// too large or does not match is discarded and counted in `body_rejected_total`.
+    pub async fn fetch_body(
+        &self,
+        from: Peer,
+        key: Id,
+        hash: [u8; 32],
+        wait: Duration,
+    ) -> Result<Bytes, BodyError> {
+        let answer = self.request_body(from, |id| BodyMsg::Fetch { id, key, hash }, wait).await;
+        let result = match answer {
+            Ok(BodyMsg::Found { body, .. }) if body.len() > self.inner.max_body => {
+                Err(BodyError::TooLarge)
+            }
+            Ok(BodyMsg::Found { body, .. }) if blake3::hash(&body).as_bytes() != &hash => {
+                Err(BodyError::HashMismatch)
+            }
+            Ok(BodyMsg::Found { body, .. }) => Ok(Bytes::from(body)),
+            Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
+            Ok(_) => Err(BodyError::Malformed),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => {
+                self.inner.metrics.bodies_fetched.inc();
+            }
+            Err(e) => self.inner.metrics.reject_body(e.reason()),
+        }
+        result
+    }
+
+    /// Hands `body` to `to` to keep under `key` (the shutdown handoff). `Ok(false)`: refused.
+    pub async fn store_body(
+        &self,
+        to: Peer,
+        key: Id,
+        body: Bytes,
+        wait: Duration,
+    ) -> Result<bool, BodyError> {
+        if body.len() > self.inner.max_body {
+            return Err(BodyError::TooLarge);
+        }
+        let body = body.to_vec();
+        match self.request_body(to, move |id| BodyMsg::Store { id, key, body }, wait).await? {
+            BodyMsg::Stored { accepted, .. } => Ok(accepted),
+            _ => Err(BodyError::Malformed),
+        }
+    }
+
+    async fn request_body(
+        &self,
+        to: Peer,
+        make: impl FnOnce(u64) -> BodyMsg,
+        wait: Duration,
+    ) -> Result<BodyMsg, BodyError> {
+        let id = self.inner.next_body_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.waiting).insert(id, tx);
+        self.inner.send(to, Payload::Body(make(id)));
+        let answer = timeout(wait, rx).await;
+        lock(&self.inner.waiting).remove(&id);
+        match answer {
+            Ok(Ok(msg)) => Ok(msg),
+            Ok(Err(_)) => Err(BodyError::ConnectionLost),
+            Err(_) => Err(BodyError::Timeout),
+        }
+    }
+}
+
+impl Inner {
+    fn send(self: &Arc<Self>, to: Peer, mut payload: Payload) {
+        if to.id == self.me.id {
+            self.metrics.drop_send("to_self");
+            return;
+        }
+        let mut conns = lock(&self.conns);
+        if let Some(conn) = conns.get(&to.id) {
+            match conn.tx.try_send(payload) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.metrics.drop_send("queue_full");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(p)) => {
+                    payload = p;
+                    conns.remove(&to.id);
+                }
+            }
+        }
+        if lock(&self.backoff).get(&to.id).is_some_and(|b| Instant::now() < b.next_try) {
+            self.metrics.drop_send("backoff");
+            return;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        // A fresh channel has room for one.
+        let _ = tx.try_send(payload);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        conns.insert(to.id, Conn { tx, generation });
+        drop(conns);
+        let inner = self.clone();
+        tokio::spawn(async move { inner.dial(to, rx, generation).await });
+    }
+
+    async fn dial(self: Arc<Self>, to: Peer, rx: mpsc::Receiver<Payload>, generation: u64) {
+        match timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
+            Ok(Ok(stream)) => {
+                lock(&self.backoff).remove(&to.id);
+                self.metrics.connects.inc();
+                self.run(stream, Some((rx, generation))).await;
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                let mut backoff = lock(&self.backoff);
+                let delay =
+                    backoff.get(&to.id).map_or(BACKOFF_MIN, |b| (b.delay * 2).min(BACKOFF_MAX));
+                backoff.insert(to.id, Backoff { next_try: Instant::now() + delay, delay });
+                drop(backoff);
+                tracing::debug!(peer = ?to, %error, retry_in = ?delay, "dial failed");
+                let queued = rx.len() as u64;
+                self.metrics
+                    .send_dropped
+                    .get_or_create(&ReasonLabel { reason: "unreachable" })
+                    .inc_by(queued);
+                self.forget(to.id, generation);
+            }
+        }
+    }
+
+    /// Removes the connection entry for `peer` if it is still the one of `generation`.
+    fn forget(&self, peer: Id, generation: u64) {
+        let mut conns = lock(&self.conns);
+        if conns.get(&peer).is_some_and(|c| c.generation == generation) {
+            conns.remove(&peer);
+        }
+    }
+
+    /// Runs one connection to its end. `outgoing` is the queue of a dialled connection; an
+    /// accepted one registers a queue for its peer unless a live connection already has one.
+    async fn run(
+        self: Arc<Self>,
+        stream: TcpStream,
+        outgoing: Option<(mpsc::Receiver<Payload>, u64)>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let codec = FrameCodec::with_max_frame_length(self.key.clone(), self.max_frame);
+        let (mut sink, mut frames) = Framed::new(stream, codec).split();
+        let hello = Hello { peer: self.me, nonce: rand::random() };
+        if sink.send(Payload::Hello(hello)).await.is_err() {
+            if let Some((_, generation)) = outgoing {
+                self.forget_any(generation);
+            }
+            return;
+        }
+        let remote = match timeout(CONNECT_TIMEOUT, frames.next()).await {
+            Ok(Some(Ok(Frame { payload: Payload::Hello(h), .. }))) => Some(h.peer),
+            Ok(Some(Err(e))) => {
+                self.count_error(&e);
+                None
+            }
+            _ => None,
+        };
+        let Some(remote) = remote else {
+            if let Some((_, generation)) = outgoing {
+                self.forget_any(generation);
+            }
+            return;
+        };
+        // A dialled connection keeps its queue; an accepted one makes its own, and holds a
+        // sender itself so the queue stays open even when a live connection already serves
+        // the peer.
+        let (mut rx, generation, _own_tx) = match outgoing {
+            Some((rx, generation)) => (rx, generation, None),
+            None => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+                let mut conns = lock(&self.conns);
+                let live = conns.get(&remote.id).is_some_and(|c| !c.tx.is_closed());
+                if !live {
+                    conns.insert(remote.id, Conn { tx: tx.clone(), generation });
+                }
+                (rx, generation, Some(tx))
+            }
+        };
+        self.metrics.connections_open.inc();
+        tracing::debug!(peer = ?remote, "connection up");
+        loop {
+            tokio::select! {
+                frame = frames.next() => match frame {
+                    Some(Ok(frame)) => {
+                        if !self.on_frame(remote, frame.payload, &mut sink).await {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.count_error(&e);
+                        tracing::debug!(peer = ?remote, error = %e, "connection closed");
+                        break;
+                    }
+                    None => break,
+                },
+                out = rx.recv() => {
+                    let Some(first) = out else { break };
+                    if sink.feed(first).await.is_err() {
+                        break;
+                    }
+                    let mut failed = false;
+                    for _ in 0..64 {
+                        let Ok(more) = rx.try_recv() else { break };
+                        if sink.feed(more).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || sink.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.metrics.connections_open.dec();
+        self.forget(remote.id, generation);
+    }
+
+    /// Removes whichever entry has `generation` (used before the peer's id is confirmed).
+    fn forget_any(&self, generation: u64) {
+        lock(&self.conns).retain(|_, c| c.generation != generation);
+    }
+
+    fn count_error(&self, e: &FrameError) {
+        // A reset or closed socket is not a refused frame.
+        if !matches!(e, FrameError::Io(_)) {
+            self.metrics.reject(e.reason());
+        }
+    }
+
+    /// Handles one accepted frame; `false` ends the connection.
+    async fn on_frame<S>(&self, from: Peer, payload: Payload, sink: &mut S) -> bool
+    where
+        S: futures_util::Sink<Payload, Error = FrameError> + Unpin,
+    {
+        match payload {
+            Payload::Message(msg) => {
+                self.metrics.rpc_received.get_or_create(&KindLabel { kind: msg.kind() }).inc();
+                self.inbound.send(Inbound { from, msg }).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Fetch { id, key, hash }) => {
+                let answer = match self.store.get(key) {
+                    Some(o) if o.hash == hash => {
+                        self.metrics.bodies_served.inc();
+                        BodyMsg::Found { id, body: o.body.to_vec() }
+                    }
+                    _ => BodyMsg::Missing { id },
+                };
+                sink.send(Payload::Body(answer)).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Store { id, key, body }) => {
+                let accepted = body.len() <= self.max_body;
+                if accepted {
+                    self.store.put(key, StoredObject::new(Bytes::from(body)));
+                    self.metrics.handoff_received.inc();
+                } else {
+                    self.metrics.reject_body("too_large");
+                }
+                sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
+            }
+            Payload::Body(answer) => {
+                if let Some(waiter) = lock(&self.waiting).remove(&answer.id()) {
+                    let _ = waiter.send(answer);
+                }
+                true
+            }
+            // The codec refuses a second hello; nothing to do if one slipped through.
+            Payload::Hello(_) => false,
+        }
+    }
+}

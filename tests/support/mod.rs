@@ -1,0 +1,255 @@
+//! Helpers for end-to-end tests: real `beehive node` processes on loopback, a tiny HTTP/1.0
+//! client for the admin listener, and bounded waits. Every child is killed (by PID) when its
+//! handle drops, so a failing test never leaks processes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "e2e cluster secret, 32 bytes long";
+/// Intervals the e2e tests run with: fast enough to converge in seconds.
+pub const INTERVAL_MS: &str = "100";
+/// The merge period: a peer suspected before it was restarted is forgotten (and so can be
+/// adopted as a successor again) within two of these.
+pub const MERGE_MS: &str = "1000";
+
+pub struct NodeProc {
+    pub child: Child,
+    pub rpc: SocketAddr,
+    pub admin: SocketAddr,
+    pub id: u128,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Logs are kept when the test failed, for a look afterwards.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+fn log_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("beehive-e2e-{}-{n}.log", std::process::id()))
+}
+
+/// A `beehive node` command with the test intervals and no inherited BEEHIVE_* settings.
+pub fn node_command(secret: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beehive"));
+    cmd.arg("node");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BEEHIVE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("BEEHIVE_SECRET", secret)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE")
+        .args(["--stabilize-ms", INTERVAL_MS])
+        .args(["--fix-fingers-ms", INTERVAL_MS])
+        .args(["--check-predecessor-ms", INTERVAL_MS])
+        .args(["--merge-ms", MERGE_MS])
+        .args(["--shutdown-ms", "4000"]);
+    cmd
+}
+
+/// Starts a node on `rpc` (port 0: any) with admin on any port, joining through `join`, and
+/// waits (bounded) for its `listening` line.
+pub fn start(rpc: &str, join: &[SocketAddr], secret: &str) -> NodeProc {
+    let mut cmd = node_command(secret);
+    cmd.args(["--rpc", rpc, "--admin", "127.0.0.1:0"]);
+    for j in join {
+        cmd.args(["--join", &j.to_string()]);
+    }
+    start_command(cmd)
+}
+
+pub fn start_command(mut cmd: Command) -> NodeProc {
+    let log = log_path();
+    let file = std::fs::File::create(&log).expect("create log file");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(file))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn beehive node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node did not print its listening line; log {}", log.display());
+        }
+    };
+    let field = |name: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}; log {}", log.display()))
+            .to_string()
+    };
+    NodeProc {
+        rpc: field("rpc=").parse().unwrap(),
+        admin: field("admin=").parse().unwrap(),
+        id: u128::from_str_radix(&field("id="), 16).unwrap(),
+        child,
+        log,
+    }
+}
+
+impl NodeProc {
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http(self.admin, "GET", path, b"")
+    }
+
+    pub fn ring(&self) -> Option<serde_json::Value> {
+        let (status, body) = self.get("/ring")?;
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// The value of the metric line `series` (name with labels, as exposed), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let Some((_, text)) = self.get("/metrics") else { return 0.0 };
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// One HTTP/1.0 request to `addr`; `None` if the connection fails.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: admin\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls `check` every 50 ms until it holds or `bound` passes; returns the time it took.
+pub fn wait_for(bound: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= bound {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn hex_id(v: &serde_json::Value) -> Option<u128> {
+    u128::from_str_radix(v.get("id")?.as_str()?, 16).ok()
+}
+
+/// The true successor of `key` among `ids` (sorted): the first id at or after it, wrapping.
+pub fn successor_of(ids: &[u128], key: u128) -> u128 {
+    ids.iter().copied().find(|&i| i >= key).unwrap_or(ids[0])
+}
+
+/// What is wrong with `ring` (a node's `/ring`) given the live ids, or `None` if its
+/// successor, predecessor and (if `fingers`) every remote finger are right.
+pub fn ring_error(ring: &serde_json::Value, ids: &[u128], fingers: bool) -> Option<String> {
+    let me = hex_id(ring)?;
+    let pos = ids.iter().position(|&i| i == me)?;
+    let n = ids.len();
+    let want_succ = ids[(pos + 1) % n];
+    let want_pred = ids[(pos + n - 1) % n];
+    let succ = ring["successors"].get(0).and_then(hex_id);
+    let pred = ring.get("predecessor").and_then(hex_id);
+    if succ != Some(want_succ) {
+        return Some(format!("{me:032x}: successor {succ:x?}, want {want_succ:032x}"));
+    }
+    if pred != Some(want_pred) {
+        return Some(format!("{me:032x}: predecessor {pred:x?}, want {want_pred:032x}"));
+    }
+    if !fingers {
+        return None;
+    }
+    let reach = want_succ.wrapping_sub(me);
+    let first = if reach == 0 { 128 } else { 128 - reach.leading_zeros() };
+    let runs = ring["fingers"].as_array()?;
+    for j in first..128 {
+        let want = successor_of(ids, me.wrapping_add(1u128 << j));
+        if want == me {
+            continue;
+        }
+        let got = runs
+            .iter()
+            .find(|r| {
+                let (from, to) = (r["from"].as_u64(), r["to"].as_u64());
+                from.zip(to).is_some_and(|(f, t)| (f..=t).contains(&u64::from(j)))
+            })
+            .and_then(hex_id);
+        if got != Some(want) {
+            return Some(format!("{me:032x}: finger {j} is {got:x?}, want {want:032x}"));
+        }
+    }
+    None
+}
+
+/// Whether every node's ring view is right for the node set (`None`), else the first error.
+pub fn cluster_error(nodes: &[&NodeProc], fingers: bool) -> Option<String> {
+    let mut ids: Vec<u128> = nodes.iter().map(|n| n.id).collect();
+    ids.sort_unstable();
+    for n in nodes {
+        let Some(ring) = n.ring() else { return Some(format!("{:032x}: no /ring", n.id)) };
+        if let Some(e) = ring_error(&ring, &ids, fingers) {
+            return Some(e);
+        }
+    }
+    None
+}
