@@ -105,14 +105,14 @@ fn message() -> impl Strategy<Value = Message> {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Deliver(Peer, Message),
+    Deliver(Peer, Box<Message>),
     Tick(u64),
     Lookup(u128),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (any_peer(), message()).prop_map(|(p, m)| Step::Deliver(p, m)),
+        6 => (any_peer(), message()).prop_map(|(p, m)| Step::Deliver(p, Box::new(m))),
         2 => (1u64..3000).prop_map(Step::Tick),
         1 => any::<u128>().prop_map(Step::Lookup),
     ]
@@ -128,7 +128,7 @@ proptest! {
         for s in steps {
             match s {
                 Step::Deliver(from, msg) => {
-                    let oversized = match &msg {
+                    let oversized = match &*msg {
                         Message::Request { body: Request::Leaving { successors, .. }, .. }
                         | Message::Response { body: Response::Neighbors { successors, .. }, .. } => {
                             successors.len() > MAX_LISTED_PEERS
@@ -139,7 +139,7 @@ proptest! {
                         } => c.len() > MAX_LISTED_PEERS,
                         _ => false,
                     };
-                    let result = n.handle_message(now, from, msg);
+                    let result = n.handle_message(now, from, *msg);
                     if from.id == n.me().id {
                         prop_assert_eq!(result, Err(ProtocolError::FromSelf(from.id)));
                     } else if oversized {

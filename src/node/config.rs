@@ -116,23 +116,8 @@ pub struct FileIntervals {
     pub merge_ms: Option<u64>,
 }
 
-/// Which replication the node runs (DESIGN §4 baselines).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Chord,
-    Passive,
-    Beehive,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Chord => "chord",
-            Mode::Passive => "passive",
-            Mode::Beehive => "beehive",
-        }
-    }
-}
+/// Which replication the node runs (DESIGN §4 baselines); the core's own setting.
+pub use beehive_replication::config::Mode;
 
 /// The cluster secret. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -294,7 +279,7 @@ impl RawConfig {
             number(field, flag, file, default, 1, 3_600_000).map(Duration::from_millis)
         };
         let iv = file.intervals;
-        let chord = ChordConfig {
+        let mut chord = ChordConfig {
             stabilize_interval: ms("stabilize-ms", args.stabilize_ms, iv.stabilize_ms, 1000)?,
             fix_fingers_interval: ms(
                 "fix-fingers-ms",
@@ -312,6 +297,8 @@ impl RawConfig {
             successors: number("successors", args.successors, file.successors, 8, 1, 64)? as usize,
             ..ChordConfig::default()
         };
+        chord.replication.mode = mode;
+        chord.replication.target_hops = target_hops;
         chord.validate().map_err(|e| invalid(e.field, "", e.reason))?;
         let max_body_bytes = number(
             "max-body-bytes",

@@ -167,6 +167,10 @@ impl Driver {
                     tracing::info!(?old, ?new, "predecessor changed")
                 }
                 Event::LookupDone { .. } | Event::LookupFailed { .. } => {}
+                // Bodies come with the HTTP face: until a node stores objects there is nothing
+                // to fetch, and a fetch asked for now fails so a later offer may retry.
+                Event::FetchBody { offer, .. } => self.core.fetch_failed(offer.key),
+                Event::NeedObject { .. } | Event::Evict { .. } => {}
             }
         }
         if self.inflight.len() > 4096 {

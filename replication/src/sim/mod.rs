@@ -246,6 +246,18 @@ impl Sim {
         done
     }
 
+    /// Delivers `msg` to node `to` as if node `from` had sent it (after the usual latency):
+    /// for tests of what a faulty or lying node can do.
+    pub fn inject(&mut self, from: usize, to: usize, msg: Message) {
+        let to_peer = self.nodes[to].peer;
+        self.transmit(from, to_peer, msg);
+    }
+
+    /// Index of the node with id `id`.
+    pub fn index_of(&self, id: Id) -> Option<usize> {
+        self.nodes.iter().position(|n| n.peer.id == id)
+    }
+
     /// Makes node `i` serve corrupt bodies from now on.
     pub fn corrupt_bodies(&mut self, i: usize) {
         if self.corrupt.len() <= i {
