@@ -54,9 +54,10 @@ pub struct SimArgs {
     /// Zipf α of the object requests.
     #[arg(long, default_value_t = 0.91)]
     alpha: f64,
-    /// Replication mode: chord (home only), passive (path caching) or beehive.
-    #[arg(long, default_value = "beehive")]
-    mode: Mode,
+    /// Replication mode: chord (home only), passive (path caching) or beehive. Default:
+    /// beehive with `--objects`, chord (no replication traffic) without.
+    #[arg(long)]
+    mode: Option<Mode>,
     /// Beehive's target average lookup cost C, in hops.
     #[arg(long, default_value_t = 1.0)]
     target_hops: f64,
@@ -93,7 +94,8 @@ impl SimArgs {
         };
         cfg.chord.successors = self.successors;
         let r = &mut cfg.chord.replication;
-        r.mode = self.mode;
+        let default_mode = if self.objects > 0 { Mode::Beehive } else { Mode::Chord };
+        r.mode = self.mode.unwrap_or(default_mode);
         r.target_hops = self.target_hops;
         r.budget = self.budget;
         r.interval = secs("replication-interval", self.replication_interval)?;
