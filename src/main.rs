@@ -1,5 +1,6 @@
 //! The `beehive` command: one binary for every role.
 
+mod experiment;
 mod node_cmd;
 mod sim_cmd;
 
@@ -16,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the deterministic simulator: thousands of nodes on a virtual clock.
-    Sim(sim_cmd::SimArgs),
+    Sim(Box<sim_cmd::SimArgs>),
     /// Run one live node: join the ring, serve RPC and the admin listener until SIGTERM.
     Node(Box<beehive::node::config::NodeArgs>),
 }
@@ -24,7 +25,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim(args) => sim_cmd::run(args),
+        Command::Sim(args) => sim_cmd::run(*args),
         Command::Node(args) => node_cmd::run(*args),
     };
     match result {

@@ -1,5 +1,6 @@
 //! `beehive sim`: runs the standard scenario and prints a table, optionally a JSON report.
 
+use crate::experiment;
 use anyhow::{Context, Result};
 use beehive_replication::config::Mode;
 use beehive_replication::sim::{self, Catalog, Churn, Progress, SimConfig};
@@ -70,6 +71,14 @@ pub struct SimArgs {
     /// Reverse the popularity order this many seconds into the measured phase.
     #[arg(long)]
     reverse_at: Option<f64>,
+    /// Run a named experiment instead of one run. `paper`: the Beehive paper's comparison
+    /// (chord, passive, beehive at C and C/2; same seed; converged start; 40 960 objects
+    /// unless --objects says otherwise).
+    #[arg(long, value_parser = ["paper"])]
+    experiment: Option<String>,
+    /// With --experiment: write the SVG plot here.
+    #[arg(long, default_value = "paper.svg")]
+    plot: PathBuf,
 }
 
 fn secs(name: &str, s: f64) -> Result<Duration> {
@@ -110,23 +119,14 @@ impl SimArgs {
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
+    if args.experiment.is_some() {
+        return paper(args);
+    }
     let cfg = args.config()?;
     println!("beehive sim: seed {} (rerun with --seed {} to replay this run)", cfg.seed, cfg.seed);
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:>24} [{bar:40}] {percent:>3}%  {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = progress_bar();
     let started = Instant::now();
-    let report = sim::run(&cfg, |p: Progress| {
-        if let Some(bar) = &bar {
-            bar.set_message(format!("{} (t={:.0}s)", p.phase, p.now_s));
-            bar.set_position((p.done * 1000.0) as u64);
-        }
-    })?;
+    let report = sim::run(&cfg, |p: Progress| show(&bar, "", p))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -136,6 +136,55 @@ pub fn run(args: SimArgs) -> Result<()> {
     if let Some(path) = &args.json {
         let mut json = serde_json::to_value(&report)?;
         json["wall_time_s"] = serde_json::json!(wall.as_secs_f64());
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar() -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:>36} [{bar:40}] {percent:>3}%  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+fn show(bar: &Option<ProgressBar>, label: &str, p: Progress) {
+    if let Some(bar) = bar {
+        bar.set_message(format!("{label} {} (t={:.0}s)", p.phase, p.now_s));
+        bar.set_position((p.done * 1000.0) as u64);
+    }
+}
+
+/// `--experiment paper`.
+fn paper(args: SimArgs) -> Result<()> {
+    let mut cfg = args.config()?;
+    cfg.converged_start = true;
+    if cfg.catalog.is_none() {
+        cfg.catalog = Some(Catalog { alpha: args.alpha, ..Catalog::default() });
+    }
+    cfg.validate().context("bad simulation settings")?;
+    println!("beehive sim --experiment paper: seed {} (four runs, same seed)", cfg.seed);
+    let bar = progress_bar();
+    let runs = experiment::run(&cfg, |label, p| show(&bar, label, p))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    print!("{}", experiment::table(&cfg, &runs));
+    experiment::plot(&args.plot, &runs)
+        .with_context(|| format!("writing the plot to {}", args.plot.display()))?;
+    println!("plot written to {}", args.plot.display());
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "runs": runs,
+            "intervals": runs.iter().map(|r| (&r.label, &r.report.intervals)).collect::<Vec<_>>(),
+        });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing the JSON report to {}", path.display()))?;
         println!("report written to {}", path.display());

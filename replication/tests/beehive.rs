@@ -139,3 +139,72 @@ fn corrupt_bodies_are_never_stored() {
     let fills: u64 = reports.iter().map(|r| r.replication.as_ref().unwrap().body_fetches).sum();
     assert!(rejected > 0 && fills > 0, "rejected {rejected}, stored {fills}");
 }
+
+/// Per-interval mean hops, for the figures the tests print.
+fn series(reports: &[IntervalReport]) -> Vec<String> {
+    reports.iter().map(|r| format!("{:.2}", r.mean_hops)).collect()
+}
+
+#[test]
+fn popularity_reversal_recovers() {
+    let cfg = config(15, 128, Mode::Beehive);
+    let mut sim = running(&cfg);
+    sim.run_for(300 * SEC);
+    let _ = sim.take_interval(0.0);
+    let before = measure(&mut sim, 4, 10 * SEC);
+    sim.reverse_popularity();
+    let after = measure(&mut sim, 18, 10 * SEC);
+    eprintln!("before {:?}\nafter reversal {:?}", series(&before), series(&after));
+    let settled = mean_hops(&before);
+    // The newly popular objects are home-only at first: hops jump toward plain Chord.
+    assert!(after[0].mean_hops > settled + 0.5, "no jump after the reversal");
+    // Counts reach the homes, levels follow, arcs fill: back near where it was.
+    // Replication interval 5 s: six intervals after the reversal on, within 10 % of before.
+    let late = mean_hops(&after[6..]);
+    assert!(late < settled * 1.1 + 0.05, "not recovered: {late} vs {settled}");
+}
+
+#[test]
+fn churn_keeps_hops_low_and_lookups_answered() {
+    let mut out = Vec::new();
+    for mode in [Mode::Chord, Mode::Beehive] {
+        let cfg = config(16, 128, mode);
+        let mut sim = running(&cfg);
+        sim.run_for(200 * SEC);
+        let _ = sim.take_interval(0.0);
+        // One arrival and one crash every 2 s: median session ≈ 3 min.
+        sim.set_churn(Some(beehive_replication::sim::Churn { rate: 0.5 }));
+        let reports = measure(&mut sim, 10, 10 * SEC);
+        let failed: u64 = reports.iter().map(|r| r.lookups.failed + r.lookups.wrong).sum();
+        let done: u64 = reports.iter().map(|r| r.lookups.completed()).sum();
+        eprintln!("{mode:?} under churn: hops {:?}, {failed} of {done} failed", series(&reports));
+        out.push((mean_hops(&reports), failed as f64 / done.max(1) as f64));
+    }
+    let [(chord_hops, chord_fail), (bee_hops, bee_fail)] = out[..] else { unreachable!() };
+    // C + 0.2 (C = 1).
+    assert!(bee_hops < 1.2, "beehive hops under churn {bee_hops}");
+    assert!(bee_hops < chord_hops / 2.0);
+    assert!(bee_fail <= chord_fail + 0.002, "beehive {bee_fail} vs chord {chord_fail}");
+}
+
+#[test]
+fn replication_traffic_grows_like_log_n() {
+    let mut per_node = Vec::new();
+    for nodes in [64, 256] {
+        let cfg = config(17, nodes, Mode::Beehive);
+        let mut sim = running(&cfg);
+        sim.run_for(150 * SEC);
+        let _ = sim.take_interval(0.0);
+        let reports = measure(&mut sim, 3, 10 * SEC);
+        let msgs: f64 = reports
+            .iter()
+            .map(|r| r.replication.as_ref().unwrap().control_messages_per_node)
+            .sum::<f64>()
+            / reports.len() as f64;
+        per_node.push(msgs);
+    }
+    eprintln!("replication messages per node per 10 s at N = 64, 256: {per_node:?}");
+    // Two pulls per finger and interval, each with its answer: 4x the nodes adds ~2 fingers.
+    let growth = per_node[1] / per_node[0];
+    assert!((1.0..1.8).contains(&growth), "per-node traffic grew {growth}x for 4x nodes");
+}

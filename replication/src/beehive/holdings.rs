@@ -15,8 +15,9 @@ pub struct Held {
     pub until: Time,
     /// A passive cache copy: never offered on, never renewed.
     pub cached: bool,
-    /// The finger whose answers renew this copy.
-    pub source: Id,
+    /// The finger whose bulk renewals extend this copy (none for a copy offered with a short
+    /// lease, which must not outlive the offerer's).
+    pub source: Option<Id>,
     /// When the lease was last extended.
     pub renewed_at: Time,
 }
@@ -26,9 +27,10 @@ pub struct Held {
 pub enum Considered {
     /// Fetch the body.
     Fetch,
-    /// The copy we have was renewed; `level_changed` says its offer to others changed.
+    /// The copy we have was renewed; `changed` says its offer to others changed (new level,
+    /// or renewals resumed after a lapse).
     Renewed {
-        level_changed: bool,
+        changed: bool,
     },
     Ignored,
 }
@@ -41,6 +43,9 @@ pub struct Holdings {
     tombstones: FastMap<Id, (u64, Time)>,
     /// key → version being fetched, so one offer from each of several fingers costs one fetch.
     fetching: FastMap<Id, u64>,
+    /// source → (when, until) of its latest bulk renewal; applied lazily to attached copies,
+    /// so a delta answer costs O(1) here instead of a pass over every copy.
+    bulk: FastMap<Id, (Time, Time)>,
 }
 
 impl Holdings {
@@ -52,13 +57,25 @@ impl Holdings {
         self.held.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Id, &Held)> {
-        self.held.iter()
+    /// Every copy, with bulk renewals applied.
+    pub fn iter(&self) -> impl Iterator<Item = (Id, Held)> + '_ {
+        self.held.iter().map(|(k, h)| (*k, self.effective(h)))
+    }
+
+    /// `h` with its source's bulk renewal applied.
+    fn effective(&self, h: &Held) -> Held {
+        match h.source.and_then(|s| self.bulk.get(&s)) {
+            Some((at, until)) if *until > h.until => {
+                Held { until: *until, renewed_at: h.renewed_at.max(*at), ..*h }
+            }
+            _ => *h,
+        }
     }
 
     /// The copy of `key` this node may serve at `now`.
-    pub fn valid(&self, key: Id, now: Time) -> Option<&Held> {
-        self.held.get(&key).filter(|h| h.until > now && !self.is_dead(key, h.info.version))
+    pub fn valid(&self, key: Id, now: Time) -> Option<Held> {
+        let h = self.effective(self.held.get(&key)?);
+        (h.until > now && !self.is_dead(key, h.info.version)).then_some(h)
     }
 
     /// Whether `version` of `key` was invalidated.
@@ -67,23 +84,25 @@ impl Holdings {
     }
 
     /// What to do with an offer from `from` (a node between us and the home, checked by the
-    /// caller): renew the copy we have, or fetch the body (remembering the fetch).
-    pub fn consider(&mut self, offer: &Offer, from: Id, now: Time) -> Considered {
+    /// caller): renew the copy we have, or fetch the body (remembering the fetch). A renewed
+    /// copy follows `from`'s bulk renewals only if `attach` (its lease is a long one).
+    pub fn consider(&mut self, offer: &Offer, from: Id, now: Time, attach: bool) -> Considered {
         if self.is_dead(offer.key, offer.info.version) {
             return Considered::Ignored;
         }
         let until = now + Duration::from_millis(u64::from(offer.lease_ms));
-        if let Some(h) = self.held.get_mut(&offer.key) {
+        if let Some(stored) = self.held.get(&offer.key) {
+            let h = self.effective(stored);
             if h.info.version == offer.info.version && h.info.hash == offer.info.hash {
-                if h.cached || until <= h.until {
+                if h.cached || (until <= h.until && (!attach || h.source == Some(from))) {
                     return Considered::Ignored;
                 }
-                let level_changed = h.level != offer.level;
-                h.until = until;
-                h.level = offer.level;
-                h.source = from;
-                h.renewed_at = now;
-                return Considered::Renewed { level_changed };
+                let until = until.max(h.until);
+                let changed = h.level != offer.level || h.source.is_none() && attach;
+                let source = attach.then_some(from);
+                let renewed = Held { until, level: offer.level, source, renewed_at: now, ..h };
+                self.held.insert(offer.key, renewed);
+                return Considered::Renewed { changed };
             }
             if h.info.version > offer.info.version {
                 return Considered::Ignored;
@@ -98,28 +117,30 @@ impl Holdings {
         }
     }
 
-    /// Extends every copy renewed by `source` (but the listed keys) to `now + lease`, never
-    /// shortening one. Returns how many were extended.
-    pub fn renew_from(&mut self, source: Id, except: &[Id], now: Time, lease: Duration) -> usize {
-        let until = now + lease;
-        let mut n = 0;
-        for (key, h) in self.held.iter_mut() {
-            if h.source == source && !h.cached && h.until < until && !except.contains(key) {
-                h.until = until;
-                h.renewed_at = now;
-                n += 1;
-            }
-        }
-        n
+    /// Extends every copy attached to `source` to `now + lease` (lazily; never shortening).
+    pub fn renew_from(&mut self, source: Id, now: Time, lease: Duration) {
+        let e = self.bulk.entry(source).or_insert((now, now + lease));
+        e.0 = e.0.max(now);
+        e.1 = e.1.max(now + lease);
+    }
+
+    /// Stops `source`'s bulk renewals of `key` (it withdrew the offer, or no longer renews its
+    /// own copy). Returns whether the copy was attached to it.
+    pub fn detach(&mut self, key: Id, source: Id) -> bool {
+        let folded = match self.held.get(&key) {
+            Some(h) if h.source == Some(source) => Held { source: None, ..self.effective(h) },
+            _ => return false,
+        };
+        self.held.insert(key, folded);
+        true
     }
 
     /// Copies whose lease was not extended since `since`: their offers to others changed.
     pub fn not_renewed_since(&self, since: Time) -> Vec<Id> {
         let mut keys: Vec<Id> = self
-            .held
             .iter()
             .filter(|(_, h)| !h.cached && h.renewed_at < since)
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         keys.sort_unstable();
         keys
@@ -127,7 +148,14 @@ impl Holdings {
 
     /// Stores a fetched, verified body. Refused (returns `false`) if the version was
     /// invalidated while the fetch was in flight or a newer one is already held.
-    pub fn store(&mut self, offer: &Offer, from: Id, now: Time, until: Time, cached: bool) -> bool {
+    pub fn store(
+        &mut self,
+        offer: &Offer,
+        source: Option<Id>,
+        now: Time,
+        until: Time,
+        cached: bool,
+    ) -> bool {
         if self.fetching.get(&offer.key).is_some_and(|v| *v <= offer.info.version) {
             self.fetching.remove(&offer.key);
         }
@@ -136,14 +164,8 @@ impl Holdings {
         {
             return false;
         }
-        let held = Held {
-            level: offer.level,
-            info: offer.info,
-            until,
-            cached,
-            source: from,
-            renewed_at: now,
-        };
+        let held =
+            Held { level: offer.level, info: offer.info, until, cached, source, renewed_at: now };
         self.held.insert(offer.key, held);
         true
     }
@@ -171,6 +193,20 @@ impl Holdings {
 
     /// Drops expired copies and tombstones; returns the dropped keys, sorted.
     pub fn expire(&mut self, now: Time) -> Vec<Id> {
+        // Fold the bulk renewals in, then forget the spent ones.
+        if !self.bulk.is_empty() {
+            let bulk = std::mem::take(&mut self.bulk);
+            for h in self.held.values_mut() {
+                if let Some((at, until)) = h.source.and_then(|s| bulk.get(&s)) {
+                    if *until > h.until {
+                        h.until = *until;
+                        h.renewed_at = h.renewed_at.max(*at);
+                    }
+                }
+            }
+            self.bulk = bulk;
+            self.bulk.retain(|_, (_, until)| *until > now);
+        }
         let mut gone: Vec<Id> =
             self.held.iter().filter(|(_, h)| h.until <= now).map(|(k, _)| *k).collect();
         gone.sort_unstable();
@@ -192,7 +228,7 @@ mod tests {
 
     fn offer(version: u64) -> Offer {
         let info = ObjectInfo { version, hash: [version as u8; 32], size: 10 };
-        Offer { key: Id(7), level: 2, info, lease_ms: 30_000, from_home: true }
+        Offer { key: Id(7), level: 2, info, lease_ms: 30_000, from_home: true, renewable: true }
     }
 
     #[test]
@@ -200,17 +236,21 @@ mod tests {
         let mut h = Holdings::default();
         let (now, lease) = (Duration::from_secs(1), Duration::from_secs(30));
         let from = Id(9);
-        assert_eq!(h.consider(&offer(1), from, now), Considered::Fetch);
-        assert_eq!(h.consider(&offer(1), from, now), Considered::Ignored, "one fetch per version");
+        assert_eq!(h.consider(&offer(1), from, now, true), Considered::Fetch);
+        assert_eq!(h.consider(&offer(1), from, now, true), Considered::Ignored, "one fetch");
         // Purged while the fetch was in flight.
         h.invalidate(Id(7), 2, now + lease);
-        assert!(!h.store(&offer(1), from, now, now + lease, false));
+        assert!(!h.store(&offer(1), Some(from), now, now + lease, false));
         assert!(h.valid(Id(7), now).is_none());
-        assert_eq!(h.consider(&offer(1), from, now), Considered::Ignored);
-        assert_eq!(h.consider(&offer(2), from, now), Considered::Fetch);
-        assert!(h.store(&offer(2), from, now, now + lease, false));
-        assert_eq!(h.renew_from(from, &[], now, lease * 2), 1);
-        assert_eq!(h.valid(Id(7), now).unwrap().info.version, 2);
+        assert_eq!(h.consider(&offer(1), from, now, true), Considered::Ignored);
+        assert_eq!(h.consider(&offer(2), from, now, true), Considered::Fetch);
+        assert!(h.store(&offer(2), Some(from), now, now + lease, false));
+        h.renew_from(from, now, lease * 2);
+        assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
+        // Detached copies no longer follow the source.
+        h.detach(Id(7), from);
+        h.renew_from(from, now + lease, lease * 2);
+        assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
         assert_eq!(h.expire(now + lease * 3), vec![Id(7)]);
     }
 }

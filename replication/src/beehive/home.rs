@@ -18,6 +18,12 @@ use crate::id::Id;
 /// What one origin may always add to a key per interval, whatever the others report.
 pub const ORIGIN_FLOOR: u64 = 4;
 
+/// The smoothed rate averages over about this many intervals ((2 − w)/w for weight w = 0.3).
+const SMOOTHING_WINDOW: f64 = (2.0 - SmoothedRate::WEIGHT) / SmoothedRate::WEIGHT;
+
+/// An object stays at its level while its rate is at least this share of the level's threshold.
+const KEEP: f64 = 0.75;
+
 /// Below this smoothed rate (requests/s) an object the home holds no body for is forgotten.
 const FORGET_RATE: f64 = 1e-4;
 
@@ -141,7 +147,23 @@ impl Homes {
         });
         for (key, obj) in self.objects.iter_mut() {
             let level = match thresholds {
-                Some(t) => level_for_rate(t, obj.rate.value()) as u8,
+                Some(t) => {
+                    // One standard deviation below the smoothed Poisson rate: Zipf puts many
+                    // more objects just under a threshold than just over it, and without this
+                    // their noise alone would promote them (storage well above the model's).
+                    let r = obj.rate.value();
+                    let rate = (r - (r / (interval_s * SMOOTHING_WINDOW)).sqrt()).max(0.0);
+                    let earned = level_for_rate(t, rate) as u8;
+                    // Hysteresis: an object keeps its level until its rate falls clearly
+                    // below that level's threshold, so noise near a threshold does not move
+                    // a whole arc of copies back and forth every interval.
+                    let keep = t.get(usize::from(obj.level)).is_some_and(|th| rate >= th * KEEP);
+                    if earned > obj.level && keep {
+                        obj.level
+                    } else {
+                        earned
+                    }
+                }
                 None => top,
             };
             if level != obj.level {

@@ -20,15 +20,22 @@ const HOP_COST_RANGE: (f64, f64) = (0.2, 1.5);
 /// loop overshoots.
 const SLOW_WEIGHT: f64 = 0.1;
 
+/// Lookups per interval below which the measured average is too noisy to steer by.
+const MIN_LOOKUPS: u64 = 100;
+/// Gain of the correction per interval.
+const STEER_WEIGHT: f64 = 0.05;
+
 #[derive(Debug)]
 pub struct Leader {
     hop_cost: f64,
     objects: SmoothedRate,
+    /// Added to `C` before solving; see `solve`.
+    correction: f64,
 }
 
 impl Leader {
     pub fn new(cfg: &ReplicationConfig) -> Self {
-        Leader { hop_cost: cfg.initial_hop_cost, objects: SmoothedRate::default() }
+        Leader { hop_cost: cfg.initial_hop_cost, objects: SmoothedRate::default(), correction: 0.0 }
     }
 
     /// The hop cost per level the next result uses.
@@ -51,8 +58,9 @@ impl Leader {
             self.hop_cost += SLOW_WEIGHT * (h - self.hop_cost);
         }
         let fit_config = FitConfig {
-            // One request per interval is the noise floor of a smoothed rate.
-            min_rate: 1.0 / interval_s,
+            // A smoothed rate averages over ≈ interval / WEIGHT; below ten requests in that
+            // window Poisson noise lifts rare objects into busier bins and steepens the fit.
+            min_rate: 10.0 * SmoothedRate::WEIGHT / interval_s,
             min_alpha: ALPHA_RANGE.0,
             max_alpha: ALPHA_RANGE.1,
         };
@@ -71,9 +79,23 @@ impl Leader {
             target_hops: cfg.target_hops,
             hop_cost_per_level: self.hop_cost(),
         };
+        // Steer on the measured average: a level's real hop cost is not exactly h per level
+        // (reaching an arc costs a little more than the halving steps), so the model's average
+        // and the measured one differ. Integrated slowly, and only near the target, so the
+        // first convergence (measured ≫ C) does not wind the correction up.
+        if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
+            let measured = report.hop_sum / report.lookups as f64;
+            let c = cfg.target_hops;
+            if (measured - c).abs() < 0.5 * c.max(0.5) {
+                let step = STEER_WEIGHT * (c - measured);
+                self.correction = (self.correction + step).clamp(-c / 2.0, c / 2.0);
+            }
+        }
+        let steered = (cfg.target_hops + self.correction).max(0.0);
+        let params = LevelParams { target_hops: steered, ..params };
         let (target_hops, solution) = match cfg.budget {
             Some(b) => solve_for_budget(&params, b).ok()?,
-            None => (cfg.target_hops, solve(&params).ok()?),
+            None => (steered, solve(&params).ok()?),
         };
         let thresholds = thresholds(&solution, |r| fit.rate_of_rank(r));
         let result = LevelResult {

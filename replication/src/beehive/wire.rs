@@ -40,6 +40,10 @@ pub struct Offer {
     pub lease_ms: u32,
     /// The offerer is the object's home (which lies past the key, outside the arc).
     pub from_home: bool,
+    /// The offerer's own copy is being renewed (or it is the home): the puller may let this
+    /// finger's bulk renewals extend its copy. A copy whose renewals stopped is offered with
+    /// `renewable: false`, so the copies downstream stop being extended too and lapse.
+    pub renewable: bool,
 }
 
 /// Requests for `key` that `origin` served in one interval, on their way to the key's home.
@@ -139,10 +143,10 @@ impl LevelResult {
 
 /// A finger's answer to a pull. The first answer to a puller is `full`: every object the
 /// puller should hold. Later answers are deltas since the generation the puller last saw: the
-/// objects whose offer changed (new, new version or level, or a lease that stopped being
-/// renewed), the ones withdrawn, and one lease extension for every other copy the puller got
-/// from this finger. Steady state then costs a few bytes per pull instead of one offer per
-/// replica.
+/// objects whose offer changed (new, new version or level, or renewals that stopped), the
+/// ones withdrawn, and one bulk lease extension for every other copy the puller holds from
+/// this finger (attached through a `renewable` offer). Steady state then costs a few bytes
+/// per pull instead of one offer per replica.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OfferList {
     pub gen: u64,

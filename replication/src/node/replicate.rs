@@ -67,6 +67,7 @@ pub(crate) struct Replication {
     /// The generation at each of the last ticks; the oldest bounds what a delta can cover.
     tick_gens: VecDeque<u64>,
     last_tick: Time,
+    previous_tick: Time,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
 }
@@ -93,6 +94,7 @@ impl Replication {
             changes: FastMap::default(),
             tick_gens: VecDeque::new(),
             last_tick: Time::ZERO,
+            previous_tick: Time::ZERO,
             seen: FastMap::default(),
         }
     }
@@ -206,7 +208,8 @@ impl Node {
             self.rep.holdings.fetch_failed(offer.key);
             return false;
         }
-        let stored = self.rep.holdings.store(&offer, from.id, now, until, cached);
+        let attach = !cached && offer.renewable;
+        let stored = self.rep.holdings.store(&offer, attach.then_some(from.id), now, until, cached);
         if stored {
             self.rep.touch(offer.key);
         }
@@ -268,7 +271,7 @@ impl Node {
     pub fn stored_objects(&self, now: Time) -> usize {
         let homes = self.rep.homes.iter().filter(|(_, o)| o.info.is_some()).count();
         let copies =
-            self.rep.holdings.iter().filter(|(k, _)| self.rep.holdings.valid(**k, now).is_some());
+            self.rep.holdings.iter().filter(|(k, _)| self.rep.holdings.valid(*k, now).is_some());
         homes + copies.count()
     }
 
@@ -336,8 +339,9 @@ impl Node {
     ) {
         let Some(info) = served.object else { return };
         let lease_ms = millis(self.rep.cfg.cache_ttl);
-        let offer = Offer { key, level: served.level, info, lease_ms, from_home: false };
-        if self.rep.holdings.consider(&offer, holder.id, now) == Considered::Fetch {
+        let offer =
+            Offer { key, level: served.level, info, lease_ms, from_home: false, renewable: false };
+        if self.rep.holdings.consider(&offer, holder.id, now, false) == Considered::Fetch {
             self.events.push_back(Event::FetchBody { from: holder, offer });
         }
         for p in path {
@@ -364,87 +368,80 @@ impl Node {
             }
         }
         let since = pull.since.filter(|g| self.rep.covers(*g));
-        let changed =
-            |key: &Id| since.is_none_or(|g| self.rep.changes.get(key).is_some_and(|c| *c > g));
         let mut offers = Vec::new();
-        // The shortest lease among unchanged offers: what a delta may extend the rest to.
-        let mut renew = Duration::MAX;
-        if let Some(result) = self.rep.fresh_result(now) {
-            let top = result.top_level();
-            let lease = self.rep.lease();
-            let lease_ms = millis(lease);
-            for (key, obj) in self.rep.homes.iter() {
-                if let Some(info) = obj.info {
-                    if obj.level < top && in_arc(from.id, *key, obj.level) {
-                        if changed(key) {
-                            let from_home = true;
-                            offers.push(Offer {
-                                key: *key,
-                                level: obj.level,
-                                info,
-                                lease_ms,
-                                from_home,
-                            });
-                        } else {
-                            renew = renew.min(lease);
-                        }
-                    }
+        let mut withdrawn = Vec::new();
+        match since {
+            None => {
+                // Full: every object whose arc holds the puller.
+                let keys: Vec<Id> = self
+                    .rep
+                    .homes
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .chain(self.rep.holdings.iter().map(|(k, _)| k))
+                    .collect();
+                for key in keys {
+                    offers.extend(self.offer_to(now, from.id, key));
                 }
             }
-        }
-        let half_lease = self.rep.lease() / 2;
-        for (key, h) in self.rep.holdings.iter() {
-            if !h.cached
-                && in_arc(from.id, *key, h.level)
-                && self.rep.holdings.valid(*key, now).is_some()
-            {
-                let left = h.until.saturating_sub(now);
-                // A copy with under half a lease left goes out with its exact lease, so the
-                // bulk renewal below never drops under half a lease.
-                if changed(key) || left < half_lease {
-                    let lease_ms = millis(left);
-                    let offer = Offer {
-                        key: *key,
-                        level: h.level,
-                        info: h.info,
-                        lease_ms,
-                        from_home: false,
-                    };
-                    offers.push(offer);
-                } else {
-                    renew = renew.min(left);
+            Some(g) => {
+                // Delta: what changed since `g`; the bulk renewal covers the rest.
+                let mut keys: Vec<Id> =
+                    self.rep.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
+                keys.sort_unstable();
+                for key in keys {
+                    match self.offer_to(now, from.id, key) {
+                        Some(o) => offers.push(o),
+                        None => withdrawn.push(key),
+                    }
                 }
             }
         }
         offers.sort_unstable_by_key(|o| (o.level, o.key));
         offers.dedup_by_key(|o| o.key);
         offers.truncate(MAX_OFFERS);
-        let mut withdrawn = Vec::new();
-        if let Some(g) = since {
-            let mut offered: Vec<Id> = offers.iter().map(|o| o.key).collect();
-            offered.sort_unstable();
-            for (key, c) in &self.rep.changes {
-                if *c > g && offered.binary_search(key).is_err() {
-                    withdrawn.push(*key);
-                }
-            }
-            withdrawn.sort_unstable();
-            withdrawn.truncate(MAX_OFFERS);
-        }
+        withdrawn.truncate(MAX_OFFERS);
+        let renew = if since.is_some() { self.rep.lease() / 2 } else { Duration::ZERO };
         let list = OfferList {
             gen: self.rep.gen,
             full: since.is_none(),
             offers,
             withdrawn,
-            renew_ms: if renew == Duration::MAX { 0 } else { millis(renew) },
+            renew_ms: millis(renew),
         };
         Response::Offers { list, result: self.rep.result_to_send(now, pull.known) }
+    }
+
+    /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
+    /// is left of its lease), if the object's arc holds `to`.
+    fn offer_to(&self, now: Time, to: Id, key: Id) -> Option<Offer> {
+        if let (Some(obj), Some(result)) = (self.rep.homes.get(key), self.rep.fresh_result(now)) {
+            if let Some(info) = obj.info {
+                if obj.level < result.top_level() && in_arc(to, key, obj.level) {
+                    let lease_ms = millis(self.rep.lease());
+                    let (from_home, renewable) = (true, true);
+                    let level = obj.level;
+                    return Some(Offer { key, level, info, lease_ms, from_home, renewable });
+                }
+                return None;
+            }
+        }
+        let h = self.rep.holdings.valid(key, now)?;
+        if h.cached || !in_arc(to, key, h.level) {
+            return None;
+        }
+        let lease_ms = millis(h.until.saturating_sub(now));
+        // Attached to a renewing source and renewed since the last tick: a detached copy is
+        // dying, and the copies downstream of it must not outlive it.
+        let renewable = h.source.is_some() && h.renewed_at >= self.rep.previous_tick;
+        let (level, info) = (h.level, h.info);
+        Some(Offer { key, level, info, lease_ms, from_home: false, renewable })
     }
 
     pub(super) fn answer_cache(&mut self, now: Time, offer: Offer, holder: Peer) -> Response {
         if self.rep.cfg.mode == Mode::Passive
             && !self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
-            && self.rep.holdings.consider(&offer, holder.id, now) == Considered::Fetch
+            && self.rep.holdings.consider(&offer, holder.id, now, false) == Considered::Fetch
         {
             self.events.push_back(Event::FetchBody { from: holder, offer });
         }
@@ -477,9 +474,7 @@ impl Node {
             self.rep.adopt(now, r);
         }
         let me = self.me().id;
-        let mut listed = Vec::with_capacity(list.offers.len() + list.withdrawn.len());
         for offer in list.offers {
-            listed.push(offer.key);
             // Only from between us and the home: renewals flow away from the home.
             if !in_arc(me, offer.key, offer.level)
                 || !(offer.from_home || from.id.in_open_closed(me, offer.key))
@@ -487,17 +482,25 @@ impl Node {
             {
                 continue;
             }
-            match self.rep.holdings.consider(&offer, from.id, now) {
+            // A copy the offerer no longer renews must not be stretched by its bulk renewals.
+            let attach = offer.renewable;
+            match self.rep.holdings.consider(&offer, from.id, now, attach) {
                 Considered::Fetch => self.events.push_back(Event::FetchBody { from, offer }),
-                Considered::Renewed { level_changed: true } => self.rep.touch(offer.key),
+                Considered::Renewed { changed: true } => self.rep.touch(offer.key),
                 Considered::Renewed { .. } | Considered::Ignored => {}
+            }
+            if !attach && self.rep.holdings.detach(offer.key, from.id) {
+                self.rep.touch(offer.key);
+            }
+        }
+        for key in list.withdrawn {
+            if self.rep.holdings.detach(key, from.id) {
+                self.rep.touch(key);
             }
         }
         if !list.full && list.renew_ms > 0 {
-            listed.extend(list.withdrawn);
-            listed.sort_unstable();
             let lease = Duration::from_millis(u64::from(list.renew_ms));
-            self.rep.holdings.renew_from(from.id, &listed, now, lease);
+            self.rep.holdings.renew_from(from.id, now, lease);
         }
         self.rep.seen.insert(from.id, list.gen);
     }
@@ -516,6 +519,7 @@ impl Node {
         for key in self.rep.holdings.not_renewed_since(self.rep.last_tick) {
             self.rep.touch(key);
         }
+        self.rep.previous_tick = self.rep.last_tick;
         self.rep.last_tick = now;
         self.rep.roll_changes();
         if self.rep.cfg.mode != Mode::Beehive {

@@ -121,6 +121,8 @@ pub struct ReplicationStats {
     pub nodes_estimate: f64,
     pub hop_cost: f64,
     pub target_hops: f64,
+    /// The closed form's storage per node for the leader's parameters.
+    pub model_stored_per_node: f64,
 }
 
 impl IntervalReport {
@@ -218,10 +220,11 @@ impl Report {
         if self.intervals.iter().any(|i| i.replication.is_some()) {
             let _ = writeln!(
                 s,
-                "{:>7} {:>6} {:>8} {:>9} {:>11} {:>7} {:>7} {:>6} {:>6} {:>8} {:>5}",
+                "{:>7} {:>6} {:>8} {:>8} {:>9} {:>11} {:>7} {:>7} {:>6} {:>6} {:>8} {:>5}",
                 "t(s)",
                 "hops",
                 "stored/n",
+                "model/n",
                 "ctl msg/n",
                 "ctl bytes/n",
                 "fills",
@@ -235,10 +238,11 @@ impl Report {
                 let Some(r) = &i.replication else { continue };
                 let _ = writeln!(
                     s,
-                    "{:>7.0} {:>6.3} {:>8.1} {:>9.1} {:>11.0} {:>7} {:>7} {:>6} {:>6.3} {:>8.0} {:>5.2}",
+                    "{:>7.0} {:>6.3} {:>8.1} {:>8.1} {:>9.1} {:>11.0} {:>7} {:>7} {:>6} {:>6.3} {:>8.0} {:>5.2}",
                     i.end_s,
                     i.mean_hops,
                     r.stored_per_node,
+                    r.model_stored_per_node,
                     r.control_messages_per_node,
                     r.control_bytes_per_node,
                     r.body_fetches,

@@ -1,0 +1,194 @@
+//! `beehive sim --experiment paper`: the Beehive paper's comparison in one command. The same
+//! seed and workload run under `chord`, `passive` and `beehive` (at C and at C/2), and the
+//! result is one table and one SVG plot of hops, storage and control traffic over time.
+
+use anyhow::{Context, Result};
+use beehive_replication::config::Mode;
+use beehive_replication::sim::{self, IntervalReport, Report, SimConfig};
+use plotters::prelude::*;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// The paper's figures for its workload (N = 1 024, M = 40 960, α = 0.91, C = 1), on Pastry.
+const PAPER: [(&str, f64); 3] = [("Pastry", 2.34), ("PC-Pastry", 1.54), ("Beehive", 0.98)];
+
+/// One run of the experiment.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub label: String,
+    pub mode: Mode,
+    pub target_hops: f64,
+    /// Mean hops over the last quarter of the run (after convergence).
+    pub final_hops: f64,
+    pub mean_hops: f64,
+    pub success_rate: f64,
+    pub final_stored_per_node: f64,
+    pub control_messages_per_node_per_interval: f64,
+    pub control_bytes_per_node_per_interval: f64,
+    pub wall_s: f64,
+    #[serde(skip)]
+    pub report: Report,
+}
+
+/// Runs every mode on `base` and returns the runs in order.
+pub fn run(base: &SimConfig, mut progress: impl FnMut(&str, sim::Progress)) -> Result<Vec<Run>> {
+    let c = base.chord.replication.target_hops;
+    let plan = [
+        (Mode::Chord, c, "chord".to_string()),
+        (Mode::Passive, c, "passive".to_string()),
+        (Mode::Beehive, c, format!("beehive C={c}")),
+        (Mode::Beehive, c / 2.0, format!("beehive C={}", c / 2.0)),
+    ];
+    let mut runs = Vec::new();
+    for (mode, target, label) in plan {
+        let mut cfg = base.clone();
+        cfg.chord.replication.mode = mode;
+        cfg.chord.replication.target_hops = target;
+        let started = Instant::now();
+        let report =
+            sim::run(&cfg, |p| progress(&label, p)).with_context(|| format!("running {label}"))?;
+        let wall_s = started.elapsed().as_secs_f64();
+        let tail = &report.intervals[report.intervals.len() * 3 / 4..];
+        let stats = |f: fn(&IntervalReport) -> f64| {
+            report.intervals.iter().map(f).sum::<f64>() / report.intervals.len().max(1) as f64
+        };
+        runs.push(Run {
+            label,
+            mode,
+            target_hops: target,
+            final_hops: hops_of(tail),
+            mean_hops: report.mean_hops,
+            success_rate: report.success_rate,
+            final_stored_per_node: report
+                .intervals
+                .last()
+                .and_then(|i| i.replication.as_ref())
+                .map_or(0.0, |r| r.stored_per_node),
+            control_messages_per_node_per_interval: stats(|i| {
+                i.replication.as_ref().map_or(0.0, |r| r.control_messages_per_node)
+            }),
+            control_bytes_per_node_per_interval: stats(|i| {
+                i.replication.as_ref().map_or(0.0, |r| r.control_bytes_per_node)
+            }),
+            wall_s,
+            report,
+        });
+    }
+    Ok(runs)
+}
+
+fn hops_of(intervals: &[IntervalReport]) -> f64 {
+    let (h, n) = intervals.iter().fold((0u64, 0u64), |(h, n), i| {
+        (h + i.lookups.hop_sum, n + i.lookups.ok + i.lookups.wrong)
+    });
+    h as f64 / n.max(1) as f64
+}
+
+/// The comparison table, with the paper's figures beside ours.
+pub fn table(base: &SimConfig, runs: &[Run]) -> String {
+    let mut s = String::new();
+    let cat = base.catalog.unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "experiment paper: N = {}, M = {}, alpha = {}, {} lookups/node/s, {} s, seed {}",
+        base.nodes,
+        cat.objects,
+        cat.alpha,
+        base.lookup_rate,
+        base.duration.as_secs_f64(),
+        base.seed
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:>10} {:>9} {:>9} {:>10} {:>12} {:>14} {:>8}",
+        "run",
+        "final hops",
+        "all hops",
+        "success",
+        "stored/n",
+        "ctl msg/n/iv",
+        "ctl bytes/n/iv",
+        "wall s"
+    );
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "{:<16} {:>10.3} {:>9.3} {:>8.2}% {:>10.1} {:>12.1} {:>14.0} {:>8.1}",
+            r.label,
+            r.final_hops,
+            r.mean_hops,
+            r.success_rate * 100.0,
+            r.final_stored_per_node,
+            r.control_messages_per_node_per_interval,
+            r.control_bytes_per_node_per_interval,
+            r.wall_s
+        );
+    }
+    let paper: Vec<String> = PAPER.iter().map(|(n, h)| format!("{n} {h}")).collect();
+    let _ = writeln!(s, "paper (Pastry, b = 16, same workload): {}", paper.join(", "));
+    let _ = writeln!(
+        s,
+        "final hops: the last quarter of the run; ctl: replication traffic (pull, offers, cache, \
+         invalidate) per node per reporting interval"
+    );
+    s
+}
+
+/// Four panels over time: hops, objects stored per node, control messages and bytes per node.
+pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
+    type Metric = fn(&IntervalReport) -> f64;
+    let panels: [(&str, Metric); 4] = [
+        ("mean hops", |i| i.mean_hops),
+        ("objects stored per node", |i| i.replication.as_ref().map_or(0.0, |r| r.stored_per_node)),
+        ("control messages per node", |i| {
+            i.replication.as_ref().map_or(0.0, |r| r.control_messages_per_node)
+        }),
+        ("control bytes per node", |i| {
+            i.replication.as_ref().map_or(0.0, |r| r.control_bytes_per_node)
+        }),
+    ];
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let xmax =
+        runs.iter().flat_map(|r| r.report.intervals.iter().map(|i| i.end_s)).fold(1.0f64, f64::max);
+    for (area, (title, metric)) in root.split_evenly((2, 2)).iter().zip(panels) {
+        let ymax = runs
+            .iter()
+            .flat_map(|r| r.report.intervals.iter().map(metric))
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.1;
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("virtual seconds")
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for (run, color) in runs.iter().zip(colors) {
+            let points: Vec<(f64, f64)> =
+                run.report.intervals.iter().map(|i| (i.end_s, metric(i))).collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(run.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow::anyhow!("writing the plot: {e}"))?;
+    Ok(())
+}
