@@ -212,6 +212,14 @@ impl Sim {
         }
     }
 
+    /// Changes the Zipf α of the requests from now on.
+    pub fn set_alpha(&mut self, alpha: f64) -> Result<(), String> {
+        match self.origin.as_mut() {
+            Some(o) => o.set_alpha(alpha),
+            None => Err("no catalog".into()),
+        }
+    }
+
     /// How long after [`Sim::change_object`] a node may still serve the old body without it
     /// counting as stale.
     pub fn set_stale_bound(&mut self, bound: Duration) {

@@ -66,6 +66,12 @@ impl Origin {
         self.keys[index]
     }
 
+    /// Changes the Zipf α of the requests from now on.
+    pub fn set_alpha(&mut self, alpha: f64) -> Result<(), String> {
+        self.zipf = Zipf::new(self.keys.len() as f64, alpha).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     pub fn reverse(&mut self) {
         self.reversed = !self.reversed;
     }
