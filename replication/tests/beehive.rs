@@ -230,9 +230,9 @@ fn storage_follows_the_model_when_alpha_changes() {
     }
     for (alpha, fitted, stored, model) in seen {
         assert!((fitted - alpha).abs() < 0.1, "alpha {alpha} fitted as {fitted}");
-        // Within half of the model (the issue asks 10 %; see the README for where we stand):
+        // Within 35 % of the model (the issue asks 10 %; the README says where we stand):
         // the model puts all M objects at level k' or lower, while objects nobody asked for
         // lately stay home-only here, and demoted copies linger for a lease.
-        assert!((stored / model - 1.0).abs() < 0.5, "alpha {alpha}: {stored} vs model {model}");
+        assert!((stored / model - 1.0).abs() < 0.35, "alpha {alpha}: {stored} vs model {model}");
     }
 }

@@ -117,6 +117,18 @@ impl Holdings {
         }
     }
 
+    /// Passive mode: whether to fetch `offer` into the cache (not held, not being fetched).
+    pub fn want_cache(&mut self, offer: &Offer) -> bool {
+        if self.is_dead(offer.key, offer.info.version)
+            || self.held.get(&offer.key).is_some_and(|h| h.info.version >= offer.info.version)
+            || self.fetching.get(&offer.key).is_some_and(|v| *v >= offer.info.version)
+        {
+            return false;
+        }
+        self.fetching.insert(offer.key, offer.info.version);
+        true
+    }
+
     /// Extends every copy attached to `source` to `now + lease` (lazily; never shortening).
     pub fn renew_from(&mut self, source: Id, now: Time, lease: Duration) {
         let e = self.bulk.entry(source).or_insert((now, now + lease));

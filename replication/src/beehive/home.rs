@@ -21,6 +21,11 @@ pub const ORIGIN_FLOOR: u64 = 4;
 /// The smoothed rate averages over about this many intervals ((2 − w)/w for weight w = 0.3).
 const SMOOTHING_WINDOW: f64 = (2.0 - SmoothedRate::WEIGHT) / SmoothedRate::WEIGHT;
 
+/// Intervals after a level change during which counts from the old, wider arc still count:
+/// copies there serve until their leases (a few intervals) run out, and refusing their counts
+/// would make a demoted object look less popular than it is.
+const WIDE_TICKS: u8 = 12;
+
 /// An object stays at its level while its rate is at least this share of the level's threshold.
 const KEEP: f64 = 0.75;
 
@@ -34,8 +39,11 @@ pub struct HomeObject {
     /// The version the next body gets: bumped past every invalidated version.
     pub next_version: u64,
     pub level: u8,
-    /// The level before the last change: replicas from it may still be around and count.
+    /// The lowest level of the last [`WIDE_TICKS`] intervals: copies from it may still be
+    /// around, serving (and counting) until their leases run out.
     pub previous_level: u8,
+    /// Intervals until `previous_level` narrows to `level`.
+    wide_for: u8,
     pub rate: SmoothedRate,
     /// The origin fetch was asked for and not yet answered.
     pub fetch_asked: bool,
@@ -48,6 +56,7 @@ impl HomeObject {
             next_version: 1,
             level: top,
             previous_level: top,
+            wide_for: 0,
             rate: SmoothedRate::default(),
             fetch_asked: false,
         }
@@ -167,9 +176,12 @@ impl Homes {
                 None => top,
             };
             if level != obj.level {
-                obj.previous_level = obj.level;
+                obj.previous_level = obj.previous_level.min(obj.level);
+                obj.wide_for = WIDE_TICKS;
                 obj.level = level;
                 changed.push(*key);
+            } else if obj.wide_for > 0 {
+                obj.wide_for -= 1;
             } else {
                 obj.previous_level = level;
             }

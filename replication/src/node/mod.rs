@@ -425,7 +425,7 @@ impl Node {
                 Response::Ack
             }
             Request::Pull(pull) => self.answer_pull(now, from, *pull),
-            Request::Cache { offer, holder } => self.answer_cache(now, offer, holder),
+            Request::Cache { offer, holder } => self.answer_cache(offer, holder),
             Request::Invalidate { key, min_version, arc_start, limit } => {
                 self.answer_invalidate(now, key, min_version, arc_start, limit)
             }

@@ -68,12 +68,15 @@ pub(crate) struct Replication {
     tick_gens: VecDeque<u64>,
     last_tick: Time,
     previous_tick: Time,
+    ticks: u64,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
 }
 
 /// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
 const CHANGE_LOG_TICKS: usize = 8;
+/// Every this many ticks a pull asks a finger for its full list.
+const FULL_PULL_EVERY: u64 = 6;
 
 impl Replication {
     pub fn new(cfg: ReplicationConfig, seed: u64) -> Self {
@@ -95,6 +98,7 @@ impl Replication {
             tick_gens: VecDeque::new(),
             last_tick: Time::ZERO,
             previous_tick: Time::ZERO,
+            ticks: 0,
             seen: FastMap::default(),
         }
     }
@@ -341,7 +345,7 @@ impl Node {
         let lease_ms = millis(self.rep.cfg.cache_ttl);
         let offer =
             Offer { key, level: served.level, info, lease_ms, from_home: false, renewable: false };
-        if self.rep.holdings.consider(&offer, holder.id, now, false) == Considered::Fetch {
+        if self.rep.holdings.want_cache(&offer) {
             self.events.push_back(Event::FetchBody { from: holder, offer });
         }
         for p in path {
@@ -438,10 +442,10 @@ impl Node {
         Some(Offer { key, level, info, lease_ms, from_home: false, renewable })
     }
 
-    pub(super) fn answer_cache(&mut self, now: Time, offer: Offer, holder: Peer) -> Response {
+    pub(super) fn answer_cache(&mut self, offer: Offer, holder: Peer) -> Response {
         if self.rep.cfg.mode == Mode::Passive
             && !self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
-            && self.rep.holdings.consider(&offer, holder.id, now, false) == Considered::Fetch
+            && self.rep.holdings.want_cache(&offer)
         {
             self.events.push_back(Event::FetchBody { from: holder, offer });
         }
@@ -607,8 +611,12 @@ impl Node {
         targets.dedup_by_key(|p| p.id);
         let known = self.rep.result().map(|r| (r.epoch, r.leader));
         self.rep.seen.retain(|id, _| targets.iter().any(|p| p.id == *id));
-        for p in targets {
-            let since = self.rep.seen.get(&p.id).copied();
+        self.rep.ticks += 1;
+        for (n, p) in targets.into_iter().enumerate() {
+            // Deltas only say what changed at the finger; now and then ask for the full list
+            // (staggered over the fingers), so a copy we lost or never got comes back.
+            let resync = (self.rep.ticks + n as u64) % FULL_PULL_EVERY == 0;
+            let since = if resync { None } else { self.rep.seen.get(&p.id).copied() };
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
                 counts.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
