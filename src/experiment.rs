@@ -126,6 +126,14 @@ pub fn table(base: &SimConfig, runs: &[Run]) -> String {
             r.wall_s
         );
     }
+    if let Some(r) = runs.first() {
+        let m = &r.report.membership;
+        let _ = writeln!(
+            s,
+            "membership state per node: {:.1} peers on the ring; a one-hop table keeps {:.0}",
+            m.chord_entries_per_node, m.one_hop_entries_per_node
+        );
+    }
     let paper: Vec<String> = PAPER.iter().map(|(n, h)| format!("{n} {h}")).collect();
     let _ = writeln!(s, "paper (Pastry, b = 16, same workload): {}", paper.join(", "));
     let _ = writeln!(

@@ -78,6 +78,21 @@ impl Routing {
         self.set_successors(list);
     }
 
+    /// Distinct peers in the routing state: fingers, successors and predecessor.
+    pub fn distinct_peers(&self) -> usize {
+        let mut ids: Vec<Id> = self
+            .distinct
+            .iter()
+            .chain(&self.successors)
+            .chain(&self.predecessor)
+            .map(|p| p.id)
+            .filter(|id| *id != self.me.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
     /// The fingers without repeats, nearest first.
     pub fn distinct_fingers(&self) -> &[Peer] {
         &self.distinct

@@ -125,6 +125,20 @@ fn no_node_serves_a_changed_object_after_the_bound() {
         .filter(|i| sim.node(**i).unwrap().holds(now, key).is_some())
         .count();
     assert!(holders > 64, "new version on {holders} nodes");
+
+    // A purge at the home: within the bound every copy of the purged version is gone.
+    let home_id = sim.truth().successor(key).unwrap();
+    let home = sim.index_of(home_id).unwrap();
+    let purged = sim.node(home).unwrap().holds(sim.now(), key).unwrap().version;
+    assert!(sim.purge_object(hot));
+    sim.run_for(2 * SEC);
+    let now = sim.now();
+    let old_copies = sim
+        .alive_indices()
+        .iter()
+        .filter(|i| sim.node(**i).unwrap().holds(now, key).is_some_and(|o| o.version <= purged))
+        .count();
+    assert_eq!(old_copies, 0, "purged version still held 2 s after the purge");
 }
 
 #[test]

@@ -135,6 +135,18 @@ impl IntervalReport {
     }
 }
 
+/// Membership state per node: ours against a one-hop table's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Membership {
+    /// Mean distinct peers a node routes through.
+    pub chord_entries_per_node: f64,
+    /// A one-hop table lists every other node: N − 1.
+    pub one_hop_entries_per_node: f64,
+    /// Membership changes a one-hop table must learn per node per second under the run's
+    /// churn (every arrival and every departure reaches every node).
+    pub one_hop_updates_per_node_per_s: f64,
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -150,6 +162,10 @@ pub struct Report {
     pub messages_per_node_per_stabilize_interval: f64,
     pub bytes_per_node_per_stabilize_interval: f64,
     pub final_ring: RingCheck,
+    /// Membership state per node at the end: distinct peers in our routing state (fingers,
+    /// successors, predecessor) beside what a one-hop full-membership table (Dynamo, Kelips
+    /// style) keeps: every other node.
+    pub membership: Membership,
     pub median_session_s: Option<f64>,
     pub events_processed: u64,
     /// blake3 of the event log: equal for equal seeds and configs, the replay check.
@@ -281,6 +297,12 @@ impl Report {
             .map(|(h, n)| format!("{h}:{n}"))
             .collect();
         let _ = writeln!(s, "hop histogram (hops:lookups) {}", hist.join(" "));
+        let m = &self.membership;
+        let _ = writeln!(
+            s,
+            "membership state per node: {:.1} peers (one-hop table: {:.0} peers, {:.2} updates/s under this churn)",
+            m.chord_entries_per_node, m.one_hop_entries_per_node, m.one_hop_updates_per_node_per_s
+        );
         let _ = writeln!(
             s,
             "event log blake3 {}  ({} events)",

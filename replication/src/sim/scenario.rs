@@ -81,6 +81,14 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
     let bytes: u64 = intervals.iter().map(|i| i.bytes).sum();
     let per = |x: u64| x as f64 / (mean_nodes.max(1.0) * stab_intervals.max(f64::MIN_POSITIVE));
     let final_ring = sim.ring_check();
+    let alive = sim.alive_indices();
+    let entries: usize =
+        alive.iter().filter_map(|i| sim.node(*i)).map(|n| n.routing().distinct_peers()).sum();
+    let membership = super::report::Membership {
+        chord_entries_per_node: entries as f64 / alive.len().max(1) as f64,
+        one_hop_entries_per_node: alive.len().saturating_sub(1) as f64,
+        one_hop_updates_per_node_per_s: cfg.churn.map_or(0.0, |c| 2.0 * c.rate),
+    };
     Ok(Report {
         config: cfg.clone(),
         ring_after_warmup,
@@ -92,6 +100,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
         messages_per_node_per_stabilize_interval: per(msgs),
         bytes_per_node_per_stabilize_interval: per(bytes),
         final_ring,
+        membership,
         median_session_s: cfg.churn.map(|c| c.median_session(cfg.nodes).as_secs_f64()),
         events_processed: sim.events_processed(),
         event_log_hash: sim.event_log_hash(),
