@@ -159,7 +159,7 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
     ];
     let colors = [RED, BLUE, GREEN, MAGENTA];
     let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.fill(&WHITE).map_err(drawing)?;
     let xmax =
         runs.iter().flat_map(|r| r.report.intervals.iter().map(|i| i.end_s)).fold(1.0f64, f64::max);
     for (area, (title, metric)) in root.split_evenly((2, 2)).iter().zip(panels) {
@@ -175,18 +175,14 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
             .x_label_area_size(30)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc("virtual seconds")
-            .draw()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(drawing)?;
+        chart.configure_mesh().x_desc("virtual seconds").draw().map_err(drawing)?;
         for (run, color) in runs.iter().zip(colors) {
             let points: Vec<(f64, f64)> =
                 run.report.intervals.iter().map(|i| (i.end_s, metric(i))).collect();
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .map_err(drawing)?
                 .label(run.label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
@@ -195,8 +191,13 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(drawing)?;
     }
-    root.present().map_err(|e| anyhow::anyhow!("writing the plot: {e}"))?;
+    root.present().map_err(drawing)?;
     Ok(())
+}
+
+/// plotters' errors carry the backend's error type; the message is what the user needs.
+fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e}")
 }

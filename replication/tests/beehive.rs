@@ -80,8 +80,7 @@ fn a_lying_node_cannot_push_a_tail_object_up() {
     // The least popular object, and a liar that is neither its home nor in its arc.
     let index = sim.object_of_rank(2048).unwrap();
     let key = sim.object_key(index).unwrap();
-    let home_id = sim.truth().successor(key).unwrap();
-    let home = sim.index_of(home_id).unwrap();
+    let home = sim.home_index(key).unwrap();
     let liar = (home + 32) % 64;
     let liar_id = sim.node(liar).unwrap().me().id;
     for _ in 0..12 {
@@ -127,8 +126,7 @@ fn no_node_serves_a_changed_object_after_the_bound() {
     assert!(holders > 64, "new version on {holders} nodes");
 
     // A purge at the home: within the bound every copy of the purged version is gone.
-    let home_id = sim.truth().successor(key).unwrap();
-    let home = sim.index_of(home_id).unwrap();
+    let home = sim.home_index(key).unwrap();
     let purged = sim.node(home).unwrap().holds(sim.now(), key).unwrap().version;
     assert!(sim.purge_object(hot));
     sim.run_for(2 * SEC);

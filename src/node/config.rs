@@ -246,12 +246,10 @@ impl RawConfig {
             join.push(a);
         }
         let secret = secret(args.secret_file.or(file.secret_file), env_secret)?;
-        let mode = match args.mode.or(file.mode).as_deref().unwrap_or("beehive") {
-            "chord" => Mode::Chord,
-            "passive" => Mode::Passive,
-            "beehive" => Mode::Beehive,
-            other => return Err(invalid("mode", other, "use one of chord, passive, beehive")),
-        };
+        let mode_name = args.mode.or(file.mode).unwrap_or_else(|| "beehive".to_string());
+        let mode: Mode = mode_name
+            .parse()
+            .map_err(|_| invalid("mode", &mode_name, "use one of chord, passive, beehive"))?;
         let target_hops = match args.target_hops {
             Some(s) => s
                 .trim()

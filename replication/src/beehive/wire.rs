@@ -199,11 +199,8 @@ pub(crate) fn check_offers(
 /// Whether `node` lies in the replica arc of an object `key` at `level`:
 /// `(key − 2^128/2^level, key]`. Level 0 is the whole ring.
 pub fn in_arc(node: Id, key: Id, level: u8) -> bool {
-    match level {
-        0 => true,
-        l if l >= 128 => node == key,
-        l => node.in_open_closed(key.offset((1u128 << (128 - u32::from(l))).wrapping_neg()), key),
-    }
+    // Level 0's start is the key itself, and `(key, key]` is the whole ring.
+    node.in_open_closed(arc_start(key, level), key)
 }
 
 /// The first id of the replica arc (exclusive).

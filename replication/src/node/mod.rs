@@ -669,6 +669,7 @@ impl Node {
             (Purpose::Object(id), Some(holder)) => {
                 let (key, hops) = (l.key, l.hops);
                 if let Some(s) = served {
+                    // Without a result here, only levels below the no-result level count.
                     if s.level < self.rep.top_level(now) || self.rep.fresh_result(now).is_some() {
                         self.note_hops(hops, s.level);
                     }

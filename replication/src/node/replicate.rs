@@ -73,6 +73,9 @@ pub(crate) struct Replication {
     seen: FastMap<Id, u64>,
 }
 
+/// The level homes give objects while they have no leader result: home only, on any ring.
+const NO_RESULT_LEVEL: u8 = (crate::beehive::wire::MAX_LEVELS - 1) as u8;
+
 /// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
 const CHANGE_LOG_TICKS: usize = 8;
 /// Every this many ticks a pull asks a finger for its full list.
@@ -176,7 +179,7 @@ impl Replication {
 
     /// The home-only level: from the result, or from our own view of the ring size.
     pub fn top_level(&self, now: Time) -> u8 {
-        self.fresh_result(now).map_or(crate::beehive::wire::MAX_LEVELS as u8 - 1, |r| r.top_level())
+        self.fresh_result(now).map_or(NO_RESULT_LEVEL, |r| r.top_level())
     }
 }
 
@@ -208,7 +211,7 @@ impl Node {
             Mode::Passive => (now + rep.cfg.cache_ttl, true),
             _ => (now + Duration::from_millis(u64::from(offer.lease_ms)), false),
         };
-        if self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p)) {
+        if self.owns(offer.key) {
             self.rep.holdings.fetch_failed(offer.key);
             return false;
         }
@@ -252,7 +255,7 @@ impl Node {
     /// origin) and every copy is invalidated over the replica arc. Returns `false` if this
     /// node is not the key's home (the caller routes the purge there first).
     pub fn purge(&mut self, now: Time, key: Id) -> bool {
-        if !self.routing.is_home(key, false, |p| self.peers.is_suspected(p)) {
+        if !self.owns(key) {
             return false;
         }
         let top = self.rep.top_level(now);
@@ -282,7 +285,7 @@ impl Node {
     /// The copy of `key` this node would serve now, if any (home or replica/cache).
     pub fn holds(&self, now: Time, key: Id) -> Option<ObjectInfo> {
         if let Some(info) = self.rep.homes.get(key).and_then(|o| o.info) {
-            if self.routing.is_home(key, false, |p| self.peers.is_suspected(p)) {
+            if self.owns(key) {
                 return Some(info);
             }
         }
@@ -297,6 +300,11 @@ impl Node {
     /// Count entries refused at this home because their origin could not have served the key.
     pub fn refused_counts(&self) -> u64 {
         self.rep.homes.refused_counts
+    }
+
+    /// Whether we are `key`'s home by our own view of the ring.
+    fn owns(&self, key: Id) -> bool {
+        self.routing.is_home(key, false, |p| self.peers.is_suspected(p))
     }
 
     // ------------------------------------------------------------ serving
@@ -325,6 +333,7 @@ impl Node {
         Some(served)
     }
 
+    /// Adds an object lookup to the hop statistics the leader measures h from.
     pub(super) fn note_hops(&mut self, hops: u32, level: u8) {
         self.rep.hop_sum += f64::from(hops);
         self.rep.level_sum += f64::from(level);
@@ -361,7 +370,7 @@ impl Node {
         let me = self.me().id;
         if self.rep.cfg.mode == Mode::Beehive {
             for e in pull.counts {
-                if self.routing.is_home(e.key, false, |p| self.peers.is_suspected(p)) {
+                if self.owns(e.key) {
                     self.rep.homes.count(e);
                 } else if self.rep.relay.len() < MAX_COUNT_ENTRIES * 4 && e.origin != me {
                     self.rep.relay.push(e);
@@ -444,7 +453,7 @@ impl Node {
 
     pub(super) fn answer_cache(&mut self, offer: Offer, holder: Peer) -> Response {
         if self.rep.cfg.mode == Mode::Passive
-            && !self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
+            && !self.owns(offer.key)
             && self.rep.holdings.want_cache(&offer)
         {
             self.events.push_back(Event::FetchBody { from: holder, offer });
@@ -482,7 +491,7 @@ impl Node {
             // Only from between us and the home: renewals flow away from the home.
             if !in_arc(me, offer.key, offer.level)
                 || !(offer.from_home || from.id.in_open_closed(me, offer.key))
-                || self.routing.is_home(offer.key, false, |p| self.peers.is_suspected(p))
+                || self.owns(offer.key)
             {
                 continue;
             }

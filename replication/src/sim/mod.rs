@@ -110,7 +110,10 @@ struct IntervalCounters {
     messages: u64,
     bytes: u64,
     per_node: Vec<u64>,
+    /// Replication figures; the per-node ones are filled in when the interval closes.
     rep: ReplicationStats,
+    control_messages: u64,
+    control_bytes: u64,
 }
 
 /// Message kinds that are replication control traffic.
@@ -234,8 +237,7 @@ impl Sim {
         let hash = origin.change(index);
         let (key, size) = (origin.key(index), origin.size());
         self.changed_at.insert(index, now);
-        let home = self.truth().successor(key)?;
-        let &i = self.by_addr.get(&self.nodes.iter().find(|n| n.peer.id == home)?.peer.addr)?;
+        let i = self.home_index(key)?;
         let node = self.nodes[i].node.as_mut()?;
         node.put_home(now, key, hash, size);
         self.drain(i);
@@ -246,8 +248,7 @@ impl Sim {
     pub fn purge_object(&mut self, index: usize) -> bool {
         let now = self.now;
         let Some(key) = self.object_key(index) else { return false };
-        let Some(home) = self.truth().successor(key) else { return false };
-        let Some(i) = self.nodes.iter().position(|n| n.peer.id == home) else { return false };
+        let Some(i) = self.home_index(key) else { return false };
         let Some(node) = self.nodes[i].node.as_mut() else { return false };
         let done = node.purge(now, key);
         self.drain(i);
@@ -259,6 +260,12 @@ impl Sim {
     pub fn inject(&mut self, from: usize, to: usize, msg: Message) {
         let to_peer = self.nodes[to].peer;
         self.transmit(from, to_peer, msg);
+    }
+
+    /// Index of the node that is `key`'s true home.
+    pub fn home_index(&mut self, key: Id) -> Option<usize> {
+        let home = self.truth().successor(key)?;
+        self.index_of(home)
     }
 
     /// Index of the node with id `id`.
@@ -664,8 +671,8 @@ impl Sim {
         let kind = msg.kind();
         *self.by_kind.entry(kind).or_default() += 1;
         if is_replication(kind) {
-            self.counters.rep.control_messages_per_node += 1.0;
-            self.counters.rep.control_bytes_per_node += bytes as f64;
+            self.counters.control_messages += 1;
+            self.counters.control_bytes += bytes as u64;
         }
         let Some(&dest) = self.by_addr.get(&to.addr) else {
             return;
@@ -816,8 +823,8 @@ impl Sim {
             let live: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
             let stored: usize = live.iter().map(|n| n.stored_objects(now)).sum();
             r.stored_per_node = per(stored as u64);
-            r.control_messages_per_node = per(c.rep.control_messages_per_node as u64);
-            r.control_bytes_per_node = per(c.rep.control_bytes_per_node as u64);
+            r.control_messages_per_node = per(c.control_messages);
+            r.control_bytes_per_node = per(c.control_bytes);
             let newest =
                 live.iter().filter_map(|n| n.level_result()).max_by_key(|r| (r.epoch, r.leader));
             if let Some(l) = newest {
