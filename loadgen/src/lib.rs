@@ -1,0 +1,1 @@
+//! `beehive-loadgen`: the load generator (DESIGN.md §8).

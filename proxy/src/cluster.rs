@@ -1,0 +1,84 @@
+//! The seam between the HTTP face and the ring.
+//!
+//! An *object* is opaque to the cluster: the bytes the proxy encoded (status, headers, cache
+//! policy, body). The ring moves it between nodes and verifies it against its blake3 hash; the
+//! proxy alone decodes it. A *load request* is equally opaque: what the home needs to fetch the
+//! object from its origin, produced by the entry node's proxy and consumed by the home's.
+
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use thiserror::Error;
+
+/// A boxed future, so [`Cluster`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The blake3 hash of an object's normalised cache key. The ring id is its first 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub [u8; 32]);
+
+impl ObjectKey {
+    /// The key of a normalised cache key string.
+    pub fn of(normalised: &str) -> Self {
+        ObjectKey(*blake3::hash(normalised.as_bytes()).as_bytes())
+    }
+}
+
+/// What a home needs to load an object from its origin (encoded by the proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest(pub Bytes);
+
+/// An object fetched through the ring.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The encoded object.
+    pub object: Bytes,
+    /// Ring hops the lookup took (0: this node held it or is its home).
+    pub hops: u32,
+    /// The object's replication level as the node that served it knows it.
+    pub level: Option<u8>,
+    /// Whether the home may share this object (false: served once, not stored anywhere).
+    pub cacheable: bool,
+}
+
+/// Why the cluster could not produce an object.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ClusterError {
+    /// The home could not load the object from the origin; `status` is what the entry node
+    /// answers (502 unreachable, 504 timeout, ...), `message` the one-line reason.
+    #[error("origin: {message}")]
+    Origin { status: u16, message: String },
+    /// The home will not carry this object through the ring (too large, not cacheable):
+    /// the entry node fetches it from the origin directly.
+    #[error("pass to the origin directly")]
+    Pass,
+    /// The ring could not route the request or reach the node holding the object.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The cluster as the proxy sees it. Implemented by the node (on the ring) and by
+/// [`LocalCluster`] (one node, no ring).
+pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
+    /// Gets the object for `key`: from a copy on the lookup path, or from the home, which
+    /// loads it from the origin with `load` when it has none, or when `refresh` is set and its
+    /// own copy is stale (the entry node's copy was stale). Concurrent fetches of one key are
+    /// coalesced by the implementation on each node, and the home loads once per key.
+    fn fetch(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> BoxFuture<'_, Result<Fetched, ClusterError>>;
+
+    /// Counts one request served from this node's own store, for popularity (Beehive counts
+    /// at the node that serves).
+    fn served_locally(&self, key: ObjectKey);
+
+    /// Purges `key` at its home and over its replica arc. Resolves once the home has
+    /// invalidated it; replicas follow within the cluster's propagation bound.
+    fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>>;
+
+    /// This node's name, for `X-Beehive-Node`.
+    fn node_name(&self) -> &str;
+}
