@@ -121,7 +121,8 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     }
     let info =
         DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
-    let driver = Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
+    let driver =
+        Driver::spawn(core, transport.clone(), inbound, metrics.clone(), store.clone(), info);
 
     let (stop, stopping) = watch::channel(false);
     let accept_task = tokio::spawn({
