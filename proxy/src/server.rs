@@ -242,7 +242,10 @@ impl Proxy {
         };
         let mut parts =
             Request::get(url.as_str()).body(()).unwrap_or_else(|_| Request::new(())).into_parts().0;
+        // The policy compares Host (which the load request never carries); Vary is checked
+        // by this crate, so the freshness check sees the client's headers without Host.
         parts.headers = headers.clone();
+        parts.headers.remove(header::HOST);
         match self.lookup(ObjectKey::of(&url), spec, &parts, true).await {
             Ok(served) => self.respond(&ctx, &headers, served),
             Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
@@ -459,7 +462,8 @@ impl Proxy {
         }
     }
 
-    /// Reads a request body for an origin, refusing more than `max_body_bytes` with 413.
+    /// Reads a request body for an origin, refusing more than `max_body_bytes` with 413 and
+    /// a body slower than the origin timeout with 408.
     async fn read_body(
         &self,
         headers: &HeaderMap,
@@ -473,7 +477,11 @@ impl Proxy {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(self.error(413, "request body too large"));
         }
-        match Limited::new(body, max).collect().await {
+        let read = Limited::new(body, max).collect();
+        let Ok(read) = tokio::time::timeout(self.config.origin_timeout, read).await else {
+            return Err(self.error(408, "request body not received in time"));
+        };
+        match read {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(self.error(413, "request body too large"))
