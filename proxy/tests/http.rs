@@ -122,6 +122,20 @@ async fn origin_handle(
             ok("max-age=60", b"slow".to_vec())
         }
         "/short" => ok("max-age=1", b"short".to_vec()),
+        "/reval" => {
+            let mut r = if hdr("if-none-match") == "\"r1\"" {
+                *st.counts.lock().unwrap().entry("/reval#304".into()).or_default() += 1;
+                Response::builder().status(304).body(Full::default()).unwrap()
+            } else {
+                ok(
+                    "max-age=1",
+                    format!("reval v{}", st.version.load(Ordering::SeqCst)).into_bytes(),
+                )
+            };
+            r.headers_mut().insert("etag", "\"r1\"".parse().unwrap());
+            r.headers_mut().insert("cache-control", "max-age=1".parse().unwrap());
+            r
+        }
         "/mutable" => {
             ok("max-age=60", format!("v{}", st.version.load(Ordering::SeqCst)).into_bytes())
         }
@@ -139,8 +153,10 @@ async fn origin_handle(
 
 struct Running {
     addr: SocketAddr,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
     store: ObjectStore,
+    proxy: Arc<Proxy>,
+    served: JoinHandle<()>,
 }
 
 fn config(origin: SocketAddr) -> ProxyConfig {
@@ -168,8 +184,8 @@ async fn start_proxy(cfg: ProxyConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
-    tokio::spawn(proxy.serve(listener, rx));
-    Running { addr, _stop: tx, store }
+    let served = tokio::spawn(proxy.clone().serve(listener, rx));
+    Running { addr, stop: tx, store, proxy, served }
 }
 
 // ---------------------------------------------------------------- a raw HTTP/1.1 client
@@ -502,4 +518,56 @@ async fn slowloris_is_closed_after_the_header_timeout() {
     assert!(read.is_ok(), "the server must close the connection");
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_copies_revalidate_with_etag_and_serve_stale_while_revalidating() {
+    let o = start_origin().await;
+    let p = start_proxy(config(o.addr)).await;
+    let swr = start_proxy(ProxyConfig {
+        stale_while_revalidate: Duration::from_secs(30),
+        ..config(o.addr)
+    })
+    .await;
+    assert_eq!(get(p.addr, "/reval", &[]).await.body, b"reval v0");
+    assert_eq!(get(swr.addr, "/reval", &[]).await.body, b"reval v0");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Without stale-while-revalidate: a conditional origin request, 304, the old body.
+    let r = get(p.addr, "/reval", &[]).await;
+    assert_eq!((r.body.as_slice(), r.header("x-cache")), (&b"reval v0"[..], Some("MISS")));
+    assert_eq!(o.count("/reval#304"), 1);
+    assert_eq!(get(p.addr, "/reval", &[]).await.header("x-cache"), Some("HIT"));
+    // With it: the stale copy at once, refreshed in the background, then a fresh hit.
+    let r = get(swr.addr, "/reval", &[]).await;
+    assert_eq!((r.body.as_slice(), r.header("x-cache")), (&b"reval v0"[..], Some("STALE")));
+    let mut hit = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if get(swr.addr, "/reval", &[]).await.header("x-cache") == Some("HIT") {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "the background refresh must land");
+    assert_eq!(o.count("/reval#304"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_and_shutdown_is_graceful() {
+    let o = start_origin().await;
+    let p = start_proxy(config(o.addr)).await;
+    get(p.addr, "/etag", &[]).await;
+    get(p.addr, "/etag", &[]).await;
+    req(p.addr, "GET", "nope.beehive.localhost", "/", &[]).await;
+    let m = p.proxy.metrics().snapshot();
+    assert_eq!(m.cache[0], 1, "{m:?}"); // HIT
+    assert_eq!(m.cache[1], 1, "{m:?}"); // MISS
+    assert_eq!(m.status_class[2], 2);
+    assert_eq!(m.status_class[4], 1);
+    assert_eq!(m.origin_fetches, 1);
+    assert_eq!(m.hops[0], 1);
+    assert!(m.bytes_served >= 20);
+    p.stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, p.served).await.expect("serve returns").unwrap();
+    assert!(TcpStream::connect(p.addr).await.is_err(), "listener closed");
 }
