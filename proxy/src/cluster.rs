@@ -114,7 +114,7 @@ impl Cluster for LocalCluster {
     fn served_locally(&self, _key: ObjectKey) {}
 
     fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
-        self.loader.store().remove(&key);
+        self.loader.purge(&key);
         Box::pin(async { Ok(()) })
     }
 

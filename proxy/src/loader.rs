@@ -22,6 +22,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// How long a key found unshareable (Set-Cookie, no-store, too large...) is answered with
+/// [`ClusterError::Pass`] at once, without asking the origin first (Varnish's hit-for-pass).
+const HIT_FOR_PASS: Duration = Duration::from_secs(30);
+
 /// Largest encoded load request a home accepts.
 const MAX_SPEC_BYTES: usize = 32 << 10;
 
@@ -103,6 +107,7 @@ struct Inner {
     stale_if_error: Duration,
     max_object_bytes: usize,
     inflight: Mutex<HashMap<ObjectKey, SharedLoad>>,
+    pass_memo: moka::sync::Cache<ObjectKey, ()>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -123,6 +128,10 @@ impl Loader {
                 stale_if_error: config.stale_if_error,
                 max_object_bytes: config.max_object_bytes,
                 inflight: Mutex::new(HashMap::new()),
+                pass_memo: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(HIT_FOR_PASS)
+                    .build(),
             }),
         }
     }
@@ -142,6 +151,13 @@ impl Loader {
         self.inner.metrics.clone()
     }
 
+    /// Forgets `key`: its stored copy and any hit-for-pass mark. The node calls this when a
+    /// purge reaches the home.
+    pub fn purge(&self, key: &ObjectKey) {
+        self.inner.store.remove(key);
+        self.inner.pass_memo.invalidate(key);
+    }
+
     /// Loads `key`: the store's copy while fresh, otherwise from the origin (revalidating a
     /// stale copy). `refresh` needs no special case here: a stale home copy is never returned
     /// unless the origin fails within stale-if-error.
@@ -151,6 +167,9 @@ impl Loader {
         req: LoadRequest,
         _refresh: bool,
     ) -> Result<Loaded, ClusterError> {
+        if self.inner.pass_memo.contains_key(&key) {
+            return Err(ClusterError::Pass);
+        }
         let (shared, leader) = {
             let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match inflight.get(&key) {
@@ -211,7 +230,10 @@ impl Loader {
         let res = inner.origin.fetch_whole(&spec.target, path, headers, inner.max_object_bytes);
         let whole = match res.await {
             Ok(w) => w,
-            Err(OriginError::TooLarge) => return Err(ClusterError::Pass),
+            Err(OriginError::TooLarge) => {
+                inner.pass_memo.insert(key, ());
+                return Err(ClusterError::Pass);
+            }
             Err(e) => {
                 inner.metrics.origin_error();
                 if let (Some(o), Some(b)) = (&old, old_bytes) {
@@ -266,6 +288,9 @@ impl Loader {
             inner.store.insert(key, bytes.clone());
         } else {
             inner.store.remove(&key);
+            if !status.is_server_error() {
+                inner.pass_memo.insert(key, ());
+            }
         }
         Ok(Loaded { object: bytes, cacheable })
     }

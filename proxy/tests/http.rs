@@ -386,6 +386,11 @@ async fn large_objects_stream_through_uncached() {
     assert!(r.body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
     assert_eq!(r.header("x-cache"), Some("PASS"));
     assert_eq!(p.store.len(), 0);
+    // The home's load stops at Content-Length, then the entry streams it: 2 origin requests.
+    // Hit-for-pass: the next request goes straight to the origin.
+    assert_eq!(o.count("/big"), 2);
+    assert_eq!(get(p.addr, "/big", &[]).await.body.len(), BIG);
+    assert_eq!(o.count("/big"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
