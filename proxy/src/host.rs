@@ -13,7 +13,9 @@ pub struct Target {
     pub host: String,
     /// Origin port.
     pub port: u16,
-    /// Reached through open mode: the home must resolve it and refuse private destinations.
+    /// Reached through open mode (methods other than GET/HEAD/PURGE get 405). The SSRF check
+    /// does not trust this flag: the origin client checks every origin that is not one of its
+    /// own node's named origins.
     pub open: bool,
 }
 

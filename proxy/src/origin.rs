@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 use thiserror::Error;
@@ -60,6 +61,7 @@ pub struct Whole {
 #[derive(Clone, Debug)]
 pub struct OriginClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    named: HashSet<(String, u16)>,
     allow: Vec<IpNet>,
     connect_timeout: Duration,
     timeout: Duration,
@@ -77,17 +79,19 @@ impl OriginClient {
             .build(http);
         OriginClient {
             client,
+            named: config.origins.values().map(|(h, p)| (h.to_ascii_lowercase(), *p)).collect(),
             allow: config.allow.clone(),
             connect_timeout: config.origin_connect_timeout,
             timeout: config.origin_timeout,
         }
     }
 
-    /// The authority to connect to: named origins as configured; open-mode origins resolved
-    /// here, refused if any address is forbidden, and pinned to the first address checked.
+    /// The authority to connect to: this node's named origins as configured; anything else
+    /// (open mode, or a load request naming an origin this node does not know) resolved here,
+    /// refused if any address is forbidden, and pinned to the first address checked.
     pub async fn destination(&self, target: &Target) -> Result<String, OriginError> {
         let literal = target.host.parse::<IpAddr>().ok();
-        if !target.open {
+        if self.named.contains(&(target.host.to_ascii_lowercase(), target.port)) {
             return Ok(match literal {
                 Some(IpAddr::V6(v6)) => format!("[{v6}]:{}", target.port),
                 _ => format!("{}:{}", target.host, target.port),
