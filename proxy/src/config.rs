@@ -35,7 +35,7 @@ pub struct ProxyConfig {
     pub header_read_timeout: Duration,
     /// Most request headers accepted (more: 431).
     pub max_headers: usize,
-    /// Most bytes of request head accepted (more: 431). hyper's floor is 8 KiB.
+    /// Most bytes of request head, start line included, accepted (more: 431).
     pub max_header_bytes: usize,
     /// Largest request body passed to an origin (more: 413).
     pub max_body_bytes: usize,

@@ -131,7 +131,7 @@ impl Proxy {
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
             .max_headers(self.config.max_headers)
-            .max_buf_size(self.config.max_header_bytes.max(8192));
+            .max_header_size(self.config.max_header_bytes);
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let retain = {
