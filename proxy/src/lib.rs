@@ -24,7 +24,8 @@
 //! * [`range`] — conditional requests and byte ranges on cached objects
 //! * [`limits`] — per-client rate limiting and PURGE authorisation
 //! * [`metrics`] — [`ProxyMetrics`] counters
-//! * [`server`] — [`Proxy`], the hyper server and the request phases
+//! * [`server`] — [`Proxy`], the hyper server and the request phases up to the response
+//! * `respond` — the respond phase: 304/206/416/HEAD, `Location` rewriting, CDN headers, errors
 
 pub mod cluster;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod object;
 pub mod origin;
 pub mod range;
+mod respond;
 pub mod server;
 pub mod store;
 

@@ -20,13 +20,13 @@ use crate::loader::{LoadSpec, Loader, FORWARDED};
 use crate::metrics::{CacheResult, ProxyMetrics};
 use crate::object::{unix_ms, vary_names, vary_values, CachedObject};
 use crate::origin::OriginError;
-use crate::range::{if_range_holds, not_modified, parse_range, RangeAnswer};
+use crate::respond::empty;
 use crate::store::ObjectStore;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -51,12 +51,12 @@ const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
 /// The HTTP face of one node.
 pub struct Proxy {
-    config: ProxyConfig,
-    cluster: Arc<dyn Cluster>,
+    pub(crate) config: ProxyConfig,
+    pub(crate) cluster: Arc<dyn Cluster>,
     store: ObjectStore,
     loader: Loader,
     limits: ClientLimits,
-    metrics: Arc<ProxyMetrics>,
+    pub(crate) metrics: Arc<ProxyMetrics>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -69,11 +69,11 @@ impl std::fmt::Debug for Proxy {
 }
 
 /// A response produced from an object.
-struct Served {
-    object: CachedObject,
-    result: CacheResult,
-    hops: u32,
-    level: Option<u8>,
+pub(crate) struct Served {
+    pub(crate) object: CachedObject,
+    pub(crate) result: CacheResult,
+    pub(crate) hops: u32,
+    pub(crate) level: Option<u8>,
 }
 
 /// Why the cache path produced no object.
@@ -85,19 +85,12 @@ enum Miss {
 }
 
 /// The per-request context the phases share.
-struct Ctx {
-    peer: SocketAddr,
-    host_header: String,
-    target: Target,
-    head: bool,
-}
-
-fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
-fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
+pub(crate) struct Ctx {
+    pub(crate) peer: SocketAddr,
+    /// The Host the client used, lowercased (for `Location` rewriting).
+    pub(crate) host_header: String,
+    pub(crate) target: Target,
+    pub(crate) head: bool,
 }
 
 impl Proxy {
@@ -364,59 +357,6 @@ impl Proxy {
         });
     }
 
-    /// Phase: respond — conditional requests, ranges, header rewriting.
-    fn respond(&self, ctx: &Ctx, req_headers: &HeaderMap, served: Served) -> Response<Body> {
-        let obj = served.object;
-        let mut headers = obj.headers.clone();
-        headers.remove(header::CONTENT_LENGTH);
-        self.rewrite_location(ctx, &mut headers);
-        let age = obj.policy.age(SystemTime::now()).as_secs();
-        headers.insert(header::AGE, HeaderValue::from(age));
-        self.decorate(&mut headers, served.result, served.hops, served.level);
-        let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let (etag, lm) = (obj.header("etag"), obj.header("last-modified"));
-        let (status, body) = if status == StatusCode::OK && not_modified(req_headers, etag, lm) {
-            (StatusCode::NOT_MODIFIED, Bytes::new())
-        } else if status == StatusCode::OK && if_range_holds(req_headers, etag, lm) {
-            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            let len = obj.body.len() as u64;
-            let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-            match parse_range(range, len) {
-                RangeAnswer::Whole => (status, obj.body.clone()),
-                RangeAnswer::Part { start, end } => {
-                    let v = format!("bytes {start}-{end}/{len}");
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        headers.insert(header::CONTENT_RANGE, v);
-                    }
-                    (StatusCode::PARTIAL_CONTENT, obj.body.slice(start as usize..=end as usize))
-                }
-                RangeAnswer::Unsatisfiable => {
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                        headers.insert(header::CONTENT_RANGE, v);
-                    }
-                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                    (
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        Bytes::from_static(b"range not satisfiable\n"),
-                    )
-                }
-            }
-        } else {
-            (status, obj.body.clone())
-        };
-        if status != StatusCode::NOT_MODIFIED {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        }
-        let sent = if ctx.head { 0 } else { body.len() as u64 };
-        self.metrics.response(status.as_u16(), Some(served.result), sent);
-        let body =
-            if ctx.head || status == StatusCode::NOT_MODIFIED { empty() } else { full(body) };
-        let mut res = Response::new(body);
-        *res.status_mut() = status;
-        *res.headers_mut() = headers;
-        res
-    }
-
     /// Sends the request to the origin for this client alone and streams the answer back.
     async fn pass(
         &self,
@@ -488,69 +428,6 @@ impl Proxy {
             }
             Err(_) => Err(self.error(400, "request body could not be read")),
         }
-    }
-
-    /// Rewrites a `Location` on the origin's own host to the CDN name the client used.
-    fn rewrite_location(&self, ctx: &Ctx, headers: &mut HeaderMap) {
-        let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-            return;
-        };
-        let t = &ctx.target;
-        let mut prefixes = vec![format!("http://{}:{}", t.host, t.port)];
-        if t.port == 80 {
-            prefixes.push(format!("http://{}", t.host));
-        }
-        let lower = loc.to_ascii_lowercase();
-        for p in prefixes {
-            if let Some(rest) = lower.strip_prefix(&p) {
-                if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
-                    let tail = &loc[p.len()..];
-                    let new = format!("http://{}{}", ctx.host_header, tail);
-                    if let Ok(v) = HeaderValue::from_str(&new) {
-                        headers.insert(header::LOCATION, v);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Adds `Via`, `X-Cache`, `X-Beehive-Hops`, `X-Beehive-Level` and `X-Beehive-Node`.
-    fn decorate(&self, headers: &mut HeaderMap, result: CacheResult, hops: u32, level: Option<u8>) {
-        let via = format!("1.1 {} (beehive)", self.config.node_name);
-        if let Ok(v) = HeaderValue::from_str(&via) {
-            headers.append(header::VIA, v);
-        }
-        headers
-            .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(result.as_str()));
-        headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(hops));
-        if let Some(l) = level {
-            headers.insert(
-                HeaderName::from_static("x-beehive-level"),
-                HeaderValue::from(u16::from(l)),
-            );
-        }
-        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
-            headers.insert(HeaderName::from_static("x-beehive-node"), v);
-        }
-    }
-
-    /// A status with a one-line text body.
-    fn error(&self, status: u16, msg: &str) -> Response<Body> {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let body = format!("{} {msg}\n", status.as_u16());
-        self.metrics.response(status.as_u16(), None, body.len() as u64);
-        let mut res = Response::new(full(body));
-        *res.status_mut() = status;
-        let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {} (beehive)", self.config.node_name)) {
-            h.insert(header::VIA, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
-            h.insert(HeaderName::from_static("x-beehive-node"), v);
-        }
-        res
     }
 }
 
