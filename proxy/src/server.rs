@@ -32,9 +32,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -57,6 +58,8 @@ pub struct Proxy {
     loader: Loader,
     limits: ClientLimits,
     pub(crate) metrics: Arc<ProxyMetrics>,
+    /// Keys with a background refresh under way, so a stale hot object triggers one at a time.
+    refreshing: Mutex<HashSet<ObjectKey>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -104,7 +107,7 @@ impl Proxy {
     ) -> Self {
         let limits = ClientLimits::new(config.rate_per_sec, config.burst);
         let metrics = loader.metrics();
-        Proxy { config, cluster, store, loader, limits, metrics }
+        Proxy { config, cluster, store, loader, limits, metrics, refreshing: Mutex::default() }
     }
 
     /// The counters (shared with the loader).
@@ -346,7 +349,11 @@ impl Proxy {
         self.lookup(key, spec, parts, false).await
     }
 
+    /// Refreshes `key` through the cluster unless a refresh of it is already under way.
     fn refresh_in_background(self: &Arc<Self>, key: ObjectKey, spec: LoadSpec) {
+        if !self.refreshing.lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
             if let Ok(f) = this.cluster.fetch(key, spec.encode(), true).await {
@@ -354,6 +361,7 @@ impl Proxy {
                     this.store.insert(key, f.object);
                 }
             }
+            this.refreshing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         });
     }
 
