@@ -1,7 +1,10 @@
 //! The proxy end to end on loopback: a small origin with per-path behaviours, a proxy on a
 //! [`LocalCluster`], and raw HTTP/1.1 over `TcpStream` as the client. Every wait is bounded.
 
-use beehive_proxy::{Loader, LocalCluster, ObjectStore, Proxy, ProxyConfig};
+use beehive_proxy::{
+    BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, Loader, LocalCluster, ObjectKey,
+    ObjectStore, Proxy, ProxyConfig,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -578,4 +581,76 @@ async fn metrics_count_and_shutdown_is_graceful() {
     p.stop.send(true).unwrap();
     tokio::time::timeout(WAIT, p.served).await.expect("serve returns").unwrap();
     assert!(TcpStream::connect(p.addr).await.is_err(), "listener closed");
+}
+
+/// A cluster that reports ring hops and levels and counts what the proxy tells it.
+#[derive(Debug)]
+struct RingLike {
+    loader: Loader,
+    served_locally: AtomicU64,
+    purged: AtomicU64,
+}
+
+impl Cluster for RingLike {
+    fn fetch(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
+        Box::pin(async move {
+            let l = self.loader.load(key, load, refresh).await?;
+            Ok(Fetched { object: l.object, hops: 2, level: Some(1), cacheable: l.cacheable })
+        })
+    }
+
+    fn served_locally(&self, _key: ObjectKey) {
+        self.served_locally.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
+        self.purged.fetch_add(1, Ordering::SeqCst);
+        self.loader.purge(&key);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn node_name(&self) -> &str {
+        "ring-node"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_seam_reports_hops_levels_and_local_hits() {
+    let o = start_origin().await;
+    let cfg = config(o.addr);
+    // The home's store is not the entry's: the entry caches what the cluster hands it.
+    let home = Loader::new(&cfg, ObjectStore::new(cfg.store_bytes));
+    let cluster = Arc::new(RingLike {
+        loader: home,
+        served_locally: AtomicU64::new(0),
+        purged: AtomicU64::new(0),
+    });
+    let store = ObjectStore::new(cfg.store_bytes);
+    let entry_loader = Loader::new(&cfg, store.clone());
+    let proxy = Arc::new(Proxy::new(cfg, cluster.clone(), store.clone(), entry_loader));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(proxy.clone().serve(listener, rx));
+
+    let r = get(addr, "/etag", &[]).await;
+    assert_eq!(r.header("x-cache"), Some("MISS"));
+    assert_eq!(r.header("x-beehive-hops"), Some("2"));
+    assert_eq!(r.header("x-beehive-level"), Some("1"));
+    assert_eq!(r.header("x-beehive-node"), Some("ring-node"));
+    assert_eq!(store.len(), 1, "the entry keeps a copy");
+    let r = get(addr, "/etag", &[]).await;
+    assert_eq!((r.header("x-cache"), r.header("x-beehive-hops")), (Some("HIT"), Some("0")));
+    assert_eq!(cluster.served_locally.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.metrics().snapshot().hops[2], 1);
+    assert_eq!(req(addr, "PURGE", "site.beehive.localhost", "/etag", &[]).await.status, 200);
+    assert_eq!(cluster.purged.load(Ordering::SeqCst), 1);
+    assert_eq!(store.len(), 0);
+    assert_eq!(get(addr, "/etag", &[]).await.header("x-cache"), Some("MISS"));
+    assert_eq!(o.count("/etag"), 2);
 }
