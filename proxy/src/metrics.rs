@@ -1,8 +1,15 @@
 //! Counters the node exports: plain atomics (the hot path only increments), read with
-//! [`ProxyMetrics::snapshot`].
+//! [`ProxyMetrics::snapshot`] or scraped through the node's `prometheus-client` registry
+//! ([`ProxyMetrics::register`]).
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Hop counts 0..HOP_BUCKETS-1 each get a bucket; the last bucket holds the rest.
 pub const HOP_BUCKETS: usize = 9;
@@ -109,6 +116,53 @@ impl ProxyMetrics {
     }
 }
 
+impl ProxyMetrics {
+    /// Registers these counters in the node's registry; each scrape reads them afresh.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.clone()));
+    }
+}
+
+const CACHE_NAMES: [&str; 4] = ["HIT", "MISS", "STALE", "PASS"];
+const CTR: MetricType = MetricType::Counter;
+
+impl Collector for ProxyMetrics {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.snapshot();
+        let counter = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64| {
+            ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, CTR)?)
+        };
+        {
+            let desc = "Responses by status class";
+            let mut m = enc.encode_descriptor("proxy_responses", desc, None, CTR)?;
+            for (i, n) in s.status_class.iter().enumerate() {
+                let class = if i == 0 { "other".to_string() } else { format!("{i}xx") };
+                let labels = [("class", class)];
+                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let desc = "Responses by cache result";
+            let mut m = enc.encode_descriptor("proxy_cache", desc, None, CTR)?;
+            for (name, n) in CACHE_NAMES.iter().zip(s.cache) {
+                ConstCounter::new(n).encode(m.encode_family(&[("result", *name)])?)?;
+            }
+        }
+        {
+            let desc = "Cluster fetches by ring hops (last bucket: that many or more)";
+            let mut m = enc.encode_descriptor("proxy_fetch_hops", desc, None, CTR)?;
+            for (h, n) in s.hops.iter().enumerate() {
+                ConstCounter::new(*n).encode(m.encode_family(&[("hops", h.to_string())])?)?;
+            }
+        }
+        counter(&mut enc, "proxy_origin_fetches", "Requests sent to origins", s.origin_fetches)?;
+        counter(&mut enc, "proxy_origin_errors", "Failed origin requests", s.origin_errors)?;
+        counter(&mut enc, "proxy_bytes_served", "Body bytes sent to clients", s.bytes_served)?;
+        counter(&mut enc, "proxy_rate_limited", "Requests refused with 429", s.rate_limited)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +181,19 @@ mod tests {
         assert_eq!(s.hops[0], 1);
         assert_eq!(s.hops[HOP_BUCKETS - 1], 1);
         assert_eq!(s.bytes_served, 15);
+    }
+
+    #[test]
+    fn scraped_through_a_registry() {
+        let m = Arc::new(ProxyMetrics::default());
+        m.response(200, Some(CacheResult::Stale), 3);
+        m.origin_fetch();
+        let mut reg = Registry::default();
+        m.register(&mut reg);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(out.contains("proxy_cache_total{result=\"STALE\"} 1"), "{out}");
+        assert!(out.contains("proxy_responses_total{class=\"2xx\"} 1"), "{out}");
+        assert!(out.contains("proxy_origin_fetches_total 1"), "{out}");
     }
 }
