@@ -31,7 +31,8 @@ pub struct ProxyConfig {
     pub origin_connect_timeout: Duration,
     /// Timeout for a whole origin response (headers and body).
     pub origin_timeout: Duration,
-    /// Clients must send their request headers within this time (slowloris).
+    /// Clients must send their request headers within this time (slowloris). hyper starts the
+    /// clock when it waits for a request, so this also bounds keep-alive idle time.
     pub header_read_timeout: Duration,
     /// Most request headers accepted (more: 431).
     pub max_headers: usize,

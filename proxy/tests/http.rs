@@ -654,3 +654,17 @@ async fn the_cluster_seam_reports_hops_levels_and_local_hits() {
     assert_eq!(get(addr, "/etag", &[]).await.header("x-cache"), Some("MISS"));
     assert_eq!(o.count("/etag"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let o = start_origin().await;
+    let p = start_proxy(config(o.addr)).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /etag HTTP/1.1\r\nHost: site.beehive.localhost\r\n\r\n").await.unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server must close the idle connection");
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "the request itself was answered");
+    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+}
