@@ -11,6 +11,20 @@
 //! mapping, method) → local lookup → cluster fetch → store → respond (conditional, range,
 //! header rewriting).
 //!
+//! # Choices worth knowing
+//!
+//! * The origin is asked for the *normalised* URL (tracking parameters dropped, query sorted
+//!   if configured), so one key always names one origin resource. Passes send the raw URL.
+//! * `X-Cache`: HIT (this node's store, fresh), MISS (through the cluster), STALE (past
+//!   freshness: stale-while-revalidate or stale-if-error), PASS (not shareable).
+//! * Not shared: `Set-Cookie`, `no-store`, `private`, `Vary: *`, bodies over
+//!   `max_object_bytes`; such keys are passed for 30 s without asking the home first
+//!   (hit-for-pass). Requests with `Authorization` or `Cookie` are passed, like Varnish.
+//! * `default_ttl` applies to responses with no `max-age`, `s-maxage` or `Expires` whose
+//!   status is cacheable by default (200, 203, 204, 300, 301, 308, 404, 410).
+//! * The SSRF guard checks every origin that is not one of this node's named origins, so
+//!   every node must carry the same named-origin table.
+//!
 //! # Module map
 //!
 //! * [`cluster`] — the trait the node implements, and the one-node implementation
