@@ -668,3 +668,18 @@ async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
     assert!(buf.starts_with(b"HTTP/1.1 200"), "the request itself was answered");
     assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let o = start_origin().await;
+    let p = start_proxy(ProxyConfig { max_connections: 1, ..config(o.addr) }).await;
+    let _held = TcpStream::connect(p.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let _ = s.write_all(b"GET /etag HTTP/1.1\r\nHost: site.beehive.localhost\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok() && buf.is_empty(), "closed without an answer");
+    assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+}
