@@ -13,14 +13,19 @@ use thiserror::Error;
 /// A boxed future, so [`Cluster`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The blake3 hash of an object's normalised cache key. The ring id is its first 16 bytes.
+/// An object's name on the ring: the first 16 bytes of the blake3 hash of its normalised
+/// cache key (big-endian), which is also its ring id. 128 bits keep accidental collisions out
+/// of reach for any catalogue a cluster can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey(pub [u8; 32]);
+pub struct ObjectKey(pub u128);
 
 impl ObjectKey {
     /// The key of a normalised cache key string.
     pub fn of(normalised: &str) -> Self {
-        ObjectKey(*blake3::hash(normalised.as_bytes()).as_bytes())
+        let digest = blake3::hash(normalised.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_bytes()[..16]);
+        ObjectKey(u128::from_be_bytes(first))
     }
 }
 
@@ -81,6 +86,14 @@ pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
 
     /// This node's name, for `X-Beehive-Node`.
     fn node_name(&self) -> &str;
+
+    /// Whether the entry node keeps what it fetched. `false` when the cluster places copies
+    /// itself (Beehive: only nodes inside an object's replica arc hold it, or hop counts would
+    /// measure entry caching instead of replication); a copy the entry already held is still
+    /// refreshed in place.
+    fn keeps_fetched(&self) -> bool {
+        true
+    }
 }
 
 /// One node on its own: every key's home is here, so a fetch is a load (0 hops) and a purge

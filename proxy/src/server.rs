@@ -319,7 +319,7 @@ impl Proxy {
         let Ok(obj) = CachedObject::decode(&f.object) else {
             return stale_if_error(502, "malformed object from the cluster".into());
         };
-        if f.cacheable {
+        if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
             self.store.insert(key, f.object);
         }
         if allow_variant && f.cacheable && !obj.vary_matches(&parts.headers) {

@@ -175,6 +175,18 @@ impl Inner {
         }
     }
 
+    /// Purges `key` as its home: the core invalidates it over the replica arc, and the
+    /// loader forgets it (including a "not shareable" verdict). `false`: not the home.
+    async fn purge_here(&self, key: ObjectKey) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Purge { key: ring_id(key), reply }).await;
+        let done = answer.await.unwrap_or(false);
+        if done {
+            self.loader.purge(&key);
+        }
+        done
+    }
+
     /// Loads `key` as its home: from the store or the origin, then tells the core.
     async fn load_here(
         &self,
@@ -233,9 +245,7 @@ impl Cluster for RingCluster {
                 return Err(ClusterError::Unavailable("no home found for the purge".into()));
             };
             let done = if holder.id == inner.me.id {
-                let (reply, answer) = oneshot::channel();
-                let _ = inner.commands.send(Command::Purge { key: id, reply }).await;
-                answer.await.unwrap_or(false)
+                inner.purge_here(key).await
             } else {
                 inner
                     .transport
@@ -253,6 +263,10 @@ impl Cluster for RingCluster {
 
     fn node_name(&self) -> &str {
         &self.inner.name
+    }
+
+    fn keeps_fetched(&self) -> bool {
+        false
     }
 }
 
@@ -275,11 +289,7 @@ impl HomeService for RingCluster {
 
     fn purge(&self, key: Id) -> HomeFuture<bool> {
         let inner = self.inner.clone();
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let _ = inner.commands.send(Command::Purge { key, reply }).await;
-            answer.await.unwrap_or(false)
-        })
+        Box::pin(async move { inner.purge_here(ObjectKey(key.0)).await })
     }
 
     fn adopt(&self, key: Id, hash: [u8; 32], size: u64) {
