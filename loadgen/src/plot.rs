@@ -7,11 +7,13 @@ use plotters::prelude::*;
 use std::path::Path;
 
 type Metric = fn(&Second) -> Option<f64>;
+/// A panel: title, unit, and its (name, metric) lines.
+type Panel<'a> = (&'a str, &'a str, Vec<(&'a str, Metric)>);
 
 /// Draws `runs` (label, report) into an SVG at `path`, so several runs (for example chord,
 /// passive and beehive) share one plot.
 pub fn write_svg(runs: &[(&str, &Report)], path: impl AsRef<Path>) -> Result<(), LoadError> {
-    let panels: [(&str, &str, Vec<(&str, Metric)>); 3] = [
+    let panels: [Panel; 3] = [
         ("average hops", "hops", vec![("hops", |s| s.avg_hops)]),
         (
             "latency",
