@@ -1,7 +1,9 @@
 //! The `beehive` command: one binary for every role.
 
 mod experiment;
+mod loadgen_cmd;
 mod node_cmd;
+mod origin_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,10 @@ enum Command {
     Sim(Box<sim_cmd::SimArgs>),
     /// Run one live node: join the ring, serve RPC and the admin listener until SIGTERM.
     Node(Box<beehive::node::config::NodeArgs>),
+    /// Run the built-in demo origin: deterministic objects at /o/<i>, request counts at /stats.
+    Origin(Box<origin_cmd::OriginArgs>),
+    /// Drive a Zipf load at one or more nodes and report latency, hops and origin offload.
+    Loadgen(Box<loadgen_cmd::LoadgenArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +33,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(*args),
         Command::Node(args) => node_cmd::run(*args),
+        Command::Origin(args) => origin_cmd::run(*args),
+        Command::Loadgen(args) => loadgen_cmd::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
