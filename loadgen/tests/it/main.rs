@@ -2,6 +2,7 @@
 //! run bounded in time and count. One test binary, one module per concern.
 
 mod bad_args;
+mod headers;
 mod open_loop;
 mod origin;
 mod run;

@@ -40,6 +40,13 @@ async fn json_report_round_trips_and_adds_up() {
     let text = std::fs::read_to_string(&json_path).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(value["schema_version"], SCHEMA_VERSION);
+    // Every field the JSON carries is documented in SCHEMA.md.
+    let schema = include_str!("../../SCHEMA.md");
+    let documented = |k: &String| schema.contains(&format!("`{k}`"));
+    for part in [&value, &value["summary"], &value["series"][0], &value["summary"]["cache"]] {
+        let keys: Vec<&String> = part.as_object().unwrap().keys().collect();
+        assert!(keys.iter().all(|k| documented(k)), "undocumented among {keys:?}");
+    }
     let back: Report = serde_json::from_str(&text).unwrap();
     assert_eq!(back, report);
 

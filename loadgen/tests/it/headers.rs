@@ -1,0 +1,80 @@
+//! Against fake nodes that answer with `X-Beehive-Hops` and `X-Cache`: the report's hop histogram,
+//! cache mix and errors match what the nodes sent, the Host header is the CDN name, and requests
+//! are spread round-robin over the entry nodes.
+
+use beehive_loadgen::{run, LoadConfig, LoopMode, Workload};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex};
+
+/// (Host header, object index) of every request a fake node saw.
+type Log = Arc<Mutex<Vec<(String, u64)>>>;
+
+/// A fake node: object `i` answers with `i % 3` hops, HIT for even `i`, MISS for odd, and object
+/// 7 with a 503.
+async fn fake_node() -> (String, Log) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let host = req.headers().get("host").unwrap().to_str().unwrap().to_string();
+                    let i: u64 = req.uri().path().trim_start_matches("/o/").parse().unwrap();
+                    seen.lock().unwrap().push((host, i));
+                    let resp = hyper::Response::builder()
+                        .status(if i == 7 { 503 } else { 200 })
+                        .header("x-beehive-hops", (i % 3).to_string())
+                        .header("x-cache", if i % 2 == 0 { "HIT" } else { "MISS" })
+                        .body(Full::new(Bytes::from_static(b"x")))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hops_cache_errors_host_and_spread() {
+    let (a, log_a) = fake_node().await;
+    let (b, log_b) = fake_node().await;
+    let config = LoadConfig {
+        targets: vec![a, b],
+        host: Some("site.beehive.localhost".into()),
+        workload: Workload::Uniform,
+        objects: 10,
+        mode: LoopMode::Closed { concurrency: 3 },
+        duration: None,
+        requests: Some(300),
+        ..LoadConfig::default()
+    };
+    let report = run(&config, false).await.unwrap();
+    let s = &report.summary;
+    let seen: Vec<(String, u64)> =
+        log_a.lock().unwrap().iter().chain(log_b.lock().unwrap().iter()).cloned().collect();
+    assert_eq!(s.requests, 300);
+    assert_eq!(seen.len(), 300);
+    assert_eq!(log_a.lock().unwrap().len(), 150, "round-robin over two entry nodes");
+    assert!(seen.iter().all(|(host, _)| host == "site.beehive.localhost"));
+
+    let count = |f: &dyn Fn(u64) -> bool| seen.iter().filter(|(_, i)| f(*i)).count() as u64;
+    for h in 0..3 {
+        assert_eq!(s.hops.get(&h).copied().unwrap_or(0), count(&|i| i % 3 == h as u64), "{h} hops");
+    }
+    let hop_sum: u64 = seen.iter().map(|(_, i)| i % 3).sum();
+    assert!((s.avg_hops.unwrap() - hop_sum as f64 / 300.0).abs() < 1e-9);
+    assert_eq!(s.cache.hit, count(&|i| i % 2 == 0));
+    assert_eq!(s.cache.miss, count(&|i| i % 2 == 1));
+    assert_eq!(s.errors, count(&|i| i == 7));
+    assert_eq!(s.error_counts.by_status.get(&503).copied().unwrap_or(0), s.errors);
+    assert!(s.errors > 0, "uniform over 10 objects hits object 7 in 300 requests");
+}
