@@ -5,7 +5,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET, HEAD | `/` | a small HTML index page linking a few objects |
-//! | GET, HEAD | `/o/<i>` for `i` in `0..objects` | the object: `Cache-Control: public, max-age=<max_age>`, strong `ETag`, `Last-Modified`, `Content-Type`; `If-None-Match` → 304; HEAD has no body |
+//! | GET, HEAD | `/o/<i>` for `i` in `0..objects` | the object: `Cache-Control: public, max-age=<max_age>`, strong `ETag`, `Last-Modified`, `Content-Type`; a matching `If-None-Match` (or, without it, `If-Modified-Since`) → 304; HEAD has no body |
 //! | POST | `/o/<i>/bump` | bumps the object's version (new body, new ETag); loopback clients only; answers the new ETag |
 //! | GET | `/stats` | JSON request counts (below) |
 //! | POST | `/stats/reset` | zeroes the counts (204) |
@@ -270,13 +270,22 @@ fn object(state: &State, path: &str, i: u64, req: &Request<Incoming>) -> Respons
     let path = path.strip_suffix("/bump").unwrap_or(path);
     let body = state.config.body(path, version.number);
     let etag = etag_of(&body);
-    let not_modified = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == etag || t.trim() == "*");
+    let headers = req.headers();
+    // RFC 9110 §13.1.3: If-Modified-Since counts only without If-None-Match.
+    let not_modified = if headers.contains_key(header::IF_NONE_MATCH) {
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim() == etag || t.trim() == "*")
+    } else {
+        headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| version.modified <= since)
+    };
     let mut resp = if not_modified {
         Response::new(Full::new(Bytes::new()))
     } else {

@@ -67,7 +67,8 @@ async fn open_loop_sees_the_stall() {
     assert_eq!(s.errors, 0);
     assert_eq!((s.late, s.unsent), (0, 0));
     assert!(s.p99_ms >= 1000.0, "open loop p99 {} ms", s.p99_ms);
-    assert!(s.p50_ms >= 100.0, "a large share is slow: p50 {} ms", s.p50_ms);
+    // About half the requests are in the window (75 of 150), so p90 is slow too.
+    assert!(s.p90_ms >= 1000.0, "open loop p90 {} ms", s.p90_ms);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,13 @@ async fn conditional_get_head_bump_and_not_found() {
     let (s, _, _) = http(Method::GET, &url, &[("if-none-match", "\"nope\"")]).await;
     assert_eq!(s, StatusCode::OK);
 
+    let last_modified = h["last-modified"].to_str().unwrap().to_string();
+    let (s, _, _) = http(Method::GET, &url, &[("if-modified-since", &last_modified)]).await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+    let (s, _, _) =
+        http(Method::GET, &url, &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]).await;
+    assert_eq!(s, StatusCode::OK);
+
     let (s, hh, bh) = http(Method::HEAD, &url, &[]).await;
     assert_eq!(s, StatusCode::OK);
     assert!(bh.is_empty(), "HEAD has no body");
@@ -58,6 +65,8 @@ async fn conditional_get_head_bump_and_not_found() {
     assert_ne!(h2["etag"].to_str().unwrap(), etag, "bump changes the ETag");
     let (s, _, _) = http(Method::GET, &url, &[("if-none-match", &etag)]).await;
     assert_eq!(s, StatusCode::OK, "the old ETag no longer validates");
+    let (s, _, _) = http(Method::GET, &url, &[("if-modified-since", &last_modified)]).await;
+    assert_eq!(s, StatusCode::OK, "Last-Modified moved on with the bump");
 
     for path in ["/o/8", "/o/x", "/nothing"] {
         let (s, _, _) = http(Method::GET, &format!("{}{path}", o.url()), &[]).await;
