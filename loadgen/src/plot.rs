@@ -34,9 +34,9 @@ pub fn write_svg(runs: &[(&str, &Report)], path: impl AsRef<Path>) -> Result<(),
             .iter()
             .flat_map(|(_, r)| r.series.iter())
             .flat_map(|s| metrics.iter().filter_map(move |(_, m)| m(s)))
-            .fold(0.0f64, f64::max)
-            .max(1e-9)
-            * 1.1;
+            .fold(0.0f64, f64::max);
+        // An empty panel (no hop headers, for example) still gets a readable axis.
+        let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
             .margin(10)

@@ -104,11 +104,19 @@ pub struct Recorder {
     /// Open loop counters (see [`Summary::late`], [`Summary::unsent`]).
     pub late: u64,
     pub unsent: u64,
+    /// The last second of a run bounded by time: requests still in flight at the deadline are
+    /// counted in it, so the series does not end in a misleading partial second.
+    pub last_second: Option<u64>,
 }
 
 impl Recorder {
+    /// A recorder whose series ends at second `last_second` (see the field).
+    pub fn new(last_second: Option<u64>) -> Self {
+        Self { last_second, ..Self::default() }
+    }
+
     fn second(&mut self, t: u64) -> &mut Acc {
-        let t = t as usize;
+        let t = self.last_second.map_or(t, |last| t.min(last)) as usize;
         while self.seconds.len() <= t {
             self.seconds.push(Acc::new());
         }
@@ -216,5 +224,16 @@ mod tests {
         assert_eq!(rep.summary.cache.none, 2);
         assert!(rep.summary.max_ms >= 8.0 && rep.summary.max_ms < 8.1);
         assert_eq!(rep.series[2].error_counts.by_status.get(&502), Some(&1));
+    }
+
+    #[test]
+    fn completions_after_the_deadline_count_in_the_last_second() {
+        let mut r = Recorder::new(Some(1));
+        let ok = Outcome::Answered { status: 200, hops: None, x_cache: None };
+        r.record(Duration::from_millis(1500), Duration::from_millis(1), &ok);
+        r.record(Duration::from_millis(2010), Duration::from_millis(1), &ok);
+        let rep = r.report(&LoadConfig::default(), Duration::from_millis(2010), false);
+        assert_eq!(rep.series.len(), 2);
+        assert_eq!(rep.series[1].requests, 2);
     }
 }

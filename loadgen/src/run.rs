@@ -167,7 +167,9 @@ pub async fn run(config: &LoadConfig, progress: bool) -> Result<Report, LoadErro
         timeout: config.timeout,
         chooser: Chooser::new(config),
         start,
-        recorder: Mutex::new(Recorder::default()),
+        recorder: Mutex::new(Recorder::new(
+            deadline.map(|d| ((d - start).as_secs_f64().ceil() as u64).max(1) - 1),
+        )),
         completed: AtomicU64::new(0),
     });
     let bar = crate::progress::Bar::new(progress, config.duration, requests);
