@@ -166,3 +166,52 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadgenArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<LoadConfig> {
+        let mut argv = vec!["loadgen", "--target", "http://127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)?.args.config()
+    }
+
+    #[test]
+    fn flags_map_to_the_config() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.mode, LoopMode::Closed { concurrency: 16 });
+        assert_eq!(c.duration, Some(Duration::from_secs(10)));
+        let c = config(&["--requests", "100"]).unwrap();
+        assert_eq!((c.duration, c.requests), (None, Some(100)));
+        let c = config(&["--rate", "50", "--max-in-flight", "8", "--duration", "1.5"]).unwrap();
+        assert_eq!(c.mode, LoopMode::Open { rate: 50.0, max_in_flight: 8 });
+        assert_eq!(c.duration, Some(Duration::from_millis(1500)));
+        let c = config(&["--workload", "uniform", "--spread", "random", "--host", "a.b"]).unwrap();
+        assert_eq!((c.workload, c.spread), (Workload::Uniform, Spread::Random));
+        assert_eq!(c.host.as_deref(), Some("a.b"));
+        let c = config(&["--reverse-at", "2", "--rotate-at", "3", "--rotate-by", "7"]).unwrap();
+        assert_eq!(c.phases.reverse_at, Some(Duration::from_secs(2)));
+        assert_eq!(c.phases.rotate_at, Some((Duration::from_secs(3), 7)));
+        let c =
+            config(&["--flash-at", "1", "--flash-object", "4", "--flash-share", "0.3"]).unwrap();
+        let flash = c.phases.flash.unwrap();
+        assert_eq!((flash.at, flash.object, flash.share), (Duration::from_secs(1), 4, 0.3));
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(config(&["--rate", "5", "--concurrency", "2"]).is_err(), "rate conflicts");
+        assert!(config(&["--rotate-at", "3"]).is_err(), "rotate-at needs rotate-by");
+        assert!(config(&["--duration", "-1"]).is_err(), "negative duration");
+        assert!(config(&["--workload", "pareto"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen"]).is_err(), "a target is required");
+    }
+}

@@ -158,6 +158,9 @@ struct State {
 
 type Body = Full<Bytes>;
 
+/// Open connections at most; the next accept waits for one to close.
+const MAX_CONNECTIONS: usize = 10_000;
+
 /// Serves `config` on `listener` until `shutdown` completes; then stops accepting, lets open
 /// connections finish their current request, and returns.
 pub async fn serve(
@@ -181,16 +184,27 @@ pub async fn serve(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+            // Accept only while under the connection limit.
+            Ok(slot) = slots.clone().acquire_owned() => {
+                let accepted = tokio::select! {
+                    () = &mut shutdown => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, peer)) = accepted else {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let mut stop = stop_rx.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(&state, peer, req)) }

@@ -219,7 +219,8 @@ pub async fn run(config: &LoadConfig, progress: bool) -> Result<Report, LoadErro
     }
     let elapsed = start.elapsed();
     if let (Some(url), Some(last)) = (&origin_url, origin_last.as_mut()) {
-        let total = origin_total(&client, url).await?;
+        // A failed last poll loses only the last second's origin count, not the report.
+        let total = origin_total(&client, url).await.unwrap_or(*last);
         let mut recorder = ctx.recorder.lock().expect("recorder lock");
         // The rest goes to the last second that exists, not to a new empty one.
         let last_second = recorder.seconds().saturating_sub(1);
