@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 /// (Host header, object index) of every request a fake node saw.
 type Log = Arc<Mutex<Vec<(String, u64)>>>;
 
-/// A fake node: object `i` answers with `i % 3` hops, HIT for even `i`, MISS for odd, and object
-/// 7 with a 503.
-async fn fake_node() -> (String, Log) {
+/// A fake node: object `i` answers with `i % 3` hops, HIT for even `i`, MISS for odd, object 7
+/// with a 503, and object `hang` (if any) only after 5 s.
+async fn fake_node(hang: Option<u64>) -> (String, Log) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log: Log = Arc::default();
@@ -26,13 +26,17 @@ async fn fake_node() -> (String, Log) {
                     let host = req.headers().get("host").unwrap().to_str().unwrap().to_string();
                     let i: u64 = req.uri().path().trim_start_matches("/o/").parse().unwrap();
                     seen.lock().unwrap().push((host, i));
+                    let delay = if hang == Some(i) { 5000 } else { 0 };
                     let resp = hyper::Response::builder()
                         .status(if i == 7 { 503 } else { 200 })
                         .header("x-beehive-hops", (i % 3).to_string())
                         .header("x-cache", if i % 2 == 0 { "HIT" } else { "MISS" })
                         .body(Full::new(Bytes::from_static(b"x")))
                         .unwrap();
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                    async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -45,8 +49,8 @@ async fn fake_node() -> (String, Log) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hops_cache_errors_host_and_spread() {
-    let (a, log_a) = fake_node().await;
-    let (b, log_b) = fake_node().await;
+    let (a, log_a) = fake_node(None).await;
+    let (b, log_b) = fake_node(None).await;
     let config = LoadConfig {
         targets: vec![a, b],
         host: Some("site.beehive.localhost".into()),
@@ -77,4 +81,29 @@ async fn hops_cache_errors_host_and_spread() {
     assert_eq!(s.errors, count(&|i| i == 7));
     assert_eq!(s.error_counts.by_status.get(&503).copied().unwrap_or(0), s.errors);
     assert!(s.errors > 0, "uniform over 10 objects hits object 7 in 300 requests");
+}
+
+/// Requests with no answer within the timeout are counted as timeouts, and the run still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_counted() {
+    let (a, log) = fake_node(Some(3)).await;
+    let config = LoadConfig {
+        targets: vec![a],
+        workload: Workload::Uniform,
+        objects: 10,
+        mode: LoopMode::Closed { concurrency: 4 },
+        duration: None,
+        requests: Some(80),
+        timeout: std::time::Duration::from_millis(300),
+        ..LoadConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let report = run(&config, false).await.unwrap();
+    let hung = log.lock().unwrap().iter().filter(|(_, i)| *i == 3).count() as u64;
+    let s = &report.summary;
+    assert_eq!(s.requests, 80);
+    assert!(hung > 0);
+    assert_eq!(s.error_counts.timeout, hung, "{s:?}");
+    assert!(s.max_ms >= 300.0 && s.max_ms < 1000.0, "timed out at the bound: {}", s.max_ms);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
