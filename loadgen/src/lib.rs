@@ -1,6 +1,6 @@
 //! `beehive-loadgen`: the load generator (DESIGN.md §8), and the demo origin it measures against.
 //!
-//! Contract: [`run`] takes a validated [`LoadConfig`] (targets, Zipf or uniform keys, closed or
+//! Contract: [`run()`] takes a validated [`LoadConfig`] (targets, Zipf or uniform keys, closed or
 //! open loop, phases, bounds) and returns a [`Report`]: per-second and overall latency
 //! percentiles from HDR histograms, throughput, the `X-Beehive-Hops` histogram, the `X-Cache`
 //! mix, errors by status and kind, and origin requests from the origin's `/stats`. Every run
