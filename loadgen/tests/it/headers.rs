@@ -107,3 +107,27 @@ async fn timeouts_are_counted() {
     assert!(s.max_ms >= 300.0 && s.max_ms < 1000.0, "timed out at the bound: {}", s.max_ms);
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
+
+/// A node that goes away after the pre-flight check: the requests fail as connect errors (a
+/// request racing the close may fail otherwise), all are counted, and the run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_counted() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    // Accept the pre-flight connection, then close the listening socket.
+    tokio::spawn(async move {
+        let _ = listener.accept().await;
+    });
+    let config = LoadConfig {
+        targets: vec![target],
+        mode: LoopMode::Closed { concurrency: 2 },
+        duration: None,
+        requests: Some(20),
+        ..LoadConfig::default()
+    };
+    let report = run(&config, false).await.unwrap();
+    let s = &report.summary;
+    assert_eq!((s.requests, s.errors), (20, 20), "{s:?}");
+    assert!(s.error_counts.connect >= 18, "{:?}", s.error_counts);
+    assert_eq!(s.error_counts.connect + s.error_counts.other, 20);
+}
