@@ -116,6 +116,13 @@ impl Cluster {
             .map(|s| s.to_string())
             .collect();
             node_args.extend([
+                // Every demo client comes from 127.0.0.1: no per-client limit.
+                "--rate-per-sec".into(),
+                "1000000".into(),
+                // r = log2 N, as Chord suggests: a successor list as long as the ring would
+                // make every lookup one hop and leave nothing for replication to save.
+                "--successors".into(),
+                successors(args.nodes).to_string(),
                 "--mode".into(),
                 mode.into(),
                 "--target-hops".into(),
@@ -163,6 +170,11 @@ impl Cluster {
     }
 }
 
+/// The successor-list length for a ring of `n`: ⌈log2 n⌉, at least 2.
+fn successors(n: usize) -> usize {
+    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(2) as usize
+}
+
 pub fn run(args: DemoArgs) -> Result<()> {
     let modes: Vec<String> = if args.compare {
         vec!["chord".into(), "passive".into(), "beehive".into()]
@@ -205,16 +217,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
         if args.warmup > 0 {
             println!("warming up for {} s (not measured)...", args.warmup);
-            let warm =
-                cluster.load(&args, Duration::from_secs(args.warmup), Phases::default())?;
+            let warm = cluster.load(&args, Duration::from_secs(args.warmup), Phases::default())?;
             runtime.block_on(beehive_loadgen::run(&warm, false))?;
         }
         let half = Duration::from_secs(args.duration) / 2;
-        println!(
-            "measuring for {} s; popularity reverses at {} s",
-            args.duration,
-            half.as_secs()
-        );
+        println!("measuring for {} s; popularity reverses at {} s", args.duration, half.as_secs());
         let phases = Phases { reverse_at: Some(half), ..Phases::default() };
         let load = cluster.load(&args, Duration::from_secs(args.duration), phases)?;
         let report = runtime.block_on(beehive_loadgen::run(&load, progress))?;

@@ -21,7 +21,6 @@ pub struct Proc {
     child: Child,
     /// `key=ADDR` fields of its `listening` line.
     fields: Vec<(String, String)>,
-    pub log: PathBuf,
 }
 
 impl Proc {
@@ -62,7 +61,7 @@ impl Proc {
             .filter_map(|w| w.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Ok(Proc { name: name.to_string(), child, fields, log })
+        Ok(Proc { name: name.to_string(), child, fields })
     }
 
     /// The address printed as `key=ADDR`.

@@ -51,6 +51,15 @@ struct Inner {
     inflight: Mutex<HashMap<(Id, bool), SharedFetch>>,
 }
 
+/// Levels at or above this are the core's "home only, no leader result yet" marker, not a
+/// level to show a client.
+const NO_LEVEL: u8 = 64;
+
+/// The level to report for `level` (`None` for the no-result marker).
+fn shown(level: u8) -> Option<u8> {
+    (level < NO_LEVEL).then_some(level)
+}
+
 /// The ring id of an object key.
 pub fn ring_id(key: ObjectKey) -> Id {
     Id(key.0)
@@ -108,9 +117,12 @@ impl Inner {
                 Some(info) if holder.id != self.me.id => {
                     let body = self.transport.fetch_body(holder, id, info.hash, BODY_WAIT).await;
                     match body {
-                        Ok(object) => {
-                            Ok(Fetched { object, hops, level: Some(served.level), cacheable: true })
-                        }
+                        Ok(object) => Ok(Fetched {
+                            object,
+                            hops,
+                            level: shown(served.level),
+                            cacheable: true,
+                        }),
                         Err(e) => {
                             tracing::debug!(?id, peer = ?holder, error = %e, "copy unavailable");
                             self.load_at_home(key, load, false).await
@@ -119,11 +131,11 @@ impl Inner {
                 }
                 Some(_) => match self.store.get(&key) {
                     Some(object) => {
-                        Ok(Fetched { object, hops, level: Some(served.level), cacheable: true })
+                        Ok(Fetched { object, hops, level: shown(served.level), cacheable: true })
                     }
                     None => self.load_at_home(key, load, false).await,
                 },
-                None => self.load_from(holder, hops, Some(served.level), key, load, false).await,
+                None => self.load_from(holder, hops, shown(served.level), key, load, false).await,
             },
             Found::At { holder, hops, served: None } => {
                 self.load_from(holder, hops, None, key, load, false).await
@@ -240,19 +252,19 @@ impl Cluster for RingCluster {
             let inner = &self.inner;
             let id = ring_id(key);
             inner.store.remove(&key);
-            let Found::At { holder, .. } = inner.ask(|reply| Command::Lookup { key: id, reply }).await
+            let Found::At { holder, .. } =
+                inner.ask(|reply| Command::Lookup { key: id, reply }).await
             else {
                 return Err(ClusterError::Unavailable("no home found for the purge".into()));
             };
-            let done = if holder.id == inner.me.id {
-                inner.purge_here(key).await
-            } else {
-                inner
-                    .transport
-                    .purge_at(holder, id, BODY_WAIT)
-                    .await
-                    .map_err(|e| ClusterError::Unavailable(format!("home {}: {e}", holder.addr)))?
-            };
+            let done =
+                if holder.id == inner.me.id {
+                    inner.purge_here(key).await
+                } else {
+                    inner.transport.purge_at(holder, id, BODY_WAIT).await.map_err(|e| {
+                        ClusterError::Unavailable(format!("home {}: {e}", holder.addr))
+                    })?
+                };
             if done {
                 Ok(())
             } else {

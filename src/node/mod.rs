@@ -29,7 +29,9 @@ pub mod transport;
 
 use crate::rpc::MacKey;
 use arc_swap::ArcSwap;
+use beehive_proxy::{Loader, ObjectStore, Proxy, ProxyConfig};
 use beehive_replication::{Node, Peer};
+use cluster::RingCluster;
 use config::NodeConfig;
 use driver::{Command, Driver, DriverHandle, DriverInfo};
 use metrics::Metrics;
@@ -38,8 +40,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use beehive_proxy::{Loader, ObjectStore, Proxy, ProxyConfig};
-use cluster::RingCluster;
 use store::BodyStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
