@@ -60,7 +60,14 @@ pub struct Proxy {
     pub(crate) metrics: Arc<ProxyMetrics>,
     /// Keys with a background refresh under way, so a stale hot object triggers one at a time.
     refreshing: Mutex<HashSet<ObjectKey>>,
+    /// Decoded forms of stored objects, so a hit does not parse its metadata again. An entry
+    /// counts only while the store still holds the very bytes it was decoded from.
+    decoded: moka::sync::Cache<ObjectKey, (Bytes, Arc<CachedObject>)>,
 }
+
+/// The share of the store's byte budget the decoded forms may take on top of it (a decoded
+/// object holds its body again).
+const DECODED_SHARE: u64 = 4;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,7 +80,7 @@ impl std::fmt::Debug for Proxy {
 
 /// A response produced from an object.
 pub(crate) struct Served {
-    pub(crate) object: CachedObject,
+    pub(crate) object: Arc<CachedObject>,
     pub(crate) result: CacheResult,
     pub(crate) hops: u32,
     pub(crate) level: Option<u8>,
@@ -107,7 +114,22 @@ impl Proxy {
     ) -> Self {
         let limits = ClientLimits::new(config.rate_per_sec, config.burst);
         let metrics = loader.metrics();
-        Proxy { config, cluster, store, loader, limits, metrics, refreshing: Mutex::default() }
+        let decoded = moka::sync::Cache::builder()
+            .max_capacity((config.store_bytes / DECODED_SHARE).max(1 << 20))
+            .weigher(|_: &ObjectKey, (bytes, obj): &(Bytes, Arc<CachedObject>)| {
+                u32::try_from(bytes.len() + obj.body.len()).unwrap_or(u32::MAX)
+            })
+            .build();
+        Proxy {
+            config,
+            cluster,
+            store,
+            loader,
+            limits,
+            metrics,
+            refreshing: Mutex::default(),
+            decoded,
+        }
     }
 
     /// The counters (shared with the loader).
@@ -259,7 +281,7 @@ impl Proxy {
     ) -> Result<Served, Miss> {
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
-        let local = self.store.get(&key).and_then(|b| CachedObject::decode(&b).ok());
+        let local = self.store.get(&key).and_then(|b| self.decode_stored(key, b));
         if let Some(obj) = &local {
             if allow_variant && !obj.vary_matches(&parts.headers) {
                 if let Some(names) = vary_names(&obj.headers) {
@@ -316,7 +338,7 @@ impl Proxy {
             }
         };
         self.metrics.hops(f.hops);
-        let Ok(mut obj) = CachedObject::decode(&f.object) else {
+        let Ok(mut obj) = CachedObject::decode(&f.object).map(Arc::new) else {
             return stale_if_error(502, "malformed object from the cluster".into());
         };
         let mut f = f;
@@ -328,7 +350,7 @@ impl Proxy {
             if obj.staleness_ms(now_ms) <= swr {
                 self.refresh_in_background(key, spec.clone());
             } else if let Ok(fresh) = self.cluster.fetch(key, spec.encode(), true).await {
-                if let Ok(o) = CachedObject::decode(&fresh.object) {
+                if let Ok(o) = CachedObject::decode(&fresh.object).map(Arc::new) {
                     (f, obj) = (fresh, o);
                 }
             }
@@ -349,6 +371,19 @@ impl Proxy {
             CacheResult::Miss
         };
         Ok(Served { object: obj, result, hops: f.hops, level: f.level })
+    }
+
+    /// The decoded form of `bytes`, the store's object for `key`: from the decoded cache when
+    /// it was decoded from these very bytes, else decoded now (and kept).
+    fn decode_stored(&self, key: ObjectKey, bytes: Bytes) -> Option<Arc<CachedObject>> {
+        if let Some((seen, obj)) = self.decoded.get(&key) {
+            if seen.as_ptr() == bytes.as_ptr() && seen.len() == bytes.len() {
+                return Some(obj);
+            }
+        }
+        let obj = Arc::new(CachedObject::decode(&bytes).ok()?);
+        self.decoded.insert(key, (bytes, obj.clone()));
+        Some(obj)
     }
 
     /// Looks up the variant of `spec.url` this request's `names` values select.
