@@ -2,14 +2,39 @@
 //!
 //! Names are stable (dashboards and the end-to-end tests read them); label values are low
 //! cardinality by construction (message kinds and [`crate::rpc::FrameError::reason`]s are
-//! `&'static str`).
+//! `&'static str`). Counters get `_total` from the encoder; units are part of the name.
+//!
+//! What an operator watches, by name (all prefixed `beehive_`):
+//!
+//! | series | what |
+//! |---|---|
+//! | `store_objects{class}`, `store_bytes{class}` | objects and body bytes held, `class` = `home` or `replica` |
+//! | `replication_pulls_total` | pulls sent to fingers (one per finger per interval) |
+//! | `replication_offers_total` | offers received in pull answers |
+//! | `replication_fetches_total`, `replication_fetch_bytes_total` | body fetches the core asked for, and their announced sizes |
+//! | `aggregation_count_entries_total` | per-key counts sent toward homes |
+//! | `aggregation_reports_total` | popularity reports sent toward the leader |
+//! | `leader_epoch`, `leader_alpha`, `leader_objects`, `leader_nodes` | the newest leader result this node has |
+//! | `object_lookups_total{result}` | object lookups: `local` (0 hops), `remote`, `failed` |
+//! | `object_lookup_hops` | hops of object lookups that found a holder (histogram) |
+//! | `rpc_rejected_frames_total{reason}` | frames refused by the codec |
+//! | `http_requests_total{status,cache}`, `http_response_bytes_total` | the HTTP face: fed through [`Metrics::observe_http`] |
+//!
+//! **Hook for the HTTP face.** The proxy crate keeps its own metrics; whoever wires it into
+//! the node registers them with [`Metrics::register_extra`] (they are encoded on the same
+//! `/metrics` page, before the one `# EOF`), and reports each response with
+//! [`Metrics::observe_http`] so `/stats` and the dashboard can show requests and hit ratio.
 
+use super::snapshot::RingSnapshot;
+use beehive_replication::{Event, Message, Request, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -19,6 +44,24 @@ pub struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    /// `home` or `replica`.
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub status: u16,
+    /// `HIT`, `MISS`, `STALE`, or `NONE` (not cacheable / error).
+    pub cache: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +96,30 @@ pub struct Metrics {
     pub connects: Counter,
     pub ring_size_estimate: Gauge,
     pub node_info: Family<InfoLabels, Gauge>,
+    // ---- operations (dashboard, /stats)
+    pub store_objects: Family<ClassLabel, Gauge>,
+    pub store_bytes: Family<ClassLabel, Gauge>,
+    pub replication_pulls: Counter,
+    pub replication_offers: Counter,
+    pub replication_fetches: Counter,
+    pub replication_fetch_bytes: Counter,
+    pub aggregation_count_entries: Counter,
+    pub aggregation_reports: Counter,
+    pub leader_epoch: Gauge,
+    pub leader_alpha: Gauge<f64, AtomicU64>,
+    pub leader_objects: Gauge<f64, AtomicU64>,
+    pub leader_nodes: Gauge<f64, AtomicU64>,
+    pub object_lookups: Family<ResultLabel, Counter>,
+    pub object_lookup_hops: Histogram,
+    /// Σ hops over `object_lookups{result=local|remote}`, for `/stats` averages.
+    pub object_lookup_hops_sum: Counter,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_response_bytes: Counter,
+    /// Unregistered totals of `http_requests` (all, and HIT or STALE) for `/stats`.
+    http_seen: Counter,
+    http_hits_seen: Counter,
+    /// Metrics registered by other parts (the HTTP face): see [`Metrics::register_extra`].
+    extra: Mutex<Registry>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -79,6 +146,27 @@ impl Metrics {
             connects: Counter::default(),
             ring_size_estimate: Gauge::default(),
             node_info: Family::default(),
+            store_objects: Family::default(),
+            store_bytes: Family::default(),
+            replication_pulls: Counter::default(),
+            replication_offers: Counter::default(),
+            replication_fetches: Counter::default(),
+            replication_fetch_bytes: Counter::default(),
+            aggregation_count_entries: Counter::default(),
+            aggregation_reports: Counter::default(),
+            leader_epoch: Gauge::default(),
+            leader_alpha: Gauge::default(),
+            leader_objects: Gauge::default(),
+            leader_nodes: Gauge::default(),
+            object_lookups: Family::default(),
+            // 0, 1, … 16 hops: a lookup never takes more than log2 N of them.
+            object_lookup_hops: Histogram::new(linear_buckets(0.0, 1.0, 17)),
+            object_lookup_hops_sum: Counter::default(),
+            http_requests: Family::default(),
+            http_response_bytes: Counter::default(),
+            http_seen: Counter::default(),
+            http_hits_seen: Counter::default(),
+            extra: Mutex::new(Registry::with_prefix("beehive")),
         };
         let r = &mut m.registry;
         r.register("rpc_messages_sent", "Protocol messages sent, by kind", m.rpc_sent.clone());
@@ -136,18 +224,196 @@ impl Metrics {
             m.ring_size_estimate.clone(),
         );
         r.register("node_info", "This node's configuration", m.node_info.clone());
+        m.register_operations();
         m.node_info
             .get_or_create(&InfoLabels { mode, target_hops: target_hops.to_string() })
             .set(1);
         m
     }
 
+    fn register_operations(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "store_objects",
+            "Objects held, by class (home, replica)",
+            self.store_objects.clone(),
+        );
+        r.register_with_unit(
+            "store",
+            "Body bytes held, by class (home, replica)",
+            Unit::Bytes,
+            self.store_bytes.clone(),
+        );
+        r.register(
+            "replication_pulls",
+            "Replication pulls sent to fingers",
+            self.replication_pulls.clone(),
+        );
+        r.register(
+            "replication_offers",
+            "Offers received in answers to pulls",
+            self.replication_offers.clone(),
+        );
+        r.register(
+            "replication_fetches",
+            "Replica body fetches the core asked for",
+            self.replication_fetches.clone(),
+        );
+        r.register_with_unit(
+            "replication_fetch",
+            "Announced sizes of the replica bodies the core asked to fetch",
+            Unit::Bytes,
+            self.replication_fetch_bytes.clone(),
+        );
+        r.register(
+            "aggregation_count_entries",
+            "Per-key request counts sent toward their homes",
+            self.aggregation_count_entries.clone(),
+        );
+        r.register(
+            "aggregation_reports",
+            "Popularity reports sent toward the leader",
+            self.aggregation_reports.clone(),
+        );
+        r.register(
+            "leader_epoch",
+            "Epoch of the newest leader result held",
+            self.leader_epoch.clone(),
+        );
+        r.register(
+            "leader_alpha",
+            "Zipf alpha of the newest leader result",
+            self.leader_alpha.clone(),
+        );
+        r.register(
+            "leader_objects",
+            "Objects M estimated by the newest leader result",
+            self.leader_objects.clone(),
+        );
+        r.register(
+            "leader_nodes",
+            "Nodes N counted by the newest leader result",
+            self.leader_nodes.clone(),
+        );
+        r.register(
+            "object_lookups",
+            "Object lookups started here, by result (local, remote, failed)",
+            self.object_lookups.clone(),
+        );
+        r.register(
+            "object_lookup_hops",
+            "Hops of object lookups that found a holder",
+            self.object_lookup_hops.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by status and cache result",
+            self.http_requests.clone(),
+        );
+        r.register_with_unit(
+            "http_response",
+            "HTTP response body bytes sent",
+            Unit::Bytes,
+            self.http_response_bytes.clone(),
+        );
+    }
+
+    /// The hook for metrics kept elsewhere (the HTTP face): `f` registers them into a registry
+    /// (prefix `beehive_`) that `/metrics` encodes with the node's own. Register each name once.
+    pub fn register_extra(&self, f: impl FnOnce(&mut Registry)) {
+        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut extra);
+    }
+
+    /// One HTTP response of the HTTP face: its status, cache result (`HIT`, `MISS`, `STALE`,
+    /// `NONE`) and body bytes.
+    pub fn observe_http(&self, status: u16, cache: &'static str, bytes: u64) {
+        self.http_requests.get_or_create(&HttpLabels { status, cache }).inc();
+        self.http_response_bytes.inc_by(bytes);
+        self.http_seen.inc();
+        if cache == "HIT" || cache == "STALE" {
+            self.http_hits_seen.inc();
+        }
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.extra.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = encode_eof(&mut out);
         out
+    }
+
+    /// Counts what a message the core sends says about replication and aggregation.
+    pub fn observe_transmit(&self, msg: &Message) {
+        if let Message::Request { body: Request::Pull(pull), .. } = msg {
+            self.replication_pulls.inc();
+            self.aggregation_count_entries.inc_by(pull.counts.len() as u64);
+            if pull.report.is_some() {
+                self.aggregation_reports.inc();
+            }
+        }
+    }
+
+    /// Counts what an arriving message says about replication (call before the core takes it).
+    pub fn observe_inbound(&self, msg: &Message) {
+        if let Message::Response { body: Response::Offers { list, .. }, .. } = msg {
+            self.replication_offers.inc_by(list.offers.len() as u64);
+        }
+    }
+
+    /// Counts an event of the core: object lookups and their hops, replica fetches.
+    pub fn observe_event(&self, event: &Event) {
+        match event {
+            Event::LookupDone { hops, served: Some(_), .. } => {
+                let result = if *hops == 0 { "local" } else { "remote" };
+                self.object_lookups.get_or_create(&ResultLabel { result }).inc();
+                self.object_lookup_hops.observe(f64::from(*hops));
+                self.object_lookup_hops_sum.inc_by(u64::from(*hops));
+            }
+            Event::LookupFailed { .. } => {
+                self.object_lookups.get_or_create(&ResultLabel { result: "failed" }).inc();
+            }
+            Event::FetchBody { offer, .. } => {
+                self.replication_fetches.inc();
+                self.replication_fetch_bytes.inc_by(offer.info.size);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sets the gauges that mirror a freshly published snapshot: the leader's result and the
+    /// store totals.
+    pub fn observe_snapshot(&self, snap: &RingSnapshot) {
+        if let Some(l) = &snap.leader {
+            self.leader_epoch.set(i64::try_from(l.epoch).unwrap_or(i64::MAX));
+            self.leader_alpha.set(l.alpha);
+            self.leader_objects.set(l.objects);
+            self.leader_nodes.set(l.nodes);
+        }
+        let st = snap.ops.store;
+        let set = |family: &Family<ClassLabel, Gauge>, class, v: u64| {
+            family.get_or_create(&ClassLabel { class }).set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.store_objects, "home", st.home_objects);
+        set(&self.store_objects, "replica", st.replica_objects);
+        set(&self.store_bytes, "home", st.home_bytes);
+        set(&self.store_bytes, "replica", st.replica_bytes);
+    }
+
+    /// Object lookups by result, for `/stats`: (local, remote, failed).
+    pub fn lookup_counts(&self) -> (u64, u64, u64) {
+        let get = |result| self.object_lookups.get_or_create(&ResultLabel { result }).get();
+        (get("local"), get("remote"), get("failed"))
+    }
+
+    /// HTTP requests answered and those answered from the cache (`HIT` or `STALE`), for
+    /// `/stats`. Both stay 0 until the HTTP face reports through [`Metrics::observe_http`].
+    pub fn http_counts(&self) -> (u64, u64) {
+        (self.http_seen.get(), self.http_hits_seen.get())
     }
 
     pub fn reject(&self, reason: &'static str) {
