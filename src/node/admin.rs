@@ -276,3 +276,60 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beehive_replication::{ChordConfig, Node, Peer};
+
+    #[test]
+    fn top_is_parsed_and_capped() {
+        assert_eq!(top_param(None), None);
+        assert_eq!(top_param(Some("x=1")), None);
+        assert_eq!(top_param(Some("top=5")), Some(5));
+        assert_eq!(top_param(Some("a=b&top=100000")), Some(OpsTracker::TOP));
+        assert_eq!(top_param(Some("top=junk")), Some(OpsTracker::TOP));
+    }
+
+    #[test]
+    fn stats_has_every_documented_field() {
+        let me = Peer::from_addr(([127, 0, 0, 1], 7000).into());
+        let node = Node::new(me, ChordConfig::default(), Duration::ZERO);
+        let snap = RingSnapshot::capture(&node, false, "beehive", 1.0);
+        let metrics = Metrics::new("beehive", 1.0);
+        metrics.observe_http(200, "HIT", 10);
+        metrics.observe_http(200, "MISS", 10);
+        let v = serde_json::to_value(stats(&snap, &metrics)).unwrap();
+        for field in [
+            "id",
+            "addr",
+            "mode",
+            "target_hops",
+            "ready",
+            "now_ms",
+            "ring",
+            "lookups",
+            "http",
+            "leader",
+            "store",
+            "replication",
+        ] {
+            assert!(v.get(field).is_some(), "/stats lacks {field}");
+        }
+        assert_eq!(v["http"]["requests"], 2);
+        assert_eq!(v["http"]["hit_ratio"], 0.5);
+        assert!(v["lookups"]["avg_hops"].is_null());
+        assert_eq!(v["store"]["home_objects"], 0);
+    }
+
+    #[test]
+    fn the_dashboard_loads_nothing_from_outside() {
+        // The only absolute URL is the SVG namespace, which is a name, not a fetch.
+        let urls = DASHBOARD.matches("http://").count() + DASHBOARD.matches("https://").count();
+        assert_eq!(urls, DASHBOARD.matches("http://www.w3.org/2000/svg").count());
+        assert!(!DASHBOARD.contains("<link") && !DASHBOARD.contains("src="));
+        for route in ["\"/ring\"", "\"/objects?top=", "\"/stats\""] {
+            assert!(DASHBOARD.contains(route), "the dashboard does not poll {route}");
+        }
+    }
+}

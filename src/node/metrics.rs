@@ -428,3 +428,39 @@ impl Metrics {
         self.body_rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beehive_replication::{Id, LookupId, Peer};
+    use prometheus_client::metrics::counter::Counter;
+
+    #[test]
+    fn lookups_move_the_hops_histogram_and_the_exposition_stays_one_document() {
+        let m = Metrics::new("beehive", 1.0);
+        let home = Peer::from_addr(([127, 0, 0, 1], 7000).into());
+        let served = beehive_replication::node::Served { level: 1, object: None };
+        for hops in [0, 2, 3] {
+            m.observe_event(&Event::LookupDone {
+                id: LookupId(hops.into()),
+                key: Id(1),
+                home,
+                hops,
+                served: Some(served),
+            });
+        }
+        m.observe_event(&Event::LookupFailed { id: LookupId(9), key: Id(1), hops: 4 });
+        assert_eq!(m.lookup_counts(), (1, 2, 1));
+        assert_eq!(m.object_lookup_hops_sum.get(), 5);
+        let extra = Counter::<u64>::default();
+        extra.inc_by(7);
+        m.register_extra(|r| r.register("proxy_test", "A metric of the HTTP face", extra.clone()));
+        let text = m.encode();
+        assert!(text.contains("beehive_object_lookup_hops_count 3"), "{text}");
+        assert!(text.contains("beehive_object_lookups_total{result=\"remote\"} 2"));
+        assert!(text.contains("beehive_proxy_test_total 7"));
+        assert!(text.contains("# UNIT beehive_store_bytes bytes"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

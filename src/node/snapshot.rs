@@ -321,6 +321,37 @@ impl OpsTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beehive_replication::ChordConfig;
+
+    #[test]
+    fn ops_view_ranks_home_objects_and_sums_the_store() {
+        let me = Peer::from_addr(([127, 0, 0, 1], 7000).into());
+        let mut node = Node::new(me, ChordConfig::default(), Duration::ZERO);
+        let now = Duration::from_secs(1);
+        // Alone, the node is home for every key.
+        for (i, size) in [(1u8, 100u64), (2, 250), (3, 50)] {
+            node.put_home(now, Id::hash(&[i]), [i; 32], size);
+        }
+        let mut tracker = OpsTracker::default();
+        let mut snap = RingSnapshot::capture(&node, false, "beehive", 1.0);
+        tracker.fill(&mut snap, &node, now);
+        let view = snap.ops.clone();
+        assert_eq!(
+            view.store,
+            StoreTotals { home_objects: 3, home_bytes: 400, replica_objects: 0, replica_bytes: 0 }
+        );
+        assert_eq!(view.top.len(), 3);
+        for o in &view.top {
+            assert_eq!(o.role, "home");
+            assert_eq!(o.arc_end, o.key);
+            assert_eq!(o.arc_start.len(), 32);
+        }
+        assert_eq!(snap.now_ms, 1000);
+        // Not recomputed within a second: the same view is shared.
+        node.put_home(now, Id::hash(b"late"), [9; 32], 1);
+        assert!(Arc::ptr_eq(&tracker.view(&node, now + Duration::from_millis(500)), &view));
+        assert_eq!(tracker.view(&node, now + OpsTracker::EVERY).top.len(), 4);
+    }
 
     #[test]
     fn size_estimate_is_exact_for_small_rings_and_scales_with_span() {
