@@ -455,11 +455,14 @@ mod tests {
         let extra = Counter::<u64>::default();
         extra.inc_by(7);
         m.register_extra(|r| r.register("proxy_test", "A metric of the HTTP face", extra.clone()));
+        let node = beehive_replication::Node::new(home, Default::default(), Default::default());
+        m.observe_snapshot(&RingSnapshot::capture(&node, false, "beehive", 1.0));
         let text = m.encode();
         assert!(text.contains("beehive_object_lookup_hops_count 3"), "{text}");
         assert!(text.contains("beehive_object_lookups_total{result=\"remote\"} 2"));
         assert!(text.contains("beehive_proxy_test_total 7"));
         assert!(text.contains("# UNIT beehive_store_bytes bytes"));
+        assert!(text.contains("beehive_store_objects{class=\"replica\"} 0"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
     }
