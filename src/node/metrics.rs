@@ -404,6 +404,12 @@ impl Metrics {
         set(&self.store_bytes, "replica", st.replica_bytes);
     }
 
+    /// A request served from this node's own store without a lookup: a 0-hop object lookup.
+    pub fn observe_local_hit(&self) {
+        self.object_lookups.get_or_create(&ResultLabel { result: "local" }).inc();
+        self.object_lookup_hops.observe(0.0);
+    }
+
     /// Object lookups by result, for `/stats`: (local, remote, failed).
     pub fn lookup_counts(&self) -> (u64, u64, u64) {
         let get = |result| self.object_lookups.get_or_create(&ResultLabel { result }).get();
