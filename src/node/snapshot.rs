@@ -347,6 +347,9 @@ mod tests {
             assert_eq!(o.arc_start.len(), 32);
         }
         assert_eq!(snap.now_ms, 1000);
+        let top2: Vec<ObjectView> = node.top_objects(now, 2).into_iter().map(Into::into).collect();
+        assert_eq!(top2[..], view.top[..2], "the top 2 are the first 2 of the top 3");
+        assert!(node.top_objects(now, 0).is_empty());
         // Not recomputed within a second: the same view is shared.
         node.put_home(now, Id::hash(b"late"), [9; 32], 1);
         assert!(Arc::ptr_eq(&tracker.view(&node, now + Duration::from_millis(500)), &view));

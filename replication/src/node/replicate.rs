@@ -346,12 +346,20 @@ impl Node {
     /// The `n` hottest objects this node knows: lowest level first (a lower level means a
     /// more popular object), then highest rate (homes only know rates), then key.
     pub fn top_objects(&self, now: Time, n: usize) -> Vec<KnownObject> {
-        let mut all: Vec<KnownObject> = self.known_objects(now).collect();
-        all.sort_unstable_by(|a, b| {
+        let hotter = |a: &KnownObject, b: &KnownObject| {
             let rate = |o: &KnownObject| o.rate.unwrap_or(0.0);
             a.level.cmp(&b.level).then(rate(b).total_cmp(&rate(a))).then(a.key.cmp(&b.key))
-        });
-        all.truncate(n);
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        // O(objects) to find the top n, then sort only those.
+        let mut all: Vec<KnownObject> = self.known_objects(now).collect();
+        if all.len() > n {
+            all.select_nth_unstable_by(n - 1, hotter);
+            all.truncate(n);
+        }
+        all.sort_unstable_by(hotter);
         all
     }
 
