@@ -12,7 +12,8 @@
 # Every check prints PASS or FAIL; the script exits non-zero if any failed. It kills only
 # the processes it started (by PID) and every wait is bounded.
 #
-# Environment: BEEHIVE_BIN (skip the build and use this binary), BROWSER_TEST_PORT_BASE
+# Environment: BEEHIVE_BIN (skip the build and use this binary), BEEHIVE_ORIGIN_BIN (run the
+# origin from another binary; default BEEHIVE_BIN), BROWSER_TEST_PORT_BASE
 # (default 47100; ports BASE..BASE+40 and BASE+99 are used), BROWSER_TEST_REQUESTS (1500).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -83,8 +84,9 @@ browser() {
 # ---- origin
 ORIGIN_ADDR=127.0.0.1:$((BASE + 99))
 have_origin=false
-if "$BIN" origin --help >/dev/null 2>&1; then
-  "$BIN" origin --listen "$ORIGIN_ADDR" --objects "$OBJECTS" --size 2048 >"$WORK/origin.log" 2>&1 &
+ORIGIN_BIN=${BEEHIVE_ORIGIN_BIN:-$BIN}
+if "$ORIGIN_BIN" origin --help >/dev/null 2>&1; then
+  "$ORIGIN_BIN" origin --listen "$ORIGIN_ADDR" --objects "$OBJECTS" --size 2048 >"$WORK/origin.log" 2>&1 &
   pids+=($!)
   if line=$(first_line_with "$WORK/origin.log" "listening http=" 20); then
     ORIGIN_ADDR=${line#*http=}; ORIGIN_ADDR=${ORIGIN_ADDR%% *}
