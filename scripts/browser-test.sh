@@ -16,7 +16,7 @@
 # origin from another binary; default BEEHIVE_BIN), BROWSER_TEST_PORT_BASE
 # (default 47100; ports BASE..BASE+40 and BASE+99 are used), BROWSER_TEST_REQUESTS (1500).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 ART=target/artifacts
 mkdir -p "$ART"

@@ -9,7 +9,7 @@
 # and always tears everything down (`down -v`). Requests go only to ports the compose file
 # publishes on 127.0.0.1.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 if ! docker info >/dev/null 2>&1; then
   echo "SKIPPED: no Docker engine"
