@@ -362,3 +362,54 @@ fn dockerfile_needs_no_base_image() {
     assert!(instructions.iter().any(|l| l.starts_with("ENTRYPOINT ")));
     assert!(instructions.iter().any(|l| l.starts_with("USER ") && !l.contains("root")));
 }
+
+/// The StatefulSet's init container turns seed DNS names into `join = [...]`: run its script
+/// with `sh` against a stand-in `nslookup` that prints busybox's format.
+#[test]
+fn the_seed_init_script_writes_the_join_line() {
+    let objects = k8s_objects();
+    let set = &objects["StatefulSet"][0];
+    let init = &list(set, "spec.template.spec.initContainers")[0];
+    let script = list(init, "command").last().unwrap().as_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("beehive-seeds-{}", std::process::id()));
+    for sub in ["bin", "config", "run"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let fake = "#!/bin/sh\n\
+        printf 'Server:\\t\\t10.96.0.10\\nAddress:\\t10.96.0.10#53\\n\\n'\n\
+        case \"$1\" in\n\
+          beehive-0.*) printf 'Name:\\t%s\\nAddress: 10.1.0.10\\n' \"$1\" ;;\n\
+          beehive-1.*) printf 'Name:\\t%s\\nAddress: 10.1.0.11\\n' \"$1\" ;;\n\
+          beehive-2.*) printf 'Name:\\t%s\\nAddress: 10.1.0.12\\n' \"$1\" ;;\n\
+          *) printf \"** server can't find %s: NXDOMAIN\\n\" \"$1\"; exit 1 ;;\n\
+        esac\n";
+    let nslookup = dir.join("bin/nslookup");
+    std::fs::write(&nslookup, fake).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&nslookup).status().unwrap();
+    std::fs::write(dir.join("config/beehive.toml"), "mode = \"beehive\"\n").unwrap();
+    let script = script
+        .replace("/config/", &format!("{}/config/", dir.display()))
+        .replace("/run/beehive", &format!("{}/run", dir.display()));
+    let path = format!("{}/bin:/usr/bin:/bin", dir.display());
+    for (pod, join) in [
+        ("beehive-0", r#"join = ["10.1.0.11:7000"]"#),
+        ("beehive-1", r#"join = ["10.1.0.10:7000"]"#),
+        ("beehive-3", r#"join = ["10.1.0.10:7000", "10.1.0.12:7000"]"#),
+        ("beehive-5", r#"join = ["10.1.0.10:7000"]"#),
+    ] {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env_clear()
+            .env("PATH", &path)
+            .env("POD_NAME", pod)
+            .env("NAMESPACE", "default")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{pod}: {}", String::from_utf8_lossy(&out.stderr));
+        let written = std::fs::read_to_string(dir.join("run/beehive.toml")).unwrap();
+        assert_eq!(written.lines().next(), Some(join), "{pod}");
+        let file: FileConfig = toml::from_str(&written).unwrap();
+        assert_eq!(file.mode.as_deref(), Some("beehive"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
