@@ -22,8 +22,9 @@
 //! * `lookups` — object lookups started here: `{local, remote, failed, hops_sum, avg_hops}`;
 //!   `local` ones were answered from this node (0 hops); `avg_hops` = `hops_sum` / (`local` +
 //!   `remote`), `null` before the first;
-//! * `http` — `{requests, hits, hit_ratio, response_bytes}` from the HTTP face (`hits`: `X-Cache`
-//!   HIT or STALE; `hit_ratio` `null` before the first request);
+//! * `http` — `{requests, hits, hit_ratio, response_bytes}` from the HTTP face's counters
+//!   (`hits`: `X-Cache` HIT or STALE; `hit_ratio` `null` before the first request; all 0 until
+//!   the HTTP face is wired in with [`Metrics::set_http_source`]);
 //! * `leader` — the newest leader result ([`LeaderView`]: epoch, leader, alpha, objects (M),
 //!   nodes (N), hop_cost, target_hops, thresholds, model_stored_per_node, age_intervals) or
 //!   `null`;
@@ -184,7 +185,7 @@ pub fn stats(snap: &RingSnapshot, m: &Metrics) -> Stats {
     let (local, remote, failed) = m.lookup_counts();
     let hops_sum = m.object_lookup_hops_sum.get();
     let found = local + remote;
-    let (requests, hits) = m.http_counts();
+    let http = m.http_totals();
     Stats {
         id: snap.id.clone(),
         addr: snap.addr.clone(),
@@ -205,10 +206,10 @@ pub fn stats(snap: &RingSnapshot, m: &Metrics) -> Stats {
             avg_hops: (found > 0).then(|| hops_sum as f64 / found as f64),
         },
         http: HttpStats {
-            requests,
-            hits,
-            hit_ratio: (requests > 0).then(|| hits as f64 / requests as f64),
-            response_bytes: m.http_response_bytes.get(),
+            requests: http.requests,
+            hits: http.hits,
+            hit_ratio: (http.requests > 0).then(|| http.hits as f64 / http.requests as f64),
+            response_bytes: http.response_bytes,
         },
         leader: snap.leader.clone(),
         store: snap.ops.store,
@@ -280,6 +281,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::metrics::HttpTotals;
     use beehive_replication::{ChordConfig, Node, Peer};
 
     #[test]
@@ -297,8 +299,13 @@ mod tests {
         let node = Node::new(me, ChordConfig::default(), Duration::ZERO);
         let snap = RingSnapshot::capture(&node, false, "beehive", 1.0);
         let metrics = Metrics::new("beehive", 1.0);
-        metrics.observe_http(200, "HIT", 10);
-        metrics.observe_http(200, "MISS", 10);
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let source = hits.clone();
+        metrics.set_http_source(move || HttpTotals {
+            requests: 2,
+            hits: source.load(std::sync::atomic::Ordering::Relaxed),
+            response_bytes: 20,
+        });
         let v = serde_json::to_value(stats(&snap, &metrics)).unwrap();
         for field in [
             "id",

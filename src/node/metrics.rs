@@ -18,12 +18,13 @@
 //! | `object_lookups_total{result}` | object lookups: `local` (0 hops), `remote`, `failed` |
 //! | `object_lookup_hops` | hops of object lookups that found a holder (histogram) |
 //! | `rpc_rejected_frames_total{reason}` | frames refused by the codec |
-//! | `http_requests_total{status,cache}`, `http_response_bytes_total` | the HTTP face: fed through [`Metrics::observe_http`] |
+//! | `proxy_*` | the HTTP face's own counters (requests by status and cache result, origin fetches and errors, bytes served), registered through [`Metrics::register_extra`] |
 //!
-//! **Hook for the HTTP face.** The proxy crate keeps its own metrics; whoever wires it into
-//! the node registers them with [`Metrics::register_extra`] (they are encoded on the same
-//! `/metrics` page, before the one `# EOF`), and reports each response with
-//! [`Metrics::observe_http`] so `/stats` and the dashboard can show requests and hit ratio.
+//! **Hooks for the HTTP face.** The proxy crate keeps its own counters; whoever wires it into
+//! the node (1) registers them with [`Metrics::register_extra`] (e.g.
+//! `metrics.register_extra(|r| proxy_metrics.register(r))`: they are encoded on the same
+//! `/metrics` page, before the one `# EOF`), and (2) gives `/stats` and the dashboard their
+//! request totals with [`Metrics::set_http_source`] (a closure reading the proxy's counters).
 
 use super::snapshot::RingSnapshot;
 use beehive_replication::{Event, Message, Request, Response};
@@ -57,11 +58,24 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub status: u16,
-    /// `HIT`, `MISS`, `STALE`, or `NONE` (not cacheable / error).
-    pub cache: &'static str,
+/// HTTP totals for `/stats`, read from the HTTP face's counters ([`Metrics::set_http_source`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpTotals {
+    /// Responses sent.
+    pub requests: u64,
+    /// Responses served from the cache (`X-Cache: HIT` or `STALE`).
+    pub hits: u64,
+    /// Body bytes sent to clients.
+    pub response_bytes: u64,
+}
+
+/// Reads the HTTP face's totals on demand.
+pub struct HttpSource(Box<dyn Fn() -> HttpTotals + Send + Sync>);
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpSource")
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,11 +127,8 @@ pub struct Metrics {
     pub object_lookup_hops: Histogram,
     /// Σ hops over `object_lookups{result=local|remote}`, for `/stats` averages.
     pub object_lookup_hops_sum: Counter,
-    pub http_requests: Family<HttpLabels, Counter>,
-    pub http_response_bytes: Counter,
-    /// Unregistered totals of `http_requests` (all, and HIT or STALE) for `/stats`.
-    http_seen: Counter,
-    http_hits_seen: Counter,
+    /// Where `/stats` reads HTTP totals ([`Metrics::set_http_source`]); none: zeros.
+    http_source: Mutex<Option<HttpSource>>,
     /// Metrics registered by other parts (the HTTP face): see [`Metrics::register_extra`].
     extra: Mutex<Registry>,
 }
@@ -162,10 +173,7 @@ impl Metrics {
             // 0, 1, … 16 hops: a lookup never takes more than log2 N of them.
             object_lookup_hops: Histogram::new(linear_buckets(0.0, 1.0, 17)),
             object_lookup_hops_sum: Counter::default(),
-            http_requests: Family::default(),
-            http_response_bytes: Counter::default(),
-            http_seen: Counter::default(),
-            http_hits_seen: Counter::default(),
+            http_source: Mutex::new(None),
             extra: Mutex::new(Registry::with_prefix("beehive")),
         };
         let r = &mut m.registry;
@@ -305,17 +313,6 @@ impl Metrics {
             "Hops of object lookups that found a holder",
             self.object_lookup_hops.clone(),
         );
-        r.register(
-            "http_requests",
-            "HTTP requests answered, by status and cache result",
-            self.http_requests.clone(),
-        );
-        r.register_with_unit(
-            "http_response",
-            "HTTP response body bytes sent",
-            Unit::Bytes,
-            self.http_response_bytes.clone(),
-        );
     }
 
     /// The hook for metrics kept elsewhere (the HTTP face): `f` registers them into a registry
@@ -325,15 +322,11 @@ impl Metrics {
         f(&mut extra);
     }
 
-    /// One HTTP response of the HTTP face: its status, cache result (`HIT`, `MISS`, `STALE`,
-    /// `NONE`) and body bytes.
-    pub fn observe_http(&self, status: u16, cache: &'static str, bytes: u64) {
-        self.http_requests.get_or_create(&HttpLabels { status, cache }).inc();
-        self.http_response_bytes.inc_by(bytes);
-        self.http_seen.inc();
-        if cache == "HIT" || cache == "STALE" {
-            self.http_hits_seen.inc();
-        }
+    /// The hook for `/stats`: `source` returns the HTTP face's totals when asked (it is called
+    /// on every `/stats` request, so it should only read counters).
+    pub fn set_http_source(&self, source: impl Fn() -> HttpTotals + Send + Sync + 'static) {
+        *self.http_source.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(HttpSource(Box::new(source)));
     }
 
     /// The OpenMetrics text exposition of every metric.
@@ -416,10 +409,10 @@ impl Metrics {
         (get("local"), get("remote"), get("failed"))
     }
 
-    /// HTTP requests answered and those answered from the cache (`HIT` or `STALE`), for
-    /// `/stats`. Both stay 0 until the HTTP face reports through [`Metrics::observe_http`].
-    pub fn http_counts(&self) -> (u64, u64) {
-        (self.http_seen.get(), self.http_hits_seen.get())
+    /// The HTTP face's totals, zeros until [`Metrics::set_http_source`] was called.
+    pub fn http_totals(&self) -> HttpTotals {
+        let source = self.http_source.lock().unwrap_or_else(|e| e.into_inner());
+        source.as_ref().map(|s| (s.0)()).unwrap_or_default()
     }
 
     pub fn reject(&self, reason: &'static str) {
