@@ -6,7 +6,7 @@
 
 use beehive::node::driver::{Driver, DriverHandle, DriverInfo};
 use beehive::node::metrics::Metrics;
-use beehive::node::store::MemoryStore;
+use beehive::node::store::{BodyStore, MemoryStore};
 use beehive::node::transport::{Transport, TransportConfig};
 use beehive::rpc::{FrameCodec, Hello, MacKey, Payload};
 use beehive_replication::{ChordConfig, Message, Node, Peer, Request};
@@ -24,18 +24,18 @@ const PIPELINED: usize = 200_000;
 const WINDOW: usize = 64;
 
 /// Starts a one-node ring in this process; returns its RPC address and the driver's handle
-/// (the driver stops when its command channel closes).
+/// (the driver runs until the process ends).
 async fn start_node() -> (SocketAddr, DriverHandle) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let me = Peer::from_addr(addr);
     let metrics = Arc::new(Metrics::new("chord", 1.0));
     let config = TransportConfig { me, key: MacKey::derive(SECRET), max_body_bytes: 1 << 20 };
-    let (transport, inbound) =
-        Transport::new(config, metrics.clone(), Arc::new(MemoryStore::default()));
+    let store: Arc<dyn BodyStore> = Arc::new(MemoryStore::default());
+    let (transport, inbound) = Transport::new(config, metrics.clone(), store.clone());
     let core = Node::new(me, ChordConfig::default(), Duration::ZERO);
     let info = DriverInfo { expects_peers: false, mode: "chord", target_hops: 1.0 };
-    let handle = Driver::spawn(core, transport.clone(), inbound, metrics, info);
+    let handle = Driver::spawn(core, transport.clone(), inbound, metrics, store, info);
     let (_stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         let _keep = _stop_tx;

@@ -1,7 +1,11 @@
 //! The `beehive` command: one binary for every role.
 
+mod demo;
 mod experiment;
+mod launch;
+mod loadgen_cmd;
 mod node_cmd;
+mod origin_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -16,17 +20,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the built-in origin and a local ring, drive a load through it, and report.
+    Demo(Box<demo::DemoArgs>),
     /// Run the deterministic simulator: thousands of nodes on a virtual clock.
     Sim(Box<sim_cmd::SimArgs>),
     /// Run one live node: join the ring, serve RPC and the admin listener until SIGTERM.
     Node(Box<beehive::node::config::NodeArgs>),
+    /// Run the built-in demo origin: deterministic objects at /o/<i>, request counts at /stats.
+    Origin(Box<origin_cmd::OriginArgs>),
+    /// Drive a Zipf load at one or more nodes and report latency, hops and origin offload.
+    Loadgen(Box<loadgen_cmd::LoadgenArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(*args),
         Command::Sim(args) => sim_cmd::run(*args),
         Command::Node(args) => node_cmd::run(*args),
+        Command::Origin(args) => origin_cmd::run(*args),
+        Command::Loadgen(args) => loadgen_cmd::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,14 +13,19 @@ use thiserror::Error;
 /// A boxed future, so [`Cluster`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The blake3 hash of an object's normalised cache key. The ring id is its first 16 bytes.
+/// An object's name on the ring: the first 16 bytes of the blake3 hash of its normalised
+/// cache key (big-endian), which is also its ring id. 128 bits keep accidental collisions out
+/// of reach for any catalogue a cluster can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey(pub [u8; 32]);
+pub struct ObjectKey(pub u128);
 
 impl ObjectKey {
     /// The key of a normalised cache key string.
     pub fn of(normalised: &str) -> Self {
-        ObjectKey(*blake3::hash(normalised.as_bytes()).as_bytes())
+        let digest = blake3::hash(normalised.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_bytes()[..16]);
+        ObjectKey(u128::from_be_bytes(first))
     }
 }
 
@@ -81,4 +86,52 @@ pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
 
     /// This node's name, for `X-Beehive-Node`.
     fn node_name(&self) -> &str;
+
+    /// Whether the entry node keeps what it fetched. `false` when the cluster places copies
+    /// itself (Beehive: only nodes inside an object's replica arc hold it, or hop counts would
+    /// measure entry caching instead of replication); a copy the entry already held is still
+    /// refreshed in place.
+    fn keeps_fetched(&self) -> bool {
+        true
+    }
+}
+
+/// One node on its own: every key's home is here, so a fetch is a load (0 hops) and a purge
+/// drops the key from the store.
+#[derive(Debug, Clone)]
+pub struct LocalCluster {
+    loader: crate::loader::Loader,
+    name: String,
+}
+
+impl LocalCluster {
+    /// A one-node cluster loading through `loader`.
+    pub fn new(loader: crate::loader::Loader, name: impl Into<String>) -> Self {
+        LocalCluster { loader, name: name.into() }
+    }
+}
+
+impl Cluster for LocalCluster {
+    fn fetch(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
+        Box::pin(async move {
+            let l = self.loader.load(key, load, refresh).await?;
+            Ok(Fetched { object: l.object, hops: 0, level: None, cacheable: l.cacheable })
+        })
+    }
+
+    fn served_locally(&self, _key: ObjectKey) {}
+
+    fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
+        self.loader.purge(&key);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn node_name(&self) -> &str {
+        &self.name
+    }
 }

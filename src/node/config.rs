@@ -34,7 +34,7 @@ pub struct NodeArgs {
     /// TOML configuration file (see deploy/beehive.toml for every key).
     #[arg(long, value_name = "PATH", env = "BEEHIVE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// HTTP listen address (reserved: the HTTP face is not built yet).
+    /// HTTP listen address: the CDN face (`http://NAME.<suffix>:PORT/...`). Unset: no HTTP.
     #[arg(long, value_name = "ADDR", env = "BEEHIVE_HTTP")]
     pub http: Option<String>,
     /// RPC listen address (port 0: any free port, printed at start).
@@ -58,7 +58,7 @@ pub struct NodeArgs {
     /// Target average hops C for Beehive replication (> 0).
     #[arg(long, value_name = "C", env = "BEEHIVE_TARGET_HOPS")]
     pub target_hops: Option<String>,
-    /// A named origin, NAME=http://host[:port]. Repeatable (reserved for the HTTP face).
+    /// A named origin, NAME=http://host[:port], served as `NAME.<suffix>`. Repeatable.
     #[arg(long = "origin", value_name = "NAME=URL")]
     pub origin: Vec<String>,
     /// Stabilize period in milliseconds.
@@ -83,6 +83,35 @@ pub struct NodeArgs {
     /// Bound on a graceful shutdown (handoff and leave), in milliseconds.
     #[arg(long, value_name = "MS", env = "BEEHIVE_SHUTDOWN_MS")]
     pub shutdown_ms: Option<String>,
+    /// Replication interval in milliseconds: counts move, levels are set and replicas are
+    /// pulled once per interval.
+    #[arg(long, value_name = "MS", env = "BEEHIVE_REPLICATION_MS")]
+    pub replication_ms: Option<String>,
+    /// The CDN host-name suffix stripped from Host headers.
+    #[arg(long, value_name = "SUFFIX", env = "BEEHIVE_SUFFIX")]
+    pub suffix: Option<String>,
+    /// Object store budget in bytes (home objects and replicas).
+    #[arg(long, value_name = "BYTES", env = "BEEHIVE_STORE_BYTES")]
+    pub store_bytes: Option<String>,
+    /// Freshness, in seconds, for origin responses that state none.
+    #[arg(long, value_name = "SECS", env = "BEEHIVE_DEFAULT_TTL")]
+    pub default_ttl: Option<String>,
+    /// Requests per second allowed per client IP (bursts of twice that).
+    #[arg(long, value_name = "N", env = "BEEHIVE_RATE_PER_SEC")]
+    pub rate_per_sec: Option<String>,
+    /// How long, in seconds, a stale object may be served while its origin fails.
+    #[arg(long, value_name = "SECS", env = "BEEHIVE_STALE_IF_ERROR")]
+    pub stale_if_error: Option<String>,
+    /// Bound on an origin fetch (connect to last byte), in milliseconds.
+    #[arg(long, value_name = "MS", env = "BEEHIVE_ORIGIN_TIMEOUT_MS")]
+    pub origin_timeout_ms: Option<String>,
+    /// Bound on reading a client's request headers, in milliseconds (slowloris guard).
+    #[arg(long, value_name = "MS", env = "BEEHIVE_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<String>,
+    /// Open Coral mode: any public origin as `host[.port].<suffix>` (private, loopback and
+    /// link-local destinations are refused).
+    #[arg(long, env = "BEEHIVE_OPEN")]
+    pub open: bool,
 }
 
 /// The TOML file's shape. Unknown keys are refused, so a typo is not silently ignored.
@@ -105,6 +134,14 @@ pub struct FileConfig {
     pub successors: Option<u64>,
     #[serde(default)]
     pub origins: BTreeMap<String, String>,
+    pub suffix: Option<String>,
+    pub store_bytes: Option<u64>,
+    pub default_ttl: Option<u64>,
+    pub rate_per_sec: Option<u64>,
+    pub open: Option<bool>,
+    pub stale_if_error: Option<u64>,
+    pub origin_timeout_ms: Option<u64>,
+    pub header_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +151,7 @@ pub struct FileIntervals {
     pub fix_fingers_ms: Option<u64>,
     pub check_predecessor_ms: Option<u64>,
     pub merge_ms: Option<u64>,
+    pub replication_ms: Option<u64>,
 }
 
 /// Which replication the node runs (DESIGN §4 baselines); the core's own setting.
@@ -158,6 +196,23 @@ pub struct NodeConfig {
     pub chord: ChordConfig,
     pub max_body_bytes: usize,
     pub shutdown_bound: Duration,
+    pub cdn: CdnSettings,
+}
+
+/// The HTTP face's settings (the rest of the proxy's knobs keep their defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdnSettings {
+    pub suffix: String,
+    pub store_bytes: u64,
+    pub default_ttl: Duration,
+    pub rate_per_sec: u32,
+    pub open: bool,
+    pub stale_if_error: Duration,
+    pub origin_timeout: Duration,
+    pub header_timeout: Duration,
+    /// Lets PURGE in from non-loopback clients (`Authorization: Bearer TOKEN`), from
+    /// `BEEHIVE_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 /// A setting that cannot work: which one, where it came from, and what to do.
@@ -295,6 +350,12 @@ impl RawConfig {
             successors: number("successors", args.successors, file.successors, 8, 1, 64)? as usize,
             ..ChordConfig::default()
         };
+        chord.replication.interval = ms(
+            "replication-ms",
+            args.replication_ms,
+            iv.replication_ms,
+            chord.replication.interval.as_millis() as u64,
+        )?;
         chord.replication.mode = mode;
         chord.replication.target_hops = target_hops;
         chord.validate().map_err(|e| invalid(e.field, "", e.reason))?;
@@ -314,7 +375,70 @@ impl RawConfig {
             100,
             60_000,
         )?);
+        let suffix = args
+            .suffix
+            .or(file.suffix)
+            .unwrap_or_else(|| "beehive.localhost".to_string())
+            .trim_matches('.')
+            .to_ascii_lowercase();
+        if suffix.is_empty()
+            || !suffix
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(invalid("suffix", &suffix, "give a DNS name such as beehive.localhost"));
+        }
+        let cdn = CdnSettings {
+            suffix,
+            store_bytes: number(
+                "store-bytes",
+                args.store_bytes,
+                file.store_bytes,
+                256 << 20,
+                1 << 20,
+                1 << 40,
+            )?,
+            default_ttl: Duration::from_secs(number(
+                "default-ttl",
+                args.default_ttl,
+                file.default_ttl,
+                60,
+                0,
+                365 * 86_400,
+            )?),
+            rate_per_sec: number(
+                "rate-per-sec",
+                args.rate_per_sec,
+                file.rate_per_sec,
+                1000,
+                1,
+                1_000_000,
+            )? as u32,
+            open: args.open || file.open.unwrap_or(false),
+            stale_if_error: Duration::from_secs(number(
+                "stale-if-error",
+                args.stale_if_error,
+                file.stale_if_error,
+                300,
+                0,
+                7 * 86_400,
+            )?),
+            origin_timeout: ms(
+                "origin-timeout-ms",
+                args.origin_timeout_ms,
+                file.origin_timeout_ms,
+                10_000,
+            )?,
+            header_timeout: ms(
+                "header-timeout-ms",
+                args.header_timeout_ms,
+                file.header_timeout_ms,
+                5_000,
+            )?,
+            admin_token: std::env::var("BEEHIVE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        };
         Ok(NodeConfig {
+            cdn,
             http,
             rpc,
             admin,

@@ -8,9 +8,12 @@
 
 use super::metrics::{KindLabel, Metrics};
 use super::snapshot::{OpsTracker, RingSnapshot};
+use super::store::{BodyStore, StoredObject};
 use super::transport::{Inbound, Transport};
 use arc_swap::ArcSwap;
-use beehive_replication::{Event, Id, Message, Node, Time};
+use beehive_replication::beehive::wire::Offer;
+use beehive_replication::node::Served;
+use beehive_replication::{Event, Id, LookupId, Message, Node, Peer, Time};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +32,34 @@ pub enum Command {
     /// Leave the ring; `done` fires once the leave notices are out and answered or timed out
     /// (or after `bound`), and the driver stops.
     Leave { bound: Duration, done: oneshot::Sender<()> },
+    /// An object lookup ([`Node::fetch`]): any holder of a copy answers.
+    Fetch { key: Id, reply: oneshot::Sender<Found> },
+    /// A plain lookup: who is `key`'s home.
+    Lookup { key: Id, reply: oneshot::Sender<Found> },
+    /// This node (the home) loaded `key` from its origin and stored it.
+    PutHome { key: Id, hash: [u8; 32], size: u64 },
+    /// Purge `key` here, as its home; the reply is `false` if we are not the home.
+    Purge { key: Id, reply: oneshot::Sender<bool> },
+    /// A replica body asked for by [`Event::FetchBody`] is verified and in the store.
+    ReplicaStored { from: Peer, offer: Offer },
+    /// A replica body could not be fetched.
+    FetchFailed { key: Id },
 }
+
+/// How a lookup ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Found {
+    /// `holder` answered after `hops` hops: the home, or (for an object lookup) a node with a
+    /// copy; `served` is what it holds (object lookups only).
+    At { holder: Peer, hops: u32, served: Option<Served> },
+    /// The lookup ran out of candidates.
+    Failed { hops: u32 },
+}
+
+/// Local hits queued for counting before further ones are dropped (counting is best effort).
+pub const SERVED_QUEUE: usize = 16_384;
+/// How long a replica body fetch may take.
+const BODY_WAIT: Duration = Duration::from_secs(5);
 
 /// The driver's view of its node's configuration, for snapshots.
 #[derive(Debug, Clone)]
@@ -52,6 +82,13 @@ pub struct Driver {
     /// (peer, request id) → when it was sent and its kind, for `rpc_latency_seconds`.
     inflight: HashMap<(Id, u64), (Instant, &'static str)>,
     leaving: Option<(Instant, oneshot::Sender<()>)>,
+    /// Callers waiting for lookups.
+    waiting: HashMap<LookupId, oneshot::Sender<Found>>,
+    /// Keys served from the local store (HTTP hits), to count.
+    served: mpsc::Receiver<Id>,
+    /// Our own command queue, for body-fetch tasks to report back.
+    own: mpsc::Sender<Command>,
+    store: Arc<dyn BodyStore>,
     /// ops: the operator fields of snapshots (peers, top objects, store totals).
     ops: OpsTracker,
 }
@@ -62,6 +99,8 @@ pub struct DriverHandle {
     /// The routing state as of the last input, for readers that must not wait.
     pub snapshot: Arc<ArcSwap<RingSnapshot>>,
     pub commands: mpsc::Sender<Command>,
+    /// Local hits to count ([`Node::served_locally`]); `try_send`, dropped when full.
+    pub served: mpsc::Sender<Id>,
     pub task: JoinHandle<()>,
 }
 
@@ -73,11 +112,13 @@ impl Driver {
         transport: Transport,
         inbound: mpsc::Receiver<Inbound>,
         metrics: Arc<Metrics>,
+        store: Arc<dyn BodyStore>,
         info: DriverInfo,
     ) -> DriverHandle {
         let first = RingSnapshot::capture(&core, info.expects_peers, info.mode, info.target_hops);
         let snapshot = Arc::new(ArcSwap::from_pointee(first));
-        let (commands, command_rx) = mpsc::channel(4);
+        let (commands, command_rx) = mpsc::channel(1024);
+        let (served, served_rx) = mpsc::channel(SERVED_QUEUE);
         let mut driver = Driver {
             core,
             epoch: Instant::now(),
@@ -89,11 +130,15 @@ impl Driver {
             info,
             inflight: HashMap::new(),
             leaving: None,
+            waiting: HashMap::new(),
+            served: served_rx,
+            own: commands.clone(),
+            store,
             ops: OpsTracker::default(), // ops
         };
         driver.drain();
         let task = tokio::spawn(driver.run());
-        DriverHandle { snapshot, commands, task }
+        DriverHandle { snapshot, commands, served, task }
     }
 
     fn now(&self) -> Time {
@@ -117,12 +162,16 @@ impl Driver {
                     let now = self.now();
                     self.core.handle_timeout(now);
                 }
-                command = self.commands.recv() => match command {
-                    Some(Command::Leave { bound, done }) => {
-                        let now = self.now();
-                        self.core.leave(now);
-                        self.leaving = Some((Instant::now() + bound, done));
+                Some(key) = self.served.recv() => {
+                    let now = self.now();
+                    self.served_locally(now, key);
+                    for _ in 1..BATCH * 16 {
+                        let Ok(more) = self.served.try_recv() else { break };
+                        self.served_locally(now, more);
                     }
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
                     None => break,
                 },
             }
@@ -136,6 +185,70 @@ impl Driver {
                 }
             }
         }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Leave { bound, done } => {
+                self.core.leave(now);
+                self.leaving = Some((Instant::now() + bound, done));
+            }
+            Command::Fetch { key, reply } => {
+                let id = self.core.fetch(now, key);
+                self.waiting.insert(id, reply);
+            }
+            Command::Lookup { key, reply } => {
+                let id = self.core.lookup(now, key);
+                self.waiting.insert(id, reply);
+            }
+            Command::PutHome { key, hash, size } => {
+                self.core.put_home(now, key, hash, size);
+            }
+            Command::Purge { key, reply } => {
+                let done = self.core.purge(now, key);
+                if done {
+                    self.store.remove(key);
+                }
+                let _ = reply.send(done);
+            }
+            Command::ReplicaStored { from, offer } => {
+                if !self.core.replica_stored(now, from, offer) {
+                    self.store.remove(offer.key);
+                }
+            }
+            Command::FetchFailed { key } => self.core.fetch_failed(key),
+        }
+    }
+
+    /// Counts a local hit; a body the core no longer holds here is dropped from the store.
+    fn served_locally(&mut self, now: Time, key: Id) {
+        if !self.core.served_locally(now, key) {
+            self.store.remove(key);
+        } else {
+            self.metrics.observe_local_hit(); // ops
+        }
+    }
+
+    /// Fetches a replica body in a task of its own and reports back as a command.
+    fn fetch_replica(&self, from: Peer, offer: Offer) {
+        let transport = self.transport.clone();
+        let store = self.store.clone();
+        let own = self.own.clone();
+        tokio::spawn(async move {
+            let key = offer.key;
+            let command = match transport.fetch_body(from, key, offer.info.hash, BODY_WAIT).await {
+                Ok(body) => {
+                    store.put(key, StoredObject { body, hash: offer.info.hash });
+                    Command::ReplicaStored { from, offer }
+                }
+                Err(e) => {
+                    tracing::debug!(?key, peer = ?from, error = %e, "replica fetch failed");
+                    Command::FetchFailed { key }
+                }
+            };
+            let _ = own.send(command).await;
+        });
     }
 
     fn on_message(&mut self, Inbound { from, msg }: Inbound) {
@@ -172,11 +285,21 @@ impl Driver {
                 Event::PredecessorChanged { old, new } => {
                     tracing::info!(?old, ?new, "predecessor changed")
                 }
-                Event::LookupDone { .. } | Event::LookupFailed { .. } => {}
-                // Bodies come with the HTTP face: until a node stores objects there is nothing
-                // to fetch, and a fetch asked for now fails so a later offer may retry.
-                Event::FetchBody { offer, .. } => self.core.fetch_failed(offer.key),
-                Event::NeedObject { .. } | Event::Evict { .. } => {}
+                Event::LookupDone { id, home, hops, served, .. } => {
+                    if let Some(reply) = self.waiting.remove(&id) {
+                        let _ = reply.send(Found::At { holder: home, hops, served });
+                    }
+                }
+                Event::LookupFailed { id, hops, .. } => {
+                    if let Some(reply) = self.waiting.remove(&id) {
+                        let _ = reply.send(Found::Failed { hops });
+                    }
+                }
+                Event::FetchBody { from, offer } => self.fetch_replica(from, offer),
+                // Home objects are loaded lazily: the next request carries what the origin
+                // fetch needs (the core cannot name an origin URL from a ring id).
+                Event::NeedObject { .. } => {}
+                Event::Evict { key } => self.store.remove(key),
             }
         }
         if self.inflight.len() > 4096 {

@@ -19,6 +19,7 @@
 //! * [`store`] — object bodies held, keyed by ring id
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod metrics;
@@ -28,7 +29,9 @@ pub mod transport;
 
 use crate::rpc::MacKey;
 use arc_swap::ArcSwap;
+use beehive_proxy::{Loader, ObjectStore, Proxy, ProxyConfig};
 use beehive_replication::{Node, Peer};
+use cluster::RingCluster;
 use config::NodeConfig;
 use driver::{Command, Driver, DriverHandle, DriverInfo};
 use metrics::Metrics;
@@ -37,7 +40,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{BodyStore, MemoryStore};
+use store::BodyStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -61,9 +64,10 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let node = start(&config).await?;
     // The one line scripts and tests read to find the ports.
     let mut stdout = std::io::stdout();
+    let http = node.http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
     let _ = writeln!(
         stdout,
-        "listening rpc={} admin={} id={:032x}",
+        "listening rpc={} admin={}{http} id={:032x}",
         node.rpc_addr, node.admin_addr, node.me.id.0
     );
     let _ = stdout.flush();
@@ -81,6 +85,8 @@ pub struct RunningNode {
     pub me: Peer,
     pub rpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The HTTP face, when configured.
+    pub http_addr: Option<SocketAddr>,
     transport: Transport,
     store: Arc<dyn BodyStore>,
     metrics: Arc<Metrics>,
@@ -100,12 +106,18 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let admin_listener = bind("admin", config.admin).await?;
     let rpc_addr = rpc_listener.local_addr().unwrap_or(config.rpc);
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin);
+    let http_listener = match config.http {
+        Some(addr) => Some(bind("http", addr).await?),
+        None => None,
+    };
     let advertise = config.advertise.unwrap_or(rpc_addr);
     let me = Peer::from_addr(advertise);
 
     let mode = config.mode.name();
     let metrics = Arc::new(Metrics::new(mode, config.target_hops));
-    let store: Arc<dyn BodyStore> = Arc::new(MemoryStore::default());
+    let proxy_config = proxy_config(config, me);
+    let objects = ObjectStore::new(proxy_config.store_bytes);
+    let store: Arc<dyn BodyStore> = Arc::new(cluster::SharedStore(objects.clone()));
     let transport_config = TransportConfig {
         me,
         key: MacKey::derive(config.secret.expose()),
@@ -121,9 +133,30 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     }
     let info =
         DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
-    let driver = Driver::spawn(core, transport.clone(), inbound, metrics.clone(), info);
+    let driver =
+        Driver::spawn(core, transport.clone(), inbound, metrics.clone(), store.clone(), info);
 
     let (stop, stopping) = watch::channel(false);
+    let loader = Loader::new(&proxy_config, objects.clone());
+    let ring = RingCluster::new(
+        proxy_config.node_name.clone(),
+        me,
+        driver.commands.clone(),
+        driver.served.clone(),
+        transport.clone(),
+        objects.clone(),
+        loader.clone(),
+    );
+    transport.set_home_service(Arc::new(ring.clone()));
+    let http_addr = match (config.http, http_listener) {
+        (Some(addr), Some(listener)) => {
+            let bound = listener.local_addr().unwrap_or(addr);
+            let proxy = Arc::new(Proxy::new(proxy_config, Arc::new(ring), objects, loader));
+            tokio::spawn(proxy.serve(listener, stopping.clone()));
+            Some(bound)
+        }
+        _ => None,
+    };
     let accept_task = tokio::spawn({
         let transport = transport.clone();
         let stopping = stopping.clone();
@@ -145,6 +178,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         me,
         rpc_addr,
         admin_addr,
+        http_addr,
         transport,
         store,
         metrics,
@@ -217,4 +251,30 @@ async fn handoff(
         }
     }
     handed
+}
+
+/// The HTTP face's settings from the node's: the CDN knobs, named origins, and the body cap
+/// (an object the ring cannot carry in one frame is passed to the origin instead).
+fn proxy_config(config: &NodeConfig, me: Peer) -> ProxyConfig {
+    let cdn = &config.cdn;
+    ProxyConfig {
+        suffix: cdn.suffix.clone(),
+        origins: config
+            .origins
+            .iter()
+            .map(|(name, o)| (name.clone(), (o.host.clone(), o.port)))
+            .collect(),
+        open_mode: cdn.open,
+        default_ttl: cdn.default_ttl,
+        stale_if_error: cdn.stale_if_error,
+        max_object_bytes: config.max_body_bytes,
+        store_bytes: cdn.store_bytes,
+        origin_timeout: cdn.origin_timeout,
+        header_read_timeout: cdn.header_timeout,
+        rate_per_sec: cdn.rate_per_sec,
+        burst: cdn.rate_per_sec.saturating_mul(2),
+        admin_token: cdn.admin_token.clone(),
+        node_name: format!("{:08x}", (me.id.0 >> 96) as u32),
+        ..ProxyConfig::default()
+    }
 }

@@ -27,6 +27,8 @@ pub trait BodyStore: Send + Sync + std::fmt::Debug {
     fn get(&self, key: Id) -> Option<StoredObject>;
     /// Stores (or replaces) the object under `key`.
     fn put(&self, key: Id, object: StoredObject);
+    /// Drops `key` (a copy demoted or invalidated, a purge).
+    fn remove(&self, key: Id);
     /// Every key held, in ring order, with the body's length.
     fn list(&self) -> Vec<(Id, usize, [u8; 32])>;
 }
@@ -44,6 +46,10 @@ impl BodyStore for MemoryStore {
 
     fn put(&self, key: Id, object: StoredObject) {
         self.objects.lock().unwrap_or_else(|e| e.into_inner()).insert(key, object);
+    }
+
+    fn remove(&self, key: Id) {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 
     fn list(&self) -> Vec<(Id, usize, [u8; 32])> {

@@ -76,6 +76,31 @@ impl BodyError {
     }
 }
 
+/// What a home answers to [`BodyMsg::Load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadAnswer {
+    /// The encoded object, and whether it may be shared.
+    Loaded { body: Bytes, cacheable: bool },
+    /// The origin failed; `status` is what the entry node answers its client.
+    Failed { status: u16, message: String },
+    /// Not carried by the ring (too large): the entry node goes to the origin itself.
+    Pass,
+}
+
+/// A boxed future, so [`HomeService`] stays object safe.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// What a node does for the objects it is home for, on other nodes' requests. Answered in a
+/// task of its own, so a slow origin never holds up the connection.
+pub trait HomeService: Send + Sync + std::fmt::Debug {
+    /// Gives the object for `key`, loading it from its origin with `load` if needed.
+    fn load(&self, key: Id, load: Bytes, refresh: bool) -> BoxFuture<LoadAnswer>;
+    /// Purges `key` here and over its replica arc; `false` if this node is not its home.
+    fn purge(&self, key: Id) -> BoxFuture<bool>;
+    /// A leaving predecessor handed us `key` (already in the store): take it on as home.
+    fn adopt(&self, key: Id, hash: [u8; 32], size: u64);
+}
+
 /// What a transport needs to know about its node.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -104,6 +129,8 @@ struct Inner {
     store: Arc<dyn BodyStore>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<BodyMsg>>>,
     next_body_id: AtomicU64,
+    /// Set once the HTTP face is up; until then loads and purges are refused.
+    home: std::sync::OnceLock<Arc<dyn HomeService>>,
 }
 
 #[derive(Debug)]
@@ -143,6 +170,7 @@ impl Transport {
             store,
             waiting: Mutex::new(HashMap::new()),
             next_body_id: AtomicU64::new(1),
+            home: std::sync::OnceLock::new(),
         };
         (Transport { inner: Arc::new(inner) }, rx)
     }
@@ -217,6 +245,52 @@ impl Transport {
             Err(e) => self.inner.metrics.reject_body(e.reason()),
         }
         result
+    }
+
+    /// Installs what answers loads and purges for the objects this node is home for.
+    pub fn set_home_service(&self, home: Arc<dyn HomeService>) {
+        let _ = self.inner.home.set(home);
+    }
+
+    /// Asks `home` for the object `key`, to be loaded from its origin if it has none. The
+    /// answer is checked against the body cap; its hash is what the caller stores it under.
+    pub async fn load_from(
+        &self,
+        home: Peer,
+        key: Id,
+        load: Bytes,
+        refresh: bool,
+        wait: Duration,
+    ) -> Result<LoadAnswer, BodyError> {
+        let load = load.to_vec();
+        let answer =
+            self.request_body(home, move |id| BodyMsg::Load { id, key, load, refresh }, wait).await;
+        let result = match answer {
+            Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.inner.max_body => {
+                Err(BodyError::TooLarge)
+            }
+            Ok(BodyMsg::Loaded { body, cacheable, .. }) => {
+                Ok(LoadAnswer::Loaded { body: Bytes::from(body), cacheable })
+            }
+            Ok(BodyMsg::LoadFailed { status, message, .. }) => {
+                Ok(LoadAnswer::Failed { status, message })
+            }
+            Ok(BodyMsg::Pass { .. }) => Ok(LoadAnswer::Pass),
+            Ok(_) => Err(BodyError::Malformed),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            self.inner.metrics.reject_body(e.reason());
+        }
+        result
+    }
+
+    /// Asks `home` to purge `key`. `Ok(false)`: it is not the home (the ring moved).
+    pub async fn purge_at(&self, home: Peer, key: Id, wait: Duration) -> Result<bool, BodyError> {
+        match self.request_body(home, move |id| BodyMsg::Purge { id, key }, wait).await? {
+            BodyMsg::Purged { done, .. } => Ok(done),
+            _ => Err(BodyError::Malformed),
+        }
     }
 
     /// Hands `body` to `to` to keep under `key` (the shutdown handoff). `Ok(false)`: refused.
@@ -426,8 +500,26 @@ impl Inner {
         }
     }
 
+    /// Answers a body request in a task of its own (it may wait on an origin), through the
+    /// connection's queue; `unavailable` when no home service is installed yet.
+    fn answer_later<F, Fut>(self: &Arc<Self>, to: Peer, work: F, unavailable: BodyMsg)
+    where
+        F: FnOnce(Arc<dyn HomeService>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = BodyMsg> + Send,
+    {
+        let Some(home) = self.home.get().cloned() else {
+            self.send(to, Payload::Body(unavailable));
+            return;
+        };
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let answer = work(home).await;
+            inner.send(to, Payload::Body(answer));
+        });
+    }
+
     /// Handles one accepted frame; `false` ends the connection.
-    async fn on_frame<S>(&self, from: Peer, payload: Payload, sink: &mut S) -> bool
+    async fn on_frame<S>(self: &Arc<Self>, from: Peer, payload: Payload, sink: &mut S) -> bool
     where
         S: futures_util::Sink<Payload, Error = FrameError> + Unpin,
     {
@@ -449,12 +541,51 @@ impl Inner {
             Payload::Body(BodyMsg::Store { id, key, body }) => {
                 let accepted = body.len() <= self.max_body;
                 if accepted {
-                    self.store.put(key, StoredObject::new(Bytes::from(body)));
+                    let object = StoredObject::new(Bytes::from(body));
+                    let (hash, size) = (object.hash, object.body.len() as u64);
+                    self.store.put(key, object);
                     self.metrics.handoff_received.inc();
+                    if let Some(home) = self.home.get() {
+                        home.adopt(key, hash, size);
+                    }
                 } else {
                     self.metrics.reject_body("too_large");
                 }
                 sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Load { id, key, load, refresh }) => {
+                self.answer_later(
+                    from,
+                    async move |home: Arc<dyn HomeService>| match home
+                        .load(key, Bytes::from(load), refresh)
+                        .await
+                    {
+                        LoadAnswer::Loaded { body, cacheable } => {
+                            BodyMsg::Loaded { id, body: body.to_vec(), cacheable }
+                        }
+                        LoadAnswer::Failed { status, message } => {
+                            BodyMsg::LoadFailed { id, status, message }
+                        }
+                        LoadAnswer::Pass => BodyMsg::Pass { id },
+                    },
+                    BodyMsg::LoadFailed {
+                        id,
+                        status: 503,
+                        message: "node not serving HTTP".into(),
+                    },
+                );
+                true
+            }
+            Payload::Body(BodyMsg::Purge { id, key }) => {
+                self.answer_later(
+                    from,
+                    async move |home: Arc<dyn HomeService>| BodyMsg::Purged {
+                        id,
+                        done: home.purge(key).await,
+                    },
+                    BodyMsg::Purged { id, done: false },
+                );
+                true
             }
             Payload::Body(answer) => {
                 if let Some(waiter) = lock(&self.waiting).remove(&answer.id()) {

@@ -109,6 +109,20 @@ pub enum BodyMsg {
     Store { id: u64, key: Id, body: Vec<u8> },
     /// The answer to `Store`: `accepted` is false when the receiver refused (size cap).
     Stored { id: u64, accepted: bool },
+    /// "You are `key`'s home: give me the object, loading it from the origin with `load` (the
+    /// HTTP face's opaque request) if you have none, or if `refresh` and yours is stale."
+    Load { id: u64, key: Id, load: Vec<u8>, refresh: bool },
+    /// The answer to `Load`: the encoded object, and whether it may be shared.
+    Loaded { id: u64, body: Vec<u8>, cacheable: bool },
+    /// The answer to `Load` when the origin failed: the HTTP status the entry node gives.
+    LoadFailed { id: u64, status: u16, message: String },
+    /// The answer to `Load` for an object the ring does not carry (too large): the entry
+    /// node fetches it from the origin itself.
+    Pass { id: u64 },
+    /// "You are `key`'s home: purge it here and over its replica arc."
+    Purge { id: u64, key: Id },
+    /// The answer to `Purge`: `done` is false when the receiver is not the home.
+    Purged { id: u64, done: bool },
 }
 
 impl BodyMsg {
@@ -118,13 +132,28 @@ impl BodyMsg {
             | BodyMsg::Found { id, .. }
             | BodyMsg::Missing { id }
             | BodyMsg::Store { id, .. }
-            | BodyMsg::Stored { id, .. } => *id,
+            | BodyMsg::Stored { id, .. }
+            | BodyMsg::Load { id, .. }
+            | BodyMsg::Loaded { id, .. }
+            | BodyMsg::LoadFailed { id, .. }
+            | BodyMsg::Pass { id }
+            | BodyMsg::Purge { id, .. }
+            | BodyMsg::Purged { id, .. } => *id,
         }
     }
 
     /// Whether this answers a request (rather than asking one).
     pub fn is_response(&self) -> bool {
-        matches!(self, BodyMsg::Found { .. } | BodyMsg::Missing { .. } | BodyMsg::Stored { .. })
+        matches!(
+            self,
+            BodyMsg::Found { .. }
+                | BodyMsg::Missing { .. }
+                | BodyMsg::Stored { .. }
+                | BodyMsg::Loaded { .. }
+                | BodyMsg::LoadFailed { .. }
+                | BodyMsg::Pass { .. }
+                | BodyMsg::Purged { .. }
+        )
     }
 }
 

@@ -21,6 +21,8 @@ pub struct NodeProc {
     pub child: Child,
     pub rpc: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTP face, when started with `--http`.
+    pub http: Option<SocketAddr>,
     pub id: u128,
     pub log: std::path::PathBuf,
 }
@@ -104,7 +106,12 @@ pub fn start_command(mut cmd: Command) -> NodeProc {
             .unwrap_or_else(|| panic!("no {name} in {line:?}; log {}", log.display()))
             .to_string()
     };
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .map(|a| a.parse().expect("http address"));
     NodeProc {
+        http,
         rpc: field("rpc=").parse().unwrap(),
         admin: field("admin=").parse().unwrap(),
         id: u128::from_str_radix(&field("id="), 16).unwrap(),
@@ -252,4 +259,95 @@ pub fn cluster_error(nodes: &[&NodeProc], fingers: bool) -> Option<String> {
         }
     }
     None
+}
+
+/// A `beehive origin` process (the built-in demo origin), killed by PID on drop.
+pub struct OriginProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for OriginProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `beehive origin --listen ADDR EXTRA...` and waits (bounded) for its address.
+pub fn start_origin(listen: &str, extra: &[&str]) -> OriginProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
+        .args(["origin", "--listen", listen])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn beehive origin");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    let addr =
+        line.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("origin did not print its address: {line:?}");
+    };
+    OriginProc { child, addr }
+}
+
+/// A response as curl saw it.
+#[derive(Debug)]
+pub struct CurlResponse {
+    pub status: u16,
+    /// Header names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl CurlResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs `curl -s -i --max-time 10 ARGS...` and parses the final response. `None` when curl
+/// got no response at all (connection refused or closed).
+pub fn curl(args: &[&str]) -> Option<CurlResponse> {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let raw = out.stdout;
+    // The last header block: skip interim (1xx) responses.
+    let mut start = 0;
+    loop {
+        let end = find(&raw[start..], b"\r\n\r\n")? + start;
+        let head = String::from_utf8_lossy(&raw[start..end]).to_string();
+        let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        if (100..200).contains(&status) {
+            start = end + 4;
+            continue;
+        }
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        return Some(CurlResponse { status, headers, body: raw[end + 4..].to_vec() });
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }

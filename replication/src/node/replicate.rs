@@ -216,6 +216,20 @@ impl Node {
         self.start_user_lookup(now, key, true)
     }
 
+    /// A request for `key` was served from this node's own store without a lookup (the HTTP
+    /// face's local hit): counted for popularity and as a 0-hop lookup, exactly as
+    /// [`Node::fetch`] counts one. Returns `false` if the core holds no copy of `key` here
+    /// (the store kept a body the core has dropped; the caller should drop it too).
+    pub fn served_locally(&mut self, now: Time, key: Id) -> bool {
+        match self.serve(now, key, None) {
+            Some(served) if served.object.is_some() => {
+                self.note_hops(0, served.level);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The caller fetched and verified the body `offer` describes (from [`Event::FetchBody`]).
     /// Returns `false` if the copy is no longer wanted (the version was purged meanwhile): the
     /// caller drops the body.

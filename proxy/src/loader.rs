@@ -1,0 +1,314 @@
+//! The home's side: load an object from its origin, once per key at a time, and keep it.
+//!
+//! The entry node encodes a [`LoadSpec`] into the opaque [`LoadRequest`]; whichever node is
+//! the object's home decodes it and calls [`Loader::load`]. Concurrent loads of one key share
+//! one spawned task (so a client that goes away does not cancel the origin fetch for the
+//! others). A non-cacheable result goes to the caller that started the load only; the callers
+//! that joined it get [`ClusterError::Pass`], so a `Set-Cookie` is never handed to two clients.
+
+use crate::cluster::{ClusterError, LoadRequest, ObjectKey};
+use crate::config::ProxyConfig;
+use crate::host::Target;
+use crate::key::path_of;
+use crate::metrics::ProxyMetrics;
+use crate::object::{make_policy, unix_ms, vary_names, vary_values, CachedObject};
+use crate::origin::{OriginClient, OriginError};
+use crate::store::ObjectStore;
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How long a key found unshareable (Set-Cookie, no-store, too large...) is answered with
+/// [`ClusterError::Pass`] at once, without asking the origin first (Varnish's hit-for-pass).
+const HIT_FOR_PASS: Duration = Duration::from_secs(30);
+
+/// Largest encoded load request a home accepts.
+const MAX_SPEC_BYTES: usize = 32 << 10;
+
+/// Request headers forwarded to the home for every load (they commonly select a variant).
+pub const FORWARDED: &[&str] = &["accept", "accept-encoding", "accept-language", "user-agent"];
+
+/// What the home needs to load an object: the origin, the normalised URL (its path and query
+/// is what the origin is asked for) and the request headers that may select a variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    /// The origin.
+    pub target: Target,
+    /// The normalised cache key URL.
+    pub url: String,
+    /// `(lowercase name, value)` of the forwarded request headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl LoadSpec {
+    /// The opaque form the ring carries.
+    pub fn encode(&self) -> LoadRequest {
+        LoadRequest(Bytes::from(serde_json::to_vec(self).unwrap_or_default()))
+    }
+
+    /// Parses a load request from another node; `None` when it is malformed or oversized.
+    pub fn decode(req: &LoadRequest) -> Option<Self> {
+        if req.0.len() > MAX_SPEC_BYTES {
+            return None;
+        }
+        serde_json::from_slice(&req.0).ok()
+    }
+
+    /// The request headers as a map (invalid entries skipped).
+    pub fn header_map(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in &self.headers {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v))
+            {
+                h.append(n, v);
+            }
+        }
+        h
+    }
+
+    /// The request as `http-cache-semantics` sees it (GET of the normalised URL).
+    pub fn request_parts(&self) -> http::request::Parts {
+        let mut parts = http::Request::get(self.url.as_str())
+            .body(())
+            .unwrap_or_else(|_| http::Request::new(()))
+            .into_parts()
+            .0;
+        parts.headers = self.header_map();
+        parts
+    }
+}
+
+/// A loaded object.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The encoded [`CachedObject`].
+    pub object: Bytes,
+    /// Whether it may be stored and shared (false: serve it to this one request only).
+    pub cacheable: bool,
+}
+
+type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, ClusterError>>>;
+
+/// The origin side of a node: a cheap-to-clone handle.
+#[derive(Clone)]
+pub struct Loader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: ObjectStore,
+    origin: OriginClient,
+    metrics: Arc<ProxyMetrics>,
+    default_ttl: Duration,
+    stale_if_error: Duration,
+    max_object_bytes: usize,
+    inflight: Mutex<HashMap<ObjectKey, SharedLoad>>,
+    pass_memo: moka::sync::Cache<ObjectKey, ()>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader").field("store", &self.inner.store).finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    /// A loader keeping what it loads in `store`.
+    pub fn new(config: &ProxyConfig, store: ObjectStore) -> Self {
+        Loader {
+            inner: Arc::new(Inner {
+                store,
+                origin: OriginClient::new(config),
+                metrics: Arc::new(ProxyMetrics::default()),
+                default_ttl: config.default_ttl,
+                stale_if_error: config.stale_if_error,
+                max_object_bytes: config.max_object_bytes,
+                inflight: Mutex::new(HashMap::new()),
+                pass_memo: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(HIT_FOR_PASS)
+                    .build(),
+            }),
+        }
+    }
+
+    /// The store this loader fills.
+    pub fn store(&self) -> &ObjectStore {
+        &self.inner.store
+    }
+
+    /// The origin client (the proxy uses it to pass requests through).
+    pub fn origin(&self) -> &OriginClient {
+        &self.inner.origin
+    }
+
+    /// The counters shared with the proxy.
+    pub fn metrics(&self) -> Arc<ProxyMetrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Forgets `key`: its stored copy and any hit-for-pass mark. The node calls this when a
+    /// purge reaches the home.
+    pub fn purge(&self, key: &ObjectKey) {
+        self.inner.store.remove(key);
+        self.inner.pass_memo.invalidate(key);
+    }
+
+    /// Loads `key`: the store's copy while fresh, otherwise from the origin (revalidating a
+    /// stale copy). `refresh` needs no special case here: a stale home copy is never returned
+    /// unless the origin fails within stale-if-error.
+    pub async fn load(
+        &self,
+        key: ObjectKey,
+        req: LoadRequest,
+        _refresh: bool,
+    ) -> Result<Loaded, ClusterError> {
+        if self.inner.pass_memo.contains_key(&key) {
+            return Err(ClusterError::Pass);
+        }
+        let (shared, leader) = {
+            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.get(&key) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let this = self.clone();
+                    let task = tokio::spawn(async move {
+                        let r = this.load_now(key, &req).await;
+                        this.inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                        r
+                    });
+                    let s = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(ClusterError::Unavailable(format!("load task failed: {e}")))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(key, s.clone());
+                    (s, true)
+                }
+            }
+        };
+        match shared.await {
+            Ok(l) if !l.cacheable && !leader => Err(ClusterError::Pass),
+            r => r,
+        }
+    }
+
+    async fn load_now(&self, key: ObjectKey, req: &LoadRequest) -> Result<Loaded, ClusterError> {
+        let spec = LoadSpec::decode(req).ok_or_else(|| ClusterError::Origin {
+            status: 400,
+            message: "malformed load request".into(),
+        })?;
+        let inner = &self.inner;
+        let now_ms = unix_ms(SystemTime::now());
+        let old_bytes = inner.store.get(&key);
+        let old = old_bytes.as_ref().and_then(|b| CachedObject::decode(b).ok());
+        if let (Some(o), Some(b)) = (&old, &old_bytes) {
+            if !o.is_stale(now_ms) {
+                return Ok(Loaded { object: b.clone(), cacheable: true });
+            }
+        }
+        let stale_ok = |o: &CachedObject| {
+            o.staleness_ms(unix_ms(SystemTime::now())) <= inner.stale_if_error.as_millis() as u64
+        };
+        let mut headers = spec.header_map();
+        if let Some(o) = &old {
+            if let Some(v) = o.headers.get(http::header::ETAG) {
+                headers.insert(http::header::IF_NONE_MATCH, v.clone());
+            }
+            if let Some(v) = o.headers.get(http::header::LAST_MODIFIED) {
+                headers.insert(http::header::IF_MODIFIED_SINCE, v.clone());
+            }
+        }
+        inner.metrics.origin_fetch();
+        let path = path_of(&spec.url);
+        let res = inner.origin.fetch_whole(&spec.target, path, headers, inner.max_object_bytes);
+        let whole = match res.await {
+            Ok(w) => w,
+            Err(OriginError::TooLarge) => {
+                inner.pass_memo.insert(key, ());
+                return Err(ClusterError::Pass);
+            }
+            Err(e) => {
+                inner.metrics.origin_error();
+                if let (Some(o), Some(b)) = (&old, old_bytes) {
+                    if stale_ok(o) {
+                        return Ok(Loaded { object: b, cacheable: true });
+                    }
+                }
+                return Err(ClusterError::Origin { status: e.status(), message: e.to_string() });
+            }
+        };
+        let now = SystemTime::now();
+        let req_parts = spec.request_parts();
+        let (status, headers, body) = match old {
+            Some(o) if whole.head.status == StatusCode::NOT_MODIFIED => {
+                let mut merged = o.headers.clone();
+                for name in whole.head.headers.keys() {
+                    if name == http::header::CONTENT_LENGTH || name == http::header::CONTENT_RANGE {
+                        continue;
+                    }
+                    merged.remove(name);
+                    for v in whole.head.headers.get_all(name) {
+                        merged.append(name.clone(), v.clone());
+                    }
+                }
+                (StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK), merged, o.body)
+            }
+            Some(o) if whole.head.status.is_server_error() && stale_ok(&o) => {
+                inner.metrics.origin_error();
+                let object = old_bytes.unwrap_or_else(|| o.encode());
+                return Ok(Loaded { object, cacheable: true });
+            }
+            _ => (whole.head.status, whole.head.headers, whole.body),
+        };
+        let policy = make_policy(&req_parts, status, &headers, now, inner.default_ttl);
+        let names = vary_names(&headers);
+        let cacheable = policy.is_storable()
+            && names.is_some()
+            && !headers.contains_key(http::header::SET_COOKIE)
+            && status != StatusCode::PARTIAL_CONTENT;
+        let stored_at = unix_ms(now);
+        let object = CachedObject {
+            status: status.as_u16(),
+            vary: names.map(|n| vary_values(&n, &req_parts.headers)).unwrap_or_default(),
+            fresh_until: stored_at + policy.time_to_live(now).as_millis() as u64,
+            headers,
+            body,
+            policy,
+            stored_at,
+        };
+        let bytes = object.encode();
+        if cacheable {
+            inner.store.insert(key, bytes.clone());
+        } else {
+            inner.store.remove(&key);
+            if !status.is_server_error() {
+                inner.pass_memo.insert(key, ());
+            }
+        }
+        Ok(Loaded { object: bytes, cacheable })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_round_trip_and_garbage() {
+        let spec = LoadSpec {
+            target: Target { host: "o".into(), port: 81, open: false },
+            url: "http://o:81/a?b".into(),
+            headers: vec![("accept".into(), "*/*".into())],
+        };
+        assert_eq!(LoadSpec::decode(&spec.encode()), Some(spec.clone()));
+        assert_eq!(spec.request_parts().uri.path(), "/a");
+        assert_eq!(LoadSpec::decode(&LoadRequest(Bytes::from_static(b"\xff{"))), None);
+    }
+}

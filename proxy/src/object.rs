@@ -1,0 +1,303 @@
+//! The cached object (status, headers, body, cache policy) and its wire encoding.
+//!
+//! Encoding: `BHO1`, a big-endian `u32` length, that many bytes of JSON metadata (status,
+//! headers, the serialised `CachePolicy`, times, the request's `Vary` values), then the body
+//! verbatim. JSON because `http-cache-semantics` serialises header maps in a self-describing
+//! way bincode cannot decode; the body stays raw so large objects are not inflated.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_cache_semantics::{CacheOptions, CachePolicy};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+const MAGIC: &[u8; 4] = b"BHO1";
+
+/// Statuses that get `default_ttl` when the origin gives no lifetime (Varnish's list, less
+/// temporary redirects).
+const DEFAULT_TTL_STATUSES: &[u16] = &[200, 203, 204, 300, 301, 308, 404, 410];
+
+/// One stored response.
+#[derive(Debug, Clone)]
+pub struct CachedObject {
+    /// Origin status code.
+    pub status: u16,
+    /// Origin headers, hop-by-hop headers removed.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// RFC 9111 policy built from the load request and the origin response.
+    pub policy: CachePolicy,
+    /// When the response arrived (unix ms).
+    pub stored_at: u64,
+    /// When it stops being fresh (unix ms); the stale-while-revalidate and stale-if-error
+    /// windows count from here.
+    pub fresh_until: u64,
+    /// `(header, value)` of each `Vary` header in the request the object was loaded for.
+    pub vary: Vec<(String, String)>,
+}
+
+/// Why bytes did not decode to an object. Nothing is stored; the caller drops the bytes.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// Too short or the wrong magic.
+    #[error("not an encoded object")]
+    Framing,
+    /// The metadata is not valid JSON for an object.
+    #[error("object metadata: {0}")]
+    Meta(#[from] serde_json::Error),
+    /// A header name or value that HTTP does not allow, or a bad status.
+    #[error("invalid header or status in object")]
+    Invalid,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    status: u16,
+    headers: Vec<(String, String)>,
+    policy: CachePolicy,
+    stored_at: u64,
+    fresh_until: u64,
+    vary: Vec<(String, String)>,
+}
+
+impl CachedObject {
+    /// The wire form (stored in the [`ObjectStore`](crate::ObjectStore), moved by the ring).
+    pub fn encode(&self) -> Bytes {
+        let meta = Meta {
+            status: self.status,
+            headers: self
+                .headers
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+            policy: self.policy.clone(),
+            stored_at: self.stored_at,
+            fresh_until: self.fresh_until,
+            vary: self.vary.clone(),
+        };
+        // Serialising plain data to JSON cannot fail; an empty meta would only fail decoding.
+        let json = serde_json::to_vec(&meta).unwrap_or_default();
+        let mut out = BytesMut::with_capacity(8 + json.len() + self.body.len());
+        out.put_slice(MAGIC);
+        out.put_u32(json.len() as u32);
+        out.put_slice(&json);
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+
+    /// Parses the wire form; never panics on arbitrary input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::Framing)?;
+        if magic != MAGIC {
+            return Err(DecodeError::Framing);
+        }
+        let (len, rest) = rest.split_at_checked(4).ok_or(DecodeError::Framing)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let (json, body) = rest.split_at_checked(len).ok_or(DecodeError::Framing)?;
+        let meta: Meta = serde_json::from_slice(json)?;
+        StatusCode::from_u16(meta.status).map_err(|_| DecodeError::Invalid)?;
+        let mut headers = HeaderMap::with_capacity(meta.headers.len());
+        for (n, v) in meta.headers {
+            let n = HeaderName::from_bytes(n.as_bytes()).map_err(|_| DecodeError::Invalid)?;
+            let v = HeaderValue::from_str(&v).map_err(|_| DecodeError::Invalid)?;
+            headers.append(n, v);
+        }
+        Ok(CachedObject {
+            status: meta.status,
+            headers,
+            body: Bytes::copy_from_slice(body),
+            policy: meta.policy,
+            stored_at: meta.stored_at,
+            fresh_until: meta.fresh_until,
+            vary: meta.vary,
+        })
+    }
+
+    /// Whether `req_headers` select this variant (always, for a response without `Vary`).
+    pub fn vary_matches(&self, req_headers: &HeaderMap) -> bool {
+        match vary_names(&self.headers) {
+            Some(names) => vary_values(&names, req_headers) == self.vary,
+            None => false,
+        }
+    }
+
+    /// Milliseconds past freshness at `now_ms` (0 while fresh).
+    pub fn staleness_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.fresh_until)
+    }
+
+    /// Whether the object is past its freshness lifetime at `now_ms`.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        now_ms >= self.fresh_until
+    }
+
+    /// Header value as text, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Lowercased header names the response varies on; `None` for `Vary: *`.
+pub fn vary_names(headers: &HeaderMap) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(http::header::VARY) {
+        for n in v.to_str().unwrap_or("*").split(',') {
+            let n = n.trim().to_ascii_lowercase();
+            if n == "*" {
+                return None;
+            }
+            if !n.is_empty() && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    Some(names)
+}
+
+/// The request's values for `names` (empty string when absent), in order.
+pub fn vary_values(names: &[String], req_headers: &HeaderMap) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| {
+            let vals: Vec<&str> =
+                req_headers.get_all(n.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
+            (n.clone(), vals.join(", "))
+        })
+        .collect()
+}
+
+/// Builds the shared-cache policy, giving `default_ttl` to a response that has no explicit
+/// lifetime (no `max-age`, `s-maxage` or `Expires`) and a status cacheable by default.
+pub fn make_policy(
+    req: &http::request::Parts,
+    status: StatusCode,
+    headers: &HeaderMap,
+    now: SystemTime,
+    default_ttl: Duration,
+) -> CachePolicy {
+    let mut res = http::Response::new(());
+    *res.status_mut() = status;
+    *res.headers_mut() = headers.clone();
+    let cc: Vec<&str> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let cc = cc.join(",").to_ascii_lowercase();
+    let explicit =
+        cc.contains("max-age") || cc.contains("s-maxage") || headers.contains_key("expires");
+    if !explicit && DEFAULT_TTL_STATUSES.contains(&status.as_u16()) {
+        let v = if cc.trim().is_empty() {
+            format!("max-age={}", default_ttl.as_secs())
+        } else {
+            format!("{cc}, max-age={}", default_ttl.as_secs())
+        };
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            res.headers_mut().insert(http::header::CACHE_CONTROL, v);
+        }
+    }
+    CachePolicy::new_options(req, &res, now, CacheOptions::default())
+}
+
+/// Unix milliseconds of `t`.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for n in named {
+        headers.remove(n.as_str());
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CachedObject {
+        let req = http::Request::get("http://o:80/x").body(()).unwrap().into_parts().0;
+        let mut headers = HeaderMap::new();
+        headers.insert("etag", HeaderValue::from_static("\"v1\""));
+        headers.insert("vary", HeaderValue::from_static("Accept-Language"));
+        let now = SystemTime::now();
+        let policy = make_policy(&req, StatusCode::OK, &headers, now, Duration::from_secs(60));
+        CachedObject {
+            status: 200,
+            headers,
+            body: Bytes::from_static(b"hello\x00world"),
+            policy,
+            stored_at: unix_ms(now),
+            fresh_until: unix_ms(now) + 60_000,
+            vary: vec![("accept-language".into(), String::new())],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_default_ttl() {
+        let o = sample();
+        let d = CachedObject::decode(&o.encode()).unwrap();
+        assert_eq!(d.body, o.body);
+        assert_eq!(d.header("etag"), Some("\"v1\""));
+        assert!(d.policy.is_storable());
+        let ttl = d.policy.time_to_live(SystemTime::now()).as_secs();
+        assert!((55..=60).contains(&ttl), "{ttl}");
+        assert!(d.vary_matches(&HeaderMap::new()));
+        let mut fr = HeaderMap::new();
+        fr.insert("accept-language", HeaderValue::from_static("fr"));
+        assert!(!d.vary_matches(&fr));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let good = sample().encode();
+        for cut in 0..good.len().min(400) {
+            let _ = CachedObject::decode(&good[..cut]);
+        }
+        let mut seed = 7u64;
+        for _ in 0..500 {
+            let mut b = good.to_vec();
+            for _ in 0..4 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let i = (seed >> 33) as usize % b.len();
+                b[i] = (seed >> 24) as u8;
+            }
+            let _ = CachedObject::decode(&b);
+        }
+        assert!(CachedObject::decode(b"BHO1\xff\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn vary_star_and_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("vary", HeaderValue::from_static("accept, *"));
+        assert_eq!(vary_names(&h), None);
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

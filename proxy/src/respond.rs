@@ -1,0 +1,151 @@
+//! Phase: respond. Turns a cached object into the client's response (304, 206, 416, HEAD),
+//! rewrites `Location`, adds the CDN headers, and shapes every error as a status with a
+//! one-line body.
+
+use crate::metrics::CacheResult;
+use crate::range::{if_range_holds, not_modified, parse_range, RangeAnswer};
+use crate::server::{Body, Ctx, Proxy, Served};
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use std::time::SystemTime;
+
+/// A whole body.
+pub(crate) fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// No body (HEAD, 304).
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+impl Proxy {
+    /// Phase: respond — conditional requests, ranges, header rewriting.
+    pub(crate) fn respond(
+        &self,
+        ctx: &Ctx,
+        req_headers: &HeaderMap,
+        served: Served,
+    ) -> Response<Body> {
+        let obj = served.object;
+        let mut headers = obj.headers.clone();
+        headers.remove(header::CONTENT_LENGTH);
+        self.rewrite_location(ctx, &mut headers);
+        let age = obj.policy.age(SystemTime::now()).as_secs();
+        headers.insert(header::AGE, HeaderValue::from(age));
+        self.decorate(&mut headers, served.result, served.hops, served.level);
+        let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let (etag, lm) = (obj.header("etag"), obj.header("last-modified"));
+        let (status, body) = if status == StatusCode::OK && not_modified(req_headers, etag, lm) {
+            (StatusCode::NOT_MODIFIED, Bytes::new())
+        } else if status == StatusCode::OK && if_range_holds(req_headers, etag, lm) {
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            let len = obj.body.len() as u64;
+            let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+            match parse_range(range, len) {
+                RangeAnswer::Whole => (status, obj.body.clone()),
+                RangeAnswer::Part { start, end } => {
+                    let v = format!("bytes {start}-{end}/{len}");
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        headers.insert(header::CONTENT_RANGE, v);
+                    }
+                    (StatusCode::PARTIAL_CONTENT, obj.body.slice(start as usize..=end as usize))
+                }
+                RangeAnswer::Unsatisfiable => {
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        headers.insert(header::CONTENT_RANGE, v);
+                    }
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    (
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        Bytes::from_static(b"range not satisfiable\n"),
+                    )
+                }
+            }
+        } else {
+            (status, obj.body.clone())
+        };
+        if status != StatusCode::NOT_MODIFIED {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let sent = if ctx.head { 0 } else { body.len() as u64 };
+        self.metrics.response(status.as_u16(), Some(served.result), sent);
+        let body =
+            if ctx.head || status == StatusCode::NOT_MODIFIED { empty() } else { full(body) };
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
+        *res.headers_mut() = headers;
+        res
+    }
+
+    /// Rewrites a `Location` on the origin's own host to the CDN name the client used.
+    pub(crate) fn rewrite_location(&self, ctx: &Ctx, headers: &mut HeaderMap) {
+        let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let t = &ctx.target;
+        let mut prefixes = vec![format!("http://{}:{}", t.host, t.port)];
+        if t.port == 80 {
+            prefixes.push(format!("http://{}", t.host));
+        }
+        let lower = loc.to_ascii_lowercase();
+        for p in prefixes {
+            if let Some(rest) = lower.strip_prefix(&p) {
+                if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+                    let tail = &loc[p.len()..];
+                    let new = format!("http://{}{}", ctx.host_header, tail);
+                    if let Ok(v) = HeaderValue::from_str(&new) {
+                        headers.insert(header::LOCATION, v);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds `Via`, `X-Cache`, `X-Beehive-Hops`, `X-Beehive-Level` and `X-Beehive-Node`.
+    pub(crate) fn decorate(
+        &self,
+        headers: &mut HeaderMap,
+        result: CacheResult,
+        hops: u32,
+        level: Option<u8>,
+    ) {
+        let via = format!("1.1 {} (beehive)", self.config.node_name);
+        if let Ok(v) = HeaderValue::from_str(&via) {
+            headers.append(header::VIA, v);
+        }
+        headers
+            .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(result.as_str()));
+        headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(hops));
+        if let Some(l) = level {
+            headers.insert(
+                HeaderName::from_static("x-beehive-level"),
+                HeaderValue::from(u16::from(l)),
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
+            headers.insert(HeaderName::from_static("x-beehive-node"), v);
+        }
+    }
+
+    /// A status with a one-line text body.
+    pub(crate) fn error(&self, status: u16, msg: &str) -> Response<Body> {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = format!("{} {msg}\n", status.as_u16());
+        self.metrics.response(status.as_u16(), None, body.len() as u64);
+        let mut res = Response::new(full(body));
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {} (beehive)", self.config.node_name)) {
+            h.insert(header::VIA, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
+            h.insert(HeaderName::from_static("x-beehive-node"), v);
+        }
+        res
+    }
+}

@@ -1,0 +1,473 @@
+//! The HTTP server and the request phases: admission → local lookup → cluster fetch → store →
+//! respond.
+//!
+//! `X-Cache`: HIT when this node's own store had a fresh copy; MISS when it fetched through the
+//! cluster (from a replica, the home's store or the origin — `X-Beehive-Hops` tells how far);
+//! STALE when a copy past freshness was served (stale-while-revalidate, stale-if-error); PASS
+//! when the response is not shareable and went to this request alone.
+//!
+//! Vary: the object under the primary key (the normalised URL) is whichever variant was loaded
+//! first. A request its `Vary` values do not match uses the variant key
+//! [`variant_key`]`(url, values)`, fetched through the cluster like any other object, with the
+//! varying request headers forwarded. PURGE removes the primary key; other variants age out.
+
+use crate::cluster::{Cluster, ClusterError, ObjectKey};
+use crate::config::ProxyConfig;
+use crate::host::{map_host, Target};
+use crate::key::{normalise, variant_key};
+use crate::limits::{purge_allowed, ClientLimits};
+use crate::loader::{LoadSpec, Loader, FORWARDED};
+use crate::metrics::{CacheResult, ProxyMetrics};
+use crate::object::{unix_ms, vary_names, vary_values, CachedObject};
+use crate::origin::OriginError;
+use crate::respond::empty;
+use crate::store::ObjectStore;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// The boxed error of response bodies (origin streams can fail mid-way).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// How long graceful shutdown waits for open connections.
+const DRAIN: Duration = Duration::from_secs(10);
+/// How often idle rate-limit state is forgotten.
+const RETAIN_EVERY: Duration = Duration::from_secs(30);
+
+/// The HTTP face of one node.
+pub struct Proxy {
+    pub(crate) config: ProxyConfig,
+    pub(crate) cluster: Arc<dyn Cluster>,
+    store: ObjectStore,
+    loader: Loader,
+    limits: ClientLimits,
+    pub(crate) metrics: Arc<ProxyMetrics>,
+    /// Keys with a background refresh under way, so a stale hot object triggers one at a time.
+    refreshing: Mutex<HashSet<ObjectKey>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("node", &self.config.node_name)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response produced from an object.
+pub(crate) struct Served {
+    pub(crate) object: CachedObject,
+    pub(crate) result: CacheResult,
+    pub(crate) hops: u32,
+    pub(crate) level: Option<u8>,
+}
+
+/// Why the cache path produced no object.
+enum Miss {
+    /// Fetch from the origin for this request alone.
+    Pass,
+    /// Answer with this status and one-line reason.
+    Fail(u16, String),
+}
+
+/// The per-request context the phases share.
+pub(crate) struct Ctx {
+    pub(crate) peer: SocketAddr,
+    /// The Host the client used, lowercased (for `Location` rewriting).
+    pub(crate) host_header: String,
+    pub(crate) target: Target,
+    pub(crate) head: bool,
+}
+
+impl Proxy {
+    /// A proxy serving through `cluster`, caching in `store`, passing to origins with `loader`'s
+    /// client and sharing its metrics.
+    pub fn new(
+        config: ProxyConfig,
+        cluster: Arc<dyn Cluster>,
+        store: ObjectStore,
+        loader: Loader,
+    ) -> Self {
+        let limits = ClientLimits::new(config.rate_per_sec, config.burst);
+        let metrics = loader.metrics();
+        Proxy { config, cluster, store, loader, limits, metrics, refreshing: Mutex::default() }
+    }
+
+    /// The counters (shared with the loader).
+    pub fn metrics(&self) -> Arc<ProxyMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves `listener` until `shutdown` turns true (or its sender goes away), then stops
+    /// accepting and waits up to 10 s for open connections to finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_read_timeout)
+            .max_headers(self.config.max_headers)
+            .max_header_size(self.config.max_header_bytes);
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let retain = {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RETAIN_EVERY);
+                loop {
+                    tick.tick().await;
+                    this.limits.retain_recent();
+                }
+            })
+        };
+        while !*shutdown.borrow() {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors and the like: back off instead of spinning.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        continue; // over the connection limit: drop it
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let svc = service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                    });
+                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(permit);
+                    });
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        retain.abort();
+        let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    }
+
+    /// Answers one request. Never panics on what the client sent.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        // Phase: admission.
+        if let Err(wait) = self.limits.check(peer.ip()) {
+            self.metrics.rate_limited();
+            let mut r = self.error(429, "rate limited");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            return r;
+        }
+        let host_header = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
+            req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from)
+        });
+        let Some(host_header) = host_header else {
+            return self.error(400, "missing Host header");
+        };
+        let target = match map_host(&host_header, &self.config) {
+            Ok(t) => t,
+            Err(e) => return self.error(400, &e.to_string()),
+        };
+        let ctx = Ctx {
+            peer,
+            host_header: host_header.to_ascii_lowercase(),
+            head: req.method() == Method::HEAD,
+            target,
+        };
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let method = req.method().clone();
+        if method.as_str() == "PURGE" {
+            return self.purge(&ctx, &req, &path).await;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            if ctx.target.open {
+                return self.error(405, "method not allowed in open mode");
+            }
+            let (parts, body) = req.into_parts();
+            let body = match self.read_body(&parts.headers, body).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            return self.pass(&ctx, method, &path, parts.headers, body).await;
+        }
+        let headers = req.headers().clone();
+        if headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE) {
+            return self.pass(&ctx, method, &path, headers, Bytes::new()).await;
+        }
+        // Phases: local lookup → cluster fetch → store.
+        let url = normalise(&ctx.target, &path, &self.config);
+        let spec = LoadSpec {
+            target: ctx.target.clone(),
+            url: url.clone(),
+            headers: forwarded(&headers, FORWARDED.iter().copied()),
+        };
+        let mut parts =
+            Request::get(url.as_str()).body(()).unwrap_or_else(|_| Request::new(())).into_parts().0;
+        // The policy compares Host (which the load request never carries); Vary is checked
+        // by this crate, so the freshness check sees the client's headers without Host.
+        parts.headers = headers.clone();
+        parts.headers.remove(header::HOST);
+        match self.lookup(ObjectKey::of(&url), spec, &parts, true).await {
+            Ok(served) => self.respond(&ctx, &headers, served),
+            Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
+            Err(Miss::Fail(status, msg)) => self.error(status, &msg),
+        }
+    }
+
+    /// Local store first, then the cluster; at most one step to a variant key.
+    async fn lookup(
+        self: &Arc<Self>,
+        key: ObjectKey,
+        mut spec: LoadSpec,
+        parts: &http::request::Parts,
+        allow_variant: bool,
+    ) -> Result<Served, Miss> {
+        let now = SystemTime::now();
+        let now_ms = unix_ms(now);
+        let local = self.store.get(&key).and_then(|b| CachedObject::decode(&b).ok());
+        if let Some(obj) = &local {
+            if allow_variant && !obj.vary_matches(&parts.headers) {
+                if let Some(names) = vary_names(&obj.headers) {
+                    return Box::pin(self.variant(&names, spec, parts)).await;
+                }
+            }
+            if obj.vary_matches(&parts.headers) {
+                if obj.policy.before_request(parts, now).satisfies_without_revalidation()
+                    && !obj.is_stale(now_ms)
+                {
+                    self.cluster.served_locally(key);
+                    return Ok(Served {
+                        object: obj.clone(),
+                        result: CacheResult::Hit,
+                        hops: 0,
+                        level: None,
+                    });
+                }
+                let swr = self.config.stale_while_revalidate.as_millis() as u64;
+                if obj.is_stale(now_ms) && obj.staleness_ms(now_ms) <= swr {
+                    self.refresh_in_background(key, spec.clone());
+                    self.cluster.served_locally(key);
+                    return Ok(Served {
+                        object: obj.clone(),
+                        result: CacheResult::Stale,
+                        hops: 0,
+                        level: None,
+                    });
+                }
+            }
+        }
+        // Forward the headers the stored variant varies on, so the home loads the right one.
+        if let Some(names) = local.as_ref().and_then(|o| vary_names(&o.headers)) {
+            add_forwarded(&mut spec, &parts.headers, &names);
+        }
+        let fetched = self.cluster.fetch(key, spec.encode(), local.is_some()).await;
+        let stale_if_error = |status: u16, msg: String| match &local {
+            Some(o)
+                if o.staleness_ms(unix_ms(SystemTime::now()))
+                    <= self.config.stale_if_error.as_millis() as u64 =>
+            {
+                Ok(Served { object: o.clone(), result: CacheResult::Stale, hops: 0, level: None })
+            }
+            _ => Err(Miss::Fail(status, msg)),
+        };
+        let f = match fetched {
+            Ok(f) => f,
+            Err(ClusterError::Pass) => return Err(Miss::Pass),
+            Err(ClusterError::Origin { status, message }) => {
+                return stale_if_error(status, message)
+            }
+            Err(ClusterError::Unavailable(m)) => {
+                return stale_if_error(502, format!("cluster unavailable: {m}"))
+            }
+        };
+        self.metrics.hops(f.hops);
+        let Ok(obj) = CachedObject::decode(&f.object) else {
+            return stale_if_error(502, "malformed object from the cluster".into());
+        };
+        if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
+            self.store.insert(key, f.object);
+        }
+        if allow_variant && f.cacheable && !obj.vary_matches(&parts.headers) {
+            if let Some(names) = vary_names(&obj.headers) {
+                return Box::pin(self.variant(&names, spec, parts)).await;
+            }
+        }
+        let result = if !f.cacheable {
+            CacheResult::Pass
+        } else if obj.is_stale(unix_ms(SystemTime::now())) {
+            CacheResult::Stale
+        } else {
+            CacheResult::Miss
+        };
+        Ok(Served { object: obj, result, hops: f.hops, level: f.level })
+    }
+
+    /// Looks up the variant of `spec.url` this request's `names` values select.
+    async fn variant(
+        self: &Arc<Self>,
+        names: &[String],
+        mut spec: LoadSpec,
+        parts: &http::request::Parts,
+    ) -> Result<Served, Miss> {
+        let key = variant_key(&spec.url, &vary_values(names, &parts.headers));
+        add_forwarded(&mut spec, &parts.headers, names);
+        self.lookup(key, spec, parts, false).await
+    }
+
+    /// Refreshes `key` through the cluster unless a refresh of it is already under way.
+    fn refresh_in_background(self: &Arc<Self>, key: ObjectKey, spec: LoadSpec) {
+        if !self.refreshing.lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Ok(f) = this.cluster.fetch(key, spec.encode(), true).await {
+                if f.cacheable && CachedObject::decode(&f.object).is_ok() {
+                    this.store.insert(key, f.object);
+                }
+            }
+            this.refreshing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        });
+    }
+
+    /// Sends the request to the origin for this client alone and streams the answer back.
+    async fn pass(
+        &self,
+        ctx: &Ctx,
+        method: Method,
+        path: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Response<Body> {
+        headers.remove(header::HOST);
+        append_forwarded_for(&mut headers, ctx.peer);
+        self.metrics.origin_fetch();
+        let origin = self.loader.origin();
+        match origin.send(&ctx.target, method, path, headers, body).await {
+            Ok(res) => {
+                let (mut parts, body) = res.into_parts();
+                self.rewrite_location(ctx, &mut parts.headers);
+                self.decorate(&mut parts.headers, CacheResult::Pass, 0, None);
+                self.metrics.response(parts.status.as_u16(), Some(CacheResult::Pass), 0);
+                let body = if ctx.head { empty() } else { body.map_err(BoxError::from).boxed() };
+                Response::from_parts(parts, body)
+            }
+            Err(e) => {
+                if e != OriginError::TooLarge {
+                    self.metrics.origin_error();
+                }
+                self.error(e.status(), &e.to_string())
+            }
+        }
+    }
+
+    /// PURGE: loopback or the admin token; purges the cluster and this node's copy.
+    async fn purge(&self, ctx: &Ctx, req: &Request<Incoming>, path: &str) -> Response<Body> {
+        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !purge_allowed(ctx.peer.ip(), auth, self.config.admin_token.as_deref()) {
+            return self.error(403, "purge not allowed");
+        }
+        let key = ObjectKey::of(&normalise(&ctx.target, path, &self.config));
+        self.store.remove(&key);
+        match self.cluster.purge(key).await {
+            Ok(()) => self.error(200, "purged"),
+            Err(e) => self.error(502, &format!("purge failed: {e}")),
+        }
+    }
+
+    /// Reads a request body for an origin, refusing more than `max_body_bytes` with 413 and
+    /// a body slower than the origin timeout with 408.
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, Response<Body>> {
+        let max = self.config.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(self.error(413, "request body too large"));
+        }
+        let read = Limited::new(body, max).collect();
+        let Ok(read) = tokio::time::timeout(self.config.origin_timeout, read).await else {
+            return Err(self.error(408, "request body not received in time"));
+        };
+        match read {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(self.error(413, "request body too large"))
+            }
+            Err(_) => Err(self.error(400, "request body could not be read")),
+        }
+    }
+}
+
+/// `(name, value)` of the request headers in `names` that are present and printable.
+fn forwarded<'a>(
+    headers: &HeaderMap,
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<(String, String)> {
+    names
+        .filter_map(|n| {
+            let vals: Vec<&str> =
+                headers.get_all(n).iter().filter_map(|v| v.to_str().ok()).collect();
+            (!vals.is_empty()).then(|| (n.to_string(), vals.join(", ")))
+        })
+        .collect()
+}
+
+fn add_forwarded(spec: &mut LoadSpec, headers: &HeaderMap, names: &[String]) {
+    for (n, v) in forwarded(headers, names.iter().map(String::as_str)) {
+        if !spec.headers.iter().any(|(have, _)| *have == n) {
+            spec.headers.push((n, v));
+        }
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let prior = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let v = match prior {
+        Some(p) => format!("{p}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}

@@ -1,0 +1,92 @@
+//! The node's object store: encoded objects (home copies and replicas alike) in a moka cache
+//! bounded by bytes, evicting by moka's TinyLFU admission and LRU eviction.
+
+use crate::cluster::ObjectKey;
+use bytes::Bytes;
+use moka::sync::Cache;
+
+/// Bytes charged per entry besides its body (key, moka's bookkeeping).
+const ENTRY_OVERHEAD: u32 = 96;
+
+/// A cheap-to-clone handle on the store.
+#[derive(Clone)]
+pub struct ObjectStore {
+    cache: Cache<ObjectKey, Bytes>,
+}
+
+impl std::fmt::Debug for ObjectStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStore").field("entries", &self.cache.entry_count()).finish()
+    }
+}
+
+impl ObjectStore {
+    /// A store holding at most `capacity_bytes` of encoded objects.
+    pub fn new(capacity_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_k: &ObjectKey, v: &Bytes| {
+                u32::try_from(v.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+            })
+            .build();
+        ObjectStore { cache }
+    }
+
+    /// The encoded object under `key`.
+    pub fn get(&self, key: &ObjectKey) -> Option<Bytes> {
+        self.cache.get(key)
+    }
+
+    /// Stores (or replaces) the encoded object under `key`.
+    pub fn insert(&self, key: ObjectKey, object: Bytes) {
+        self.cache.insert(key, object);
+    }
+
+    /// Drops `key`.
+    pub fn remove(&self, key: &ObjectKey) {
+        self.cache.invalidate(key);
+    }
+
+    /// Number of objects (after applying pending evictions).
+    pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes charged against the capacity.
+    pub fn bytes(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+
+    /// Every key with the size of its encoded object (for the node's `/objects` and pulls).
+    pub fn keys(&self) -> Vec<(ObjectKey, usize)> {
+        self.cache.iter().map(|(k, v)| (*k, v.len())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove_and_capacity() {
+        let s = ObjectStore::new(10_000);
+        let k = ObjectKey::of("a");
+        s.insert(k, Bytes::from_static(b"xyz"));
+        assert_eq!(s.get(&k).as_deref(), Some(&b"xyz"[..]));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.keys(), vec![(k, 3)]);
+        s.remove(&k);
+        assert!(s.get(&k).is_none());
+        for i in 0..100 {
+            s.insert(ObjectKey::of(&i.to_string()), Bytes::from(vec![0u8; 1000]));
+        }
+        assert!(s.bytes() <= 10_000, "{}", s.bytes());
+    }
+}

@@ -1,0 +1,343 @@
+//! The ring behind the HTTP face: [`RingCluster`] implements the proxy's [`Cluster`] on the
+//! driver and the transport, and answers other nodes' loads and purges as a home
+//! ([`HomeService`]).
+//!
+//! A miss at an entry node is one object lookup ([`Command::Fetch`]): the first node on the
+//! path that holds a copy answers, and its body comes over the transport, checked against the
+//! hash the lookup returned. A lookup that ends at a home without a body turns into a
+//! [`BodyMsg::Load`](crate::rpc::BodyMsg::Load) to that home, which loads the object from the
+//! origin (coalesced there per key) and takes it on ([`Command::PutHome`]). A stale copy at the
+//! entry node goes to the home directly (`refresh`), which revalidates with the origin.
+//!
+//! Concurrent misses for one key on one node share one fetch; since only homes load from
+//! origins, the origin sees one request per object however many nodes miss at once.
+
+use super::driver::{Command, Found};
+use super::store::{BodyStore, StoredObject};
+use super::transport::{BoxFuture as HomeFuture, HomeService, LoadAnswer, Transport};
+use beehive_proxy::{
+    BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, Loader, ObjectKey, ObjectStore,
+};
+use beehive_replication::{Id, Peer};
+use bytes::Bytes;
+use futures_util::future::{FutureExt, Shared};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a body transfer or a load at the home may take (the home's own origin timeout
+/// is shorter, so an origin timeout comes back as a 504, not as this).
+const BODY_WAIT: Duration = Duration::from_secs(15);
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Fetched, ClusterError>>>;
+
+/// The ring as the HTTP face sees it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RingCluster {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    me: Peer,
+    commands: mpsc::Sender<Command>,
+    served: mpsc::Sender<Id>,
+    transport: Transport,
+    store: ObjectStore,
+    loader: Loader,
+    /// Misses in flight on this node, per (key, refresh).
+    inflight: Mutex<HashMap<(Id, bool), SharedFetch>>,
+}
+
+/// Levels at or above this are the core's "home only, no leader result yet" marker, not a
+/// level to show a client.
+const NO_LEVEL: u8 = 64;
+
+/// The level to report for `level` (`None` for the no-result marker).
+fn shown(level: u8) -> Option<u8> {
+    (level < NO_LEVEL).then_some(level)
+}
+
+/// The ring id of an object key.
+pub fn ring_id(key: ObjectKey) -> Id {
+    Id(key.0)
+}
+
+impl RingCluster {
+    pub fn new(
+        name: String,
+        me: Peer,
+        commands: mpsc::Sender<Command>,
+        served: mpsc::Sender<Id>,
+        transport: Transport,
+        store: ObjectStore,
+        loader: Loader,
+    ) -> Self {
+        let inner = Inner {
+            name,
+            me,
+            commands,
+            served,
+            transport,
+            store,
+            loader,
+            inflight: Mutex::new(HashMap::new()),
+        };
+        RingCluster { inner: Arc::new(inner) }
+    }
+}
+
+impl Inner {
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<Found>) -> Command) -> Found {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(make(reply)).await.is_err() {
+            return Found::Failed { hops: 0 };
+        }
+        answer.await.unwrap_or(Found::Failed { hops: 0 })
+    }
+
+    /// One miss, start to end (see the module docs).
+    async fn fetch(
+        self: Arc<Self>,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> Result<Fetched, ClusterError> {
+        let id = ring_id(key);
+        if refresh {
+            return self.load_at_home(key, load, true).await;
+        }
+        match self.ask(|reply| Command::Fetch { key: id, reply }).await {
+            Found::Failed { hops } => {
+                Err(ClusterError::Unavailable(format!("lookup failed after {hops} hops")))
+            }
+            Found::At { holder, hops, served: Some(served) } => match served.object {
+                Some(info) if holder.id != self.me.id => {
+                    let body = self.transport.fetch_body(holder, id, info.hash, BODY_WAIT).await;
+                    match body {
+                        Ok(object) => Ok(Fetched {
+                            object,
+                            hops,
+                            level: shown(served.level),
+                            cacheable: true,
+                        }),
+                        Err(e) => {
+                            tracing::debug!(?id, peer = ?holder, error = %e, "copy unavailable");
+                            self.load_at_home(key, load, false).await
+                        }
+                    }
+                }
+                Some(_) => match self.store.get(&key) {
+                    Some(object) => {
+                        Ok(Fetched { object, hops, level: shown(served.level), cacheable: true })
+                    }
+                    None => self.load_at_home(key, load, false).await,
+                },
+                None => self.load_from(holder, hops, shown(served.level), key, load, false).await,
+            },
+            Found::At { holder, hops, served: None } => {
+                self.load_from(holder, hops, None, key, load, false).await
+            }
+        }
+    }
+
+    /// Finds `key`'s home with a plain lookup and loads from it.
+    async fn load_at_home(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> Result<Fetched, ClusterError> {
+        match self.ask(|reply| Command::Lookup { key: ring_id(key), reply }).await {
+            Found::At { holder, hops, .. } => {
+                self.load_from(holder, hops, None, key, load, refresh).await
+            }
+            Found::Failed { hops } => {
+                Err(ClusterError::Unavailable(format!("no home found after {hops} hops")))
+            }
+        }
+    }
+
+    /// Loads `key` at `home` (which may be this node).
+    async fn load_from(
+        &self,
+        home: Peer,
+        hops: u32,
+        level: Option<u8>,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> Result<Fetched, ClusterError> {
+        if home.id == self.me.id {
+            let loaded = self.load_here(key, load, refresh).await?;
+            return Ok(Fetched { object: loaded.0, hops, level, cacheable: loaded.1 });
+        }
+        let id = ring_id(key);
+        match self.transport.load_from(home, id, load.0, refresh, BODY_WAIT).await {
+            Ok(LoadAnswer::Loaded { body, cacheable }) => {
+                Ok(Fetched { object: body, hops, level, cacheable })
+            }
+            Ok(LoadAnswer::Failed { status, message }) => {
+                Err(ClusterError::Origin { status, message })
+            }
+            Ok(LoadAnswer::Pass) => Err(ClusterError::Pass),
+            Err(e) => Err(ClusterError::Unavailable(format!("home {}: {e}", home.addr))),
+        }
+    }
+
+    /// Purges `key` as its home: the core invalidates it over the replica arc, and the
+    /// loader forgets it (including a "not shareable" verdict). `false`: not the home.
+    async fn purge_here(&self, key: ObjectKey) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Purge { key: ring_id(key), reply }).await;
+        let done = answer.await.unwrap_or(false);
+        if done {
+            self.loader.purge(&key);
+        }
+        done
+    }
+
+    /// Loads `key` as its home: from the store or the origin, then tells the core.
+    async fn load_here(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> Result<(Bytes, bool), ClusterError> {
+        let loaded = self.loader.load(key, load, refresh).await?;
+        if loaded.cacheable {
+            let hash = *blake3::hash(&loaded.object).as_bytes();
+            let size = loaded.object.len() as u64;
+            let _ = self.commands.send(Command::PutHome { key: ring_id(key), hash, size }).await;
+        }
+        Ok((loaded.object, loaded.cacheable))
+    }
+}
+
+impl Cluster for RingCluster {
+    fn fetch(
+        &self,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
+        let slot = (ring_id(key), refresh);
+        let shared = {
+            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            inflight
+                .entry(slot)
+                .or_insert_with(|| {
+                    let inner = self.inner.clone();
+                    let fut: BoxFuture<'static, _> = Box::pin(async move {
+                        let result = inner.clone().fetch(key, load, refresh).await;
+                        inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
+                        result
+                    });
+                    fut.shared()
+                })
+                .clone()
+        };
+        Box::pin(shared)
+    }
+
+    fn served_locally(&self, key: ObjectKey) {
+        // Best effort: a full queue loses a count, never a request.
+        let _ = self.inner.served.try_send(ring_id(key));
+    }
+
+    fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let id = ring_id(key);
+            inner.store.remove(&key);
+            let Found::At { holder, .. } =
+                inner.ask(|reply| Command::Lookup { key: id, reply }).await
+            else {
+                return Err(ClusterError::Unavailable("no home found for the purge".into()));
+            };
+            let done =
+                if holder.id == inner.me.id {
+                    inner.purge_here(key).await
+                } else {
+                    inner.transport.purge_at(holder, id, BODY_WAIT).await.map_err(|e| {
+                        ClusterError::Unavailable(format!("home {}: {e}", holder.addr))
+                    })?
+                };
+            if done {
+                Ok(())
+            } else {
+                Err(ClusterError::Unavailable("the home moved during the purge; retry".into()))
+            }
+        })
+    }
+
+    fn node_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn keeps_fetched(&self) -> bool {
+        false
+    }
+}
+
+impl HomeService for RingCluster {
+    fn load(&self, key: Id, load: Bytes, refresh: bool) -> HomeFuture<LoadAnswer> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            match inner.load_here(ObjectKey(key.0), LoadRequest(load), refresh).await {
+                Ok((body, cacheable)) => LoadAnswer::Loaded { body, cacheable },
+                Err(ClusterError::Origin { status, message }) => {
+                    LoadAnswer::Failed { status, message }
+                }
+                Err(ClusterError::Pass) => LoadAnswer::Pass,
+                Err(ClusterError::Unavailable(message)) => {
+                    LoadAnswer::Failed { status: 502, message }
+                }
+            }
+        })
+    }
+
+    fn purge(&self, key: Id) -> HomeFuture<bool> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.purge_here(ObjectKey(key.0)).await })
+    }
+
+    fn adopt(&self, key: Id, hash: [u8; 32], size: u64) {
+        let _ = self.inner.commands.try_send(Command::PutHome { key, hash, size });
+    }
+}
+
+/// The proxy's object store is the node's body store: replicas fetched by the driver and
+/// bodies served to other nodes live in the one byte-bounded cache.
+#[derive(Debug, Clone)]
+pub struct SharedStore(pub ObjectStore);
+
+impl BodyStore for SharedStore {
+    fn get(&self, key: Id) -> Option<StoredObject> {
+        self.0.get(&ObjectKey(key.0)).map(StoredObject::new)
+    }
+
+    fn put(&self, key: Id, object: StoredObject) {
+        self.0.insert(ObjectKey(key.0), object.body);
+    }
+
+    fn remove(&self, key: Id) {
+        self.0.remove(&ObjectKey(key.0));
+    }
+
+    fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
+        let mut keys: Vec<_> = self
+            .0
+            .keys()
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let body = self.0.get(&k)?;
+                Some((Id(k.0), body.len(), *blake3::hash(&body).as_bytes()))
+            })
+            .collect();
+        keys.sort_by_key(|(k, _, _)| *k);
+        keys
+    }
+}
