@@ -14,14 +14,14 @@
 #
 # Environment: BEEHIVE_BIN (skip the build and use this binary), BEEHIVE_ORIGIN_BIN (run the
 # origin from another binary; default BEEHIVE_BIN), BROWSER_TEST_PORT_BASE
-# (default 47100; ports BASE..BASE+40 and BASE+99 are used), BROWSER_TEST_REQUESTS (1500).
+# (default 21100, below the ephemeral port range; ports BASE..BASE+30 and BASE+99 are used), BROWSER_TEST_REQUESTS (1500).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 ART=target/artifacts
 mkdir -p "$ART"
 WORK=$(mktemp -d)
-BASE=${BROWSER_TEST_PORT_BASE:-47100}
+BASE=${BROWSER_TEST_PORT_BASE:-21100}
 REQUESTS=${BROWSER_TEST_REQUESTS:-1500}
 NODES=5
 OBJECTS=200
@@ -31,6 +31,7 @@ passed=0
 failed=0
 
 cleanup() {
+  touch "$WORK/stop-load"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -150,11 +151,21 @@ if $have_http; then
       }
     }' >"$WORK/urls"
   start=$SECONDS
-  codes=$(timeout 240 xargs -P 4 -n 20 curl -s -m 10 -o /dev/null -w '%{http_code}\n' \
+  codes=$(timeout 240 xargs -P 4 -n 1 curl -s -m 10 -o /dev/null -w '%{http_code}\n' \
             -H "Host: site.beehive.localhost" <"$WORK/urls")
   ok=$(grep -c '^200$' <<<"$codes")
   echo "load: $ok of $REQUESTS answered 200 in $((SECONDS - start)) s"
   if [ "$ok" -ge $((REQUESTS * 9 / 10)) ]; then pass "load served"; else fail "load: only $ok of $REQUESTS were 200"; fi
+  # Popularity decays once requests stop, and with it the replication levels: keep a gentle
+  # load going (batches of 100, bounded by time and by a stop file) while the browser looks.
+  (
+    end=$((SECONDS + 240))
+    while [ ! -e "$WORK/stop-load" ] && [ "$SECONDS" -lt "$end" ]; do
+      shuf -n 100 "$WORK/urls" | timeout 15 xargs -P 2 -n 1 curl -s -m 5 -o /dev/null \
+        -H "Host: site.beehive.localhost" >/dev/null 2>&1
+    done
+  ) &
+  pids+=($!)
 fi
 
 # ---- /metrics: parses, counters moved
