@@ -20,8 +20,9 @@
 //! | `rpc_rejected_frames_total{reason}` | frames refused by the codec |
 //! | `proxy_*` | the HTTP face's own counters (requests by status and cache result, origin fetches and errors, bytes served), registered through [`Metrics::register_extra`] |
 //!
-//! **Hooks for the HTTP face.** The proxy crate keeps its own counters; whoever wires it into
-//! the node (1) registers them with [`Metrics::register_extra`] (e.g.
+//! **Hooks for the HTTP face.** The proxy crate keeps its own counters;
+//! [`Metrics::attach_proxy`] does both of the following for its `ProxyMetrics`. In general,
+//! whoever wires an HTTP face into the node (1) registers them with [`Metrics::register_extra`] (e.g.
 //! `metrics.register_extra(|r| proxy_metrics.register(r))`: they are encoded on the same
 //! `/metrics` page, before the one `# EOF`), and (2) gives `/stats` and the dashboard their
 //! request totals with [`Metrics::set_http_source`] (a closure reading the proxy's counters).
@@ -35,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, linear_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -409,6 +410,22 @@ impl Metrics {
         (get("local"), get("remote"), get("failed"))
     }
 
+    /// Wires the HTTP face's counters in: registers them on `/metrics` (`beehive_proxy_*`)
+    /// and makes them `/stats`' HTTP totals. Call once, where the proxy is built:
+    /// `metrics.attach_proxy(proxy.metrics())`.
+    pub fn attach_proxy(&self, proxy: Arc<beehive_proxy::ProxyMetrics>) {
+        self.register_extra(|r| proxy.register(r));
+        self.set_http_source(move || {
+            let s = proxy.snapshot();
+            // `cache` is indexed HIT, MISS, STALE, PASS.
+            HttpTotals {
+                requests: s.status_class.iter().sum(),
+                hits: s.cache[0] + s.cache[2],
+                response_bytes: s.bytes_served,
+            }
+        });
+    }
+
     /// The HTTP face's totals, zeros until [`Metrics::set_http_source`] was called.
     pub fn http_totals(&self) -> HttpTotals {
         let source = self.http_source.lock().unwrap_or_else(|e| e.into_inner());
@@ -464,5 +481,21 @@ mod tests {
         assert!(text.contains("beehive_store_objects{class=\"replica\"} 0"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_proxy_counters_feed_metrics_and_stats() {
+        use beehive_proxy::{CacheResult, ProxyMetrics};
+        let m = Metrics::new("beehive", 1.0);
+        assert_eq!(m.http_totals(), HttpTotals::default());
+        let proxy = Arc::new(ProxyMetrics::default());
+        m.attach_proxy(proxy.clone());
+        proxy.response(200, Some(CacheResult::Hit), 100);
+        proxy.response(200, Some(CacheResult::Miss), 50);
+        proxy.response(502, None, 10);
+        assert_eq!(m.http_totals(), HttpTotals { requests: 3, hits: 1, response_bytes: 160 });
+        let text = m.encode();
+        assert!(text.contains("beehive_proxy_"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
     }
 }
