@@ -174,28 +174,17 @@ pub struct PeerStanding {
 fn peer_standing(node: &Node, now: Time) -> Vec<PeerStanding> {
     let routing = node.routing();
     let me = node.me().id;
-    let mut out: Vec<PeerStanding> = Vec::new();
+    // (peer, roles) by id first: ids compare cheaply, text is made once per peer.
+    let mut seen: Vec<(Peer, Vec<&'static str>)> = Vec::new();
     let mut add = |p: Peer, role: &'static str| {
         if p.id == me {
             return;
         }
-        if let Some(s) = out.iter_mut().find(|s| s.peer.id == hex_id(p.id)) {
-            if !s.roles.contains(&role) {
-                s.roles.push(role);
-            }
-            return;
+        match seen.iter_mut().find(|(q, _)| q.id == p.id) {
+            Some((_, roles)) if !roles.contains(&role) => roles.push(role),
+            Some(_) => {}
+            None => seen.push((p, vec![role])),
         }
-        let standing = node.peers().get(p.id);
-        out.push(PeerStanding {
-            peer: p.into(),
-            roles: vec![role],
-            misses: standing.map_or(0, |s| s.misses),
-            suspected: standing.is_some_and(|s| s.suspected()),
-            srtt_ms: standing.and_then(|s| s.rtt.srtt()).map(|d| d.as_secs_f64() * 1e3),
-            last_heard_ms: standing
-                .and_then(|s| s.last_heard)
-                .map(|t| now.saturating_sub(t).as_millis() as u64),
-        });
     };
     if let Some(p) = routing.predecessor() {
         add(p, "predecessor");
@@ -203,10 +192,24 @@ fn peer_standing(node: &Node, now: Time) -> Vec<PeerStanding> {
     for p in routing.successors() {
         add(*p, "successor");
     }
-    for p in routing.fingers().iter().flatten() {
+    for p in routing.distinct_fingers() {
         add(*p, "finger");
     }
-    out
+    seen.into_iter()
+        .map(|(p, roles)| {
+            let standing = node.peers().get(p.id);
+            PeerStanding {
+                peer: p.into(),
+                roles,
+                misses: standing.map_or(0, |s| s.misses),
+                suspected: standing.is_some_and(|s| s.suspected()),
+                srtt_ms: standing.and_then(|s| s.rtt.srtt()).map(|d| d.as_secs_f64() * 1e3),
+                last_heard_ms: standing
+                    .and_then(|s| s.last_heard)
+                    .map(|t| now.saturating_sub(t).as_millis() as u64),
+            }
+        })
+        .collect()
 }
 
 /// The leader's result as `/ring`, `/stats` and the dashboard show it.
