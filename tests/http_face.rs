@@ -35,8 +35,10 @@ impl Cdn {
             nodes.push(start_command(cmd));
         }
         let all: Vec<&NodeProc> = nodes.iter().collect();
-        let took = wait_for(CONVERGE, || cluster_error(&all, false).is_none());
-        assert!(took.is_some(), "ring did not converge: {:?}", cluster_error(&all, false));
+        if n > 1 {
+            let took = wait_for(CONVERGE, || cluster_error(&all, false).is_none());
+            assert!(took.is_some(), "ring did not converge: {:?}", cluster_error(&all, false));
+        }
         Cdn { origin, nodes }
     }
 
@@ -195,8 +197,9 @@ fn five_nodes_serve_the_origin_s_bytes_coalesce_misses_and_follow_http_semantics
     let en = cdn.origin_get("/vary/1", &["-H", "Accept-Language: en"]).body;
     let fr = cdn.origin_get("/vary/1", &["-H", "Accept-Language: fr"]).body;
     assert_ne!(en, fr, "the test origin's variants differ");
-    // Two CDN fetches per language went to the origin at most once each (plus ours above).
-    assert!(cdn.origin_count("/vary/1") <= 2 + 2 + 2, "variants were not cached");
+    // Six direct requests of ours, and one CDN load per language.
+    let seen = cdn.origin_count("/vary/1");
+    assert!(seen <= 6 + 2, "variants were not cached: the origin saw {seen} requests");
 }
 
 #[test]
@@ -243,7 +246,7 @@ fn origin_down_serves_stale_then_502_and_a_slow_origin_gets_504() {
     let mut cdn = Cdn::start(
         2,
         &["--objects", "8", "--size", "500", "--max-age", "1"],
-        &["--stale-if-error", "3", "--origin-timeout-ms", "1000"],
+        &["--stale-if-error", "3", "--stale-while-revalidate", "1", "--origin-timeout-ms", "1000"],
     );
     let path = "/o/1";
     let fresh = cdn.get(0, path, &[]);

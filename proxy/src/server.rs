@@ -316,9 +316,23 @@ impl Proxy {
             }
         };
         self.metrics.hops(f.hops);
-        let Ok(obj) = CachedObject::decode(&f.object) else {
+        let Ok(mut obj) = CachedObject::decode(&f.object) else {
             return stale_if_error(502, "malformed object from the cluster".into());
         };
+        let mut f = f;
+        // A copy that came stale from another node: only its home revalidates, so ask it to
+        // (in the background within stale-while-revalidate, else now).
+        let now_ms = unix_ms(SystemTime::now());
+        if local.is_none() && f.cacheable && obj.is_stale(now_ms) {
+            let swr = self.config.stale_while_revalidate.as_millis() as u64;
+            if obj.staleness_ms(now_ms) <= swr {
+                self.refresh_in_background(key, spec.clone());
+            } else if let Ok(fresh) = self.cluster.fetch(key, spec.encode(), true).await {
+                if let Ok(o) = CachedObject::decode(&fresh.object) {
+                    (f, obj) = (fresh, o);
+                }
+            }
+        }
         if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
             self.store.insert(key, f.object);
         }
@@ -357,7 +371,11 @@ impl Proxy {
         let this = self.clone();
         tokio::spawn(async move {
             if let Ok(f) = this.cluster.fetch(key, spec.encode(), true).await {
-                if f.cacheable && CachedObject::decode(&f.object).is_ok() {
+                let held = this.store.get(&key).is_some();
+                if f.cacheable
+                    && (held || this.cluster.keeps_fetched())
+                    && CachedObject::decode(&f.object).is_ok()
+                {
                     this.store.insert(key, f.object);
                 }
             }

@@ -99,6 +99,10 @@ pub struct NodeArgs {
     /// Requests per second allowed per client IP (bursts of twice that).
     #[arg(long, value_name = "N", env = "BEEHIVE_RATE_PER_SEC")]
     pub rate_per_sec: Option<String>,
+    /// How long, in seconds, a stale object is still served while it is refreshed in the
+    /// background.
+    #[arg(long, value_name = "SECS", env = "BEEHIVE_STALE_WHILE_REVALIDATE")]
+    pub stale_while_revalidate: Option<String>,
     /// How long, in seconds, a stale object may be served while its origin fails.
     #[arg(long, value_name = "SECS", env = "BEEHIVE_STALE_IF_ERROR")]
     pub stale_if_error: Option<String>,
@@ -140,6 +144,7 @@ pub struct FileConfig {
     pub rate_per_sec: Option<u64>,
     pub open: Option<bool>,
     pub stale_if_error: Option<u64>,
+    pub stale_while_revalidate: Option<u64>,
     pub origin_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
 }
@@ -208,6 +213,7 @@ pub struct CdnSettings {
     pub rate_per_sec: u32,
     pub open: bool,
     pub stale_if_error: Duration,
+    pub stale_while_revalidate: Duration,
     pub origin_timeout: Duration,
     pub header_timeout: Duration,
     /// Lets PURGE in from non-loopback clients (`Authorization: Bearer TOKEN`), from
@@ -422,6 +428,14 @@ impl RawConfig {
                 300,
                 0,
                 7 * 86_400,
+            )?),
+            stale_while_revalidate: Duration::from_secs(number(
+                "stale-while-revalidate",
+                args.stale_while_revalidate,
+                file.stale_while_revalidate,
+                10,
+                0,
+                86_400,
             )?),
             origin_timeout: ms(
                 "origin-timeout-ms",

@@ -267,6 +267,7 @@ fn proxy_config(config: &NodeConfig, me: Peer) -> ProxyConfig {
         open_mode: cdn.open,
         default_ttl: cdn.default_ttl,
         stale_if_error: cdn.stale_if_error,
+        stale_while_revalidate: cdn.stale_while_revalidate,
         max_object_bytes: config.max_body_bytes,
         store_bytes: cdn.store_bytes,
         origin_timeout: cdn.origin_timeout,
