@@ -7,7 +7,7 @@
 //! into misses and answers into RTT samples; the driver only times round trips for metrics.
 
 use super::metrics::{KindLabel, Metrics};
-use super::snapshot::RingSnapshot;
+use super::snapshot::{OpsTracker, RingSnapshot};
 use super::store::{BodyStore, StoredObject};
 use super::transport::{Inbound, Transport};
 use arc_swap::ArcSwap;
@@ -89,6 +89,8 @@ pub struct Driver {
     /// Our own command queue, for body-fetch tasks to report back.
     own: mpsc::Sender<Command>,
     store: Arc<dyn BodyStore>,
+    /// ops: the operator fields of snapshots (peers, top objects, store totals).
+    ops: OpsTracker,
 }
 
 /// What the rest of the node keeps of a running driver.
@@ -132,6 +134,7 @@ impl Driver {
             served: served_rx,
             own: commands.clone(),
             store,
+            ops: OpsTracker::default(), // ops
         };
         driver.drain();
         let task = tokio::spawn(driver.run());
@@ -222,6 +225,8 @@ impl Driver {
     fn served_locally(&mut self, now: Time, key: Id) {
         if !self.core.served_locally(now, key) {
             self.store.remove(key);
+        } else {
+            self.metrics.observe_local_hit(); // ops
         }
     }
 
@@ -253,6 +258,7 @@ impl Driver {
                 self.metrics.rpc_latency.get_or_create(&KindLabel { kind }).observe(rtt);
             }
         }
+        self.metrics.observe_inbound(&msg); // ops
         let kind = msg.kind();
         let now = self.now();
         if let Err(e) = self.core.handle_message(now, from, msg) {
@@ -264,6 +270,7 @@ impl Driver {
     /// Drains every output of the core, then publishes the routing snapshot.
     fn drain(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
+            self.metrics.observe_transmit(&t.message); // ops
             if let Message::Request { id, .. } = &t.message {
                 let kind = t.message.kind();
                 self.inflight.insert((t.to.id, *id), (Instant::now(), kind));
@@ -271,6 +278,7 @@ impl Driver {
             self.transport.send_message(t.to, t.message);
         }
         while let Some(event) = self.core.poll_event() {
+            self.metrics.observe_event(&event); // ops
             match event {
                 Event::Joined { successor } => tracing::info!(?successor, "joined the ring"),
                 Event::JoinFailed => tracing::warn!("no seed answered the join; retrying"),
@@ -297,13 +305,18 @@ impl Driver {
         if self.inflight.len() > 4096 {
             self.inflight.retain(|_, (sent, _)| sent.elapsed() < INFLIGHT_MAX_AGE);
         }
-        let snap = RingSnapshot::capture(
+        let mut snap = RingSnapshot::capture(
             &self.core,
             self.info.expects_peers,
             self.info.mode,
             self.info.target_hops,
         );
         self.metrics.ring_size_estimate.set(snap.ring_size_estimate.min(i64::MAX as u64) as i64);
+        // ops: operator fields (peers, top objects, store totals) and the gauges they feed.
+        let now = self.now();
+        self.ops.fill(&mut snap, &self.core, now);
+        self.metrics.observe_snapshot(&snap);
+        // ops: end.
         self.snapshot.store(Arc::new(snap));
     }
 }

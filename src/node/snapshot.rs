@@ -2,8 +2,12 @@
 //! publishes after every input, read lock-free (`ArcSwap`) by the admin listener and, later,
 //! the HTTP request path. Nobody but the driver ever touches the core.
 
-use beehive_replication::{Id, Node, Peer};
+use beehive_replication::beehive::wire::arc_start;
+use beehive_replication::node::KnownObject;
+use beehive_replication::{Id, Node, Peer, Time};
 use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A peer in JSON: `{"id": "<32 hex digits>", "addr": "ip:port"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,7 +42,17 @@ pub struct FingerRun {
 /// * `joined`, `ready`, `left` — join finished; joined and stabilised (what `/readyz` says);
 ///   left the ring (shutting down);
 /// * `ring_size_estimate` — nodes in the ring, from the successor list's span;
-/// * `mode`, `target_hops` — the replication configuration (`chord|passive|beehive`, C).
+/// * `mode`, `target_hops` — the replication configuration (`chord|passive|beehive`, C);
+/// * `peers` — the standing of every peer this node routes through: `{id, addr, roles,
+///   misses, suspected, srtt_ms, last_heard_ms}`, where `roles` ⊆ `predecessor`,
+///   `successor`, `finger`; `misses` are requests in a row left unanswered; `srtt_ms` is the
+///   smoothed round trip (`null` before a sample); `last_heard_ms` is how long ago the peer
+///   was last heard from (`null`: never). The core keeps no attestation (wrong-answer)
+///   standing yet, so only liveness is shown;
+/// * `leader` — the newest leader result this node has ([`LeaderView`]) or `null`;
+/// * `now_ms` — the node's clock (ms since start) at publication.
+///
+/// `peers`, `now_ms` and the unserialised `ops` are filled by [`OpsTracker::fill`].
 #[derive(Debug, Clone, Serialize)]
 pub struct RingSnapshot {
     pub id: String,
@@ -53,6 +67,13 @@ pub struct RingSnapshot {
     pub ring_size_estimate: u64,
     pub mode: &'static str,
     pub target_hops: f64,
+    pub peers: Vec<PeerStanding>,
+    pub leader: Option<LeaderView>,
+    /// The node's clock (ms since it started) when this snapshot was published.
+    pub now_ms: u64,
+    /// Objects and store totals, refreshed at most once a second ([`OpsTracker`]).
+    #[serde(skip)]
+    pub ops: Arc<OpsView>,
     /// The raw first successor and predecessor, for the shutdown handoff.
     #[serde(skip)]
     pub successor_peer: Option<Peer>,
@@ -117,15 +138,226 @@ impl RingSnapshot {
             ),
             mode,
             target_hops,
+            peers: Vec::new(),
+            now_ms: 0,
+            leader: node.level_result().map(|r| LeaderView {
+                epoch: r.epoch,
+                leader: hex_id(r.leader),
+                alpha: r.alpha,
+                objects: r.objects,
+                nodes: r.nodes,
+                hop_cost: r.hop_cost,
+                target_hops: r.target_hops,
+                thresholds: r.thresholds.clone(),
+                model_stored_per_node: r.model_stored_per_node,
+                age_intervals: r.age,
+            }),
+            ops: Arc::default(),
             successor_peer: successor,
             predecessor_peer: predecessor,
         }
     }
 }
 
+/// One peer this node routes through, with its standing (see [`RingSnapshot`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerStanding {
+    #[serde(flatten)]
+    pub peer: PeerView,
+    pub roles: Vec<&'static str>,
+    pub misses: u32,
+    pub suspected: bool,
+    pub srtt_ms: Option<f64>,
+    pub last_heard_ms: Option<u64>,
+}
+
+fn peer_standing(node: &Node, now: Time) -> Vec<PeerStanding> {
+    let routing = node.routing();
+    let me = node.me().id;
+    // (peer, roles) by id first: ids compare cheaply, text is made once per peer.
+    let mut seen: Vec<(Peer, Vec<&'static str>)> = Vec::new();
+    let mut add = |p: Peer, role: &'static str| {
+        if p.id == me {
+            return;
+        }
+        match seen.iter_mut().find(|(q, _)| q.id == p.id) {
+            Some((_, roles)) if !roles.contains(&role) => roles.push(role),
+            Some(_) => {}
+            None => seen.push((p, vec![role])),
+        }
+    };
+    if let Some(p) = routing.predecessor() {
+        add(p, "predecessor");
+    }
+    for p in routing.successors() {
+        add(*p, "successor");
+    }
+    for p in routing.distinct_fingers() {
+        add(*p, "finger");
+    }
+    seen.into_iter()
+        .map(|(p, roles)| {
+            let standing = node.peers().get(p.id);
+            PeerStanding {
+                peer: p.into(),
+                roles,
+                misses: standing.map_or(0, |s| s.misses),
+                suspected: standing.is_some_and(|s| s.suspected()),
+                srtt_ms: standing.and_then(|s| s.rtt.srtt()).map(|d| d.as_secs_f64() * 1e3),
+                last_heard_ms: standing
+                    .and_then(|s| s.last_heard)
+                    .map(|t| now.saturating_sub(t).as_millis() as u64),
+            }
+        })
+        .collect()
+}
+
+/// The leader's result as `/ring`, `/stats` and the dashboard show it.
+///
+/// `epoch`, `leader` (id hex); `alpha` (the fitted Zipf parameter); `objects` (M estimated);
+/// `nodes` (N counted); `hop_cost` (h, hops per level measured); `target_hops` (C solved
+/// for); `thresholds` (t_i in requests/s: rate ≥ t_i puts an object at level i or lower);
+/// `model_stored_per_node`; `age_intervals` (replication intervals since it was issued).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaderView {
+    pub epoch: u64,
+    pub leader: String,
+    pub alpha: f64,
+    pub objects: f64,
+    pub nodes: f64,
+    pub hop_cost: f64,
+    pub target_hops: f64,
+    pub thresholds: Vec<f64>,
+    pub model_stored_per_node: f64,
+    pub age_intervals: u32,
+}
+
+/// One entry of `/objects?top=N`: `key` (hex), `level`, `rate` (requests/s, smoothed; only
+/// the home knows it, else `null`), `role` (`home` or `replica`), `size` (bytes, `null` while
+/// a home has no body), `arc_start` and `arc_end` (hex: the object is replicated on every
+/// node in `(arc_start, arc_end]`, plus its home; `arc_end` is the key).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectView {
+    pub key: String,
+    pub level: u8,
+    pub rate: Option<f64>,
+    pub role: &'static str,
+    pub size: Option<u64>,
+    pub arc_start: String,
+    pub arc_end: String,
+}
+
+impl From<KnownObject> for ObjectView {
+    fn from(o: KnownObject) -> Self {
+        ObjectView {
+            key: hex_id(o.key),
+            level: o.level,
+            rate: o.rate,
+            role: if o.home { "home" } else { "replica" },
+            size: o.size,
+            arc_start: hex_id(arc_start(o.key, o.level)),
+            arc_end: hex_id(o.key),
+        }
+    }
+}
+
+/// Objects held, by class, as `/stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreTotals {
+    pub home_objects: u64,
+    pub home_bytes: u64,
+    pub replica_objects: u64,
+    pub replica_bytes: u64,
+}
+
+/// What is recomputed at most once a second: the hottest objects and the store totals.
+#[derive(Debug, Clone, Default)]
+pub struct OpsView {
+    /// The [`OpsTracker::TOP`] hottest objects, hottest first.
+    pub top: Vec<ObjectView>,
+    pub store: StoreTotals,
+}
+
+/// Keeps the [`OpsView`] for snapshots and refreshes it at most once per [`Self::EVERY`]:
+/// ranking every object known is O(objects log objects), too much for every input.
+#[derive(Debug, Default)]
+pub struct OpsTracker {
+    last: Option<Time>,
+    view: Arc<OpsView>,
+}
+
+impl OpsTracker {
+    /// Most objects kept for `/objects?top=N`.
+    pub const TOP: usize = 256;
+    pub const EVERY: Duration = Duration::from_secs(1);
+
+    /// Fills the operator fields of a freshly captured `snap`: peer standing and the clock
+    /// (every time: O(log N)), and the [`OpsView`] (at most once per [`Self::EVERY`]).
+    pub fn fill(&mut self, snap: &mut RingSnapshot, node: &Node, now: Time) {
+        snap.peers = peer_standing(node, now);
+        snap.now_ms = now.as_millis() as u64;
+        snap.ops = self.view(node, now);
+    }
+
+    /// The current view, recomputed from `node` if the last one is older than [`Self::EVERY`].
+    pub fn view(&mut self, node: &Node, now: Time) -> Arc<OpsView> {
+        if self.last.is_none_or(|t| now.saturating_sub(t) >= Self::EVERY) {
+            self.last = Some(now);
+            let mut store = StoreTotals::default();
+            for o in node.known_objects(now) {
+                let Some(size) = o.size else { continue };
+                if o.home {
+                    store.home_objects += 1;
+                    store.home_bytes += size;
+                } else {
+                    store.replica_objects += 1;
+                    store.replica_bytes += size;
+                }
+            }
+            let top = node.top_objects(now, Self::TOP).into_iter().map(Into::into).collect();
+            self.view = Arc::new(OpsView { top, store });
+        }
+        self.view.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beehive_replication::ChordConfig;
+
+    #[test]
+    fn ops_view_ranks_home_objects_and_sums_the_store() {
+        let me = Peer::from_addr(([127, 0, 0, 1], 7000).into());
+        let mut node = Node::new(me, ChordConfig::default(), Duration::ZERO);
+        let now = Duration::from_secs(1);
+        // Alone, the node is home for every key.
+        for (i, size) in [(1u8, 100u64), (2, 250), (3, 50)] {
+            node.put_home(now, Id::hash(&[i]), [i; 32], size);
+        }
+        let mut tracker = OpsTracker::default();
+        let mut snap = RingSnapshot::capture(&node, false, "beehive", 1.0);
+        tracker.fill(&mut snap, &node, now);
+        let view = snap.ops.clone();
+        assert_eq!(
+            view.store,
+            StoreTotals { home_objects: 3, home_bytes: 400, replica_objects: 0, replica_bytes: 0 }
+        );
+        assert_eq!(view.top.len(), 3);
+        for o in &view.top {
+            assert_eq!(o.role, "home");
+            assert_eq!(o.arc_end, o.key);
+            assert_eq!(o.arc_start.len(), 32);
+        }
+        assert_eq!(snap.now_ms, 1000);
+        let top2: Vec<ObjectView> = node.top_objects(now, 2).into_iter().map(Into::into).collect();
+        assert_eq!(top2[..], view.top[..2], "the top 2 are the first 2 of the top 3");
+        assert!(node.top_objects(now, 0).is_empty());
+        // Not recomputed within a second: the same view is shared.
+        node.put_home(now, Id::hash(b"late"), [9; 32], 1);
+        assert!(Arc::ptr_eq(&tracker.view(&node, now + Duration::from_millis(500)), &view));
+        assert_eq!(tracker.view(&node, now + OpsTracker::EVERY).top.len(), 4);
+    }
 
     #[test]
     fn size_estimate_is_exact_for_small_rings_and_scales_with_span() {

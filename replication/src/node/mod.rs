@@ -26,6 +26,7 @@ use std::time::Duration;
 mod replicate;
 
 use crate::beehive::wire::Offer;
+pub use replicate::KnownObject;
 use replicate::Replication;
 pub use replicate::Served;
 

@@ -40,6 +40,20 @@ pub struct Served {
     pub object: Option<ObjectInfo>,
 }
 
+/// One object as an operator sees it on this node ([`Node::known_objects`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownObject {
+    pub key: Id,
+    /// The level its home set (for a copy: the level it was offered at).
+    pub level: u8,
+    /// Requests per second, smoothed: only the home knows it.
+    pub rate: Option<f64>,
+    /// This node is the object's home (else it holds a copy).
+    pub home: bool,
+    /// Body size in bytes; `None` while a home has not fetched the body yet.
+    pub size: Option<u64>,
+}
+
 /// A node's Beehive state. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Replication {
@@ -315,6 +329,55 @@ impl Node {
     pub fn refused_counts(&self) -> u64 {
         self.rep.homes.refused_counts
     }
+
+    // ---- operator view (admin `/objects`, `/stats`): read-only, O(objects) per call.
+
+    /// Every object this node knows, for operators: those it is home for (with their
+    /// smoothed rate, body or not) and the valid copies it holds. Unordered; the admin
+    /// listener ranks them (see [`Node::top_objects`]).
+    pub fn known_objects(&self, now: Time) -> impl Iterator<Item = KnownObject> + '_ {
+        let homes =
+            self.rep.homes.iter().filter(|(k, _)| self.owns(**k)).map(|(k, o)| KnownObject {
+                key: *k,
+                level: o.level,
+                rate: Some(o.rate.value()),
+                home: true,
+                size: o.info.map(|i| i.size),
+            });
+        let copies = self.rep.holdings.iter().filter_map(move |(k, _)| {
+            let h = self.rep.holdings.valid(k, now)?;
+            Some(KnownObject {
+                key: k,
+                level: h.level,
+                rate: None,
+                home: false,
+                size: Some(h.info.size),
+            })
+        });
+        homes.chain(copies)
+    }
+
+    /// The `n` hottest objects this node knows: lowest level first (a lower level means a
+    /// more popular object), then highest rate (homes only know rates), then key.
+    pub fn top_objects(&self, now: Time, n: usize) -> Vec<KnownObject> {
+        let hotter = |a: &KnownObject, b: &KnownObject| {
+            let rate = |o: &KnownObject| o.rate.unwrap_or(0.0);
+            a.level.cmp(&b.level).then(rate(b).total_cmp(&rate(a))).then(a.key.cmp(&b.key))
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        // O(objects) to find the top n, then sort only those.
+        let mut all: Vec<KnownObject> = self.known_objects(now).collect();
+        if all.len() > n {
+            all.select_nth_unstable_by(n - 1, hotter);
+            all.truncate(n);
+        }
+        all.sort_unstable_by(hotter);
+        all
+    }
+
+    // ---- end of the operator view.
 
     /// Whether we are `key`'s home by our own view of the ring.
     fn owns(&self, key: Id) -> bool {
