@@ -56,6 +56,8 @@ pub enum Found {
     Failed { hops: u32 },
 }
 
+/// Least time between two published snapshots.
+const PUBLISH_GAP: Duration = Duration::from_millis(20);
 /// Local hits queued for counting before further ones are dropped (counting is best effort).
 pub const SERVED_QUEUE: usize = 16_384;
 /// How long a replica body fetch may take.
@@ -89,8 +91,10 @@ pub struct Driver {
     /// Our own command queue, for body-fetch tasks to report back.
     own: mpsc::Sender<Command>,
     store: Arc<dyn BodyStore>,
-    /// ops: the operator fields of snapshots (peers, top objects, store totals).
+    /// The operator fields of snapshots (peers, top objects, store totals).
     ops: OpsTracker,
+    /// When the last snapshot was published.
+    published: Instant,
 }
 
 /// What the rest of the node keeps of a running driver.
@@ -134,7 +138,8 @@ impl Driver {
             served: served_rx,
             own: commands.clone(),
             store,
-            ops: OpsTracker::default(), // ops
+            ops: OpsTracker::default(),
+            published: Instant::now() - PUBLISH_GAP,
         };
         driver.drain();
         let task = tokio::spawn(driver.run());
@@ -226,7 +231,7 @@ impl Driver {
         if !self.core.served_locally(now, key) {
             self.store.remove(key);
         } else {
-            self.metrics.observe_local_hit(); // ops
+            self.metrics.observe_local_hit();
         }
     }
 
@@ -258,7 +263,7 @@ impl Driver {
                 self.metrics.rpc_latency.get_or_create(&KindLabel { kind }).observe(rtt);
             }
         }
-        self.metrics.observe_inbound(&msg); // ops
+        self.metrics.observe_inbound(&msg);
         let kind = msg.kind();
         let now = self.now();
         if let Err(e) = self.core.handle_message(now, from, msg) {
@@ -270,7 +275,7 @@ impl Driver {
     /// Drains every output of the core, then publishes the routing snapshot.
     fn drain(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            self.metrics.observe_transmit(&t.message); // ops
+            self.metrics.observe_transmit(&t.message);
             if let Message::Request { id, .. } = &t.message {
                 let kind = t.message.kind();
                 self.inflight.insert((t.to.id, *id), (Instant::now(), kind));
@@ -278,7 +283,7 @@ impl Driver {
             self.transport.send_message(t.to, t.message);
         }
         while let Some(event) = self.core.poll_event() {
-            self.metrics.observe_event(&event); // ops
+            self.metrics.observe_event(&event);
             match event {
                 Event::Joined { successor } => tracing::info!(?successor, "joined the ring"),
                 Event::JoinFailed => tracing::warn!("no seed answered the join; retrying"),
@@ -305,6 +310,13 @@ impl Driver {
         if self.inflight.len() > 4096 {
             self.inflight.retain(|_, (sent, _)| sent.elapsed() < INFLIGHT_MAX_AGE);
         }
+        // Under load inputs arrive by the thousand per second; readers need a view that is
+        // recent, not one per input. The core's timers are inputs too, so the published
+        // view is never older than the gap or the next timer.
+        if self.published.elapsed() < PUBLISH_GAP {
+            return;
+        }
+        self.published = Instant::now();
         let mut snap = RingSnapshot::capture(
             &self.core,
             self.info.expects_peers,
@@ -312,11 +324,10 @@ impl Driver {
             self.info.target_hops,
         );
         self.metrics.ring_size_estimate.set(snap.ring_size_estimate.min(i64::MAX as u64) as i64);
-        // ops: operator fields (peers, top objects, store totals) and the gauges they feed.
+        // Operator fields (peers, top objects, store totals) and the gauges they feed.
         let now = self.now();
         self.ops.fill(&mut snap, &self.core, now);
         self.metrics.observe_snapshot(&snap);
-        // ops: end.
         self.snapshot.store(Arc::new(snap));
     }
 }
