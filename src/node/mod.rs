@@ -152,6 +152,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         (Some(addr), Some(listener)) => {
             let bound = listener.local_addr().unwrap_or(addr);
             let proxy = Arc::new(Proxy::new(proxy_config, Arc::new(ring), objects, loader));
+            metrics.attach_proxy(proxy.metrics());
             tokio::spawn(proxy.serve(listener, stopping.clone()));
             Some(bound)
         }
