@@ -349,9 +349,29 @@ impl Proxy {
             let swr = self.config.stale_while_revalidate.as_millis() as u64;
             if obj.staleness_ms(now_ms) <= swr {
                 self.refresh_in_background(key, spec.clone());
-            } else if let Ok(fresh) = self.cluster.fetch(key, spec.encode(), true).await {
-                if let Ok(o) = CachedObject::decode(&fresh.object).map(Arc::new) {
-                    (f, obj) = (fresh, o);
+            } else {
+                match self.cluster.fetch(key, spec.encode(), true).await {
+                    Ok(fresh) => {
+                        if let Ok(o) = CachedObject::decode(&fresh.object).map(Arc::new) {
+                            (f, obj) = (fresh, o);
+                        }
+                    }
+                    // The home could not revalidate: the stale copy only within
+                    // stale-if-error.
+                    Err(e) => {
+                        let sie = self.config.stale_if_error.as_millis() as u64;
+                        if obj.staleness_ms(now_ms) > sie {
+                            return Err(match e {
+                                ClusterError::Pass => Miss::Pass,
+                                ClusterError::Origin { status, message } => {
+                                    Miss::Fail(status, message)
+                                }
+                                ClusterError::Unavailable(m) => {
+                                    Miss::Fail(502, format!("cluster unavailable: {m}"))
+                                }
+                            });
+                        }
+                    }
                 }
             }
         }
