@@ -150,7 +150,8 @@ impl Driver {
         Instant::now().saturating_duration_since(self.epoch)
     }
 
-    /// Runs until the node has left (after [`Command::Leave`]) or every input is gone.
+    /// Runs until the node has left (after [`Command::Leave`]) or the transport is gone; the
+    /// node aborts the task otherwise.
     async fn run(mut self) {
         loop {
             let deadline = self.core.poll_timeout().map(|t| self.epoch + t);

@@ -2,19 +2,22 @@
 //!
 //! # Contract
 //!
-//! [`run`] ([`start`], then [`RunningNode::shutdown`] on a signal) binds the RPC and admin
-//! listeners, prints one line `listening rpc=ADDR admin=ADDR id=HEX` on stdout (so scripts
-//! and tests can find ports chosen by the OS), joins the ring through the configured seeds,
-//! and serves until SIGTERM or SIGINT. Then it stops accepting, hands the objects it is home for to its successor, leaves
-//! the ring, and returns, all within the configured shutdown bound.
+//! [`run`] ([`start`], then [`RunningNode::shutdown`] on a signal) binds the RPC, admin and
+//! (if configured) HTTP listeners, prints one line `listening rpc=ADDR admin=ADDR [http=ADDR]
+//! id=HEX` on stdout (so scripts and tests can find ports chosen by the OS), joins the ring
+//! through the configured seeds, and serves until SIGTERM or SIGINT. Then it stops accepting,
+//! hands the objects it is home for to its successor, leaves the ring, and returns, all within
+//! the configured shutdown bound.
 //!
 //! # Module map
 //!
 //! * [`config`] — flags, environment and TOML merged and validated
+//! * [`cluster`] — the ring behind the HTTP face: misses as object lookups, loads at the
+//!   home, purges, and the proxy's object store as the node's body store
 //! * [`driver`] — the one task that owns the core: input, drain, publish
 //! * [`transport`] — connections per peer, reconnect with backoff, object bodies
 //! * [`snapshot`] — the routing state readers see, published by the driver
-//! * [`admin`] — `/healthz`, `/readyz`, `/ring`, `/metrics`, `/objects`
+//! * [`admin`] — `/healthz`, `/readyz`, `/ring`, `/metrics`, `/objects`, `/stats`, the dashboard
 //! * [`metrics`] — the node's Prometheus registry
 //! * [`store`] — object bodies held, keyed by ring id
 
