@@ -289,8 +289,14 @@ impl Proxy {
                 }
             }
             if obj.vary_matches(&parts.headers) {
-                if obj.policy.before_request(parts, now).satisfies_without_revalidation()
-                    && !obj.is_stale(now_ms)
+                // A request that states no cache preferences of its own is answered by the
+                // stored freshness alone (`fresh_until` came from the same policy); only one
+                // with Cache-Control or Pragma needs the full RFC 9111 evaluation.
+                let plain = !parts.headers.contains_key(header::CACHE_CONTROL)
+                    && !parts.headers.contains_key(header::PRAGMA);
+                if !obj.is_stale(now_ms)
+                    && (plain
+                        || obj.policy.before_request(parts, now).satisfies_without_revalidation())
                 {
                     self.cluster.served_locally(key);
                     return Ok(Served {
