@@ -3,8 +3,8 @@
 //! node with a popularity reversal halfway, prints the report, and stops every child by PID.
 //! `--compare` does it once per mode (same seed, fresh cluster each) and prints one table.
 
-use crate::launch::{self, Proc};
 use anyhow::{bail, Context, Result};
+use beehive::launch::{self, Proc};
 use beehive_loadgen::{compare_table, LoadConfig, LoopMode, Phases, Report, Workload};
 use clap::Args;
 use std::io::IsTerminal;
@@ -79,7 +79,9 @@ struct Cluster {
 
 impl Cluster {
     fn start(args: &DemoArgs, mode: &str, logs: &std::path::Path) -> Result<Cluster> {
+        let exe = std::env::current_exe().context("cannot find the beehive executable")?;
         let origin = Proc::spawn(
+            &exe,
             "origin",
             &[
                 "origin".into(),
@@ -137,10 +139,10 @@ impl Cluster {
             }
             let env = [("BEEHIVE_SECRET", secret.as_str()), ("RUST_LOG", "warn")];
             let log = logs.join(format!("{mode}-node{i}.log"));
-            nodes.push(Proc::spawn(&format!("node {i}"), &node_args, &env, log)?);
+            nodes.push(Proc::spawn(&exe, &format!("node {i}"), &node_args, &env, log)?);
         }
-        let http = nodes.iter().map(|n| n.addr("http")).collect::<Result<Vec<_>>>()?;
-        let admin = nodes.iter().map(|n| n.addr("admin")).collect::<Result<Vec<_>>>()?;
+        let http = nodes.iter().map(|n| n.addr("http")).collect::<Result<Vec<_>, _>>()?;
+        let admin = nodes.iter().map(|n| n.addr("admin")).collect::<Result<Vec<_>, _>>()?;
         Ok(Cluster { origin, nodes, http, admin })
     }
 

@@ -1,13 +1,26 @@
-//! A local cluster of real processes for `beehive demo`: the built-in origin and N nodes on
-//! loopback, each a child `beehive` process started here and stopped here by its PID.
+//! Child `beehive` processes on loopback (the built-in origin, nodes), started here and
+//! stopped here by their PID, for `beehive demo` and the end-to-end tests; and the tiny
+//! HTTP/1.0 client both use for admin endpoints.
 
-use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Why a child could not be started or a cluster did not form.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start {name}: {source}")]
+    Spawn { name: String, source: std::io::Error },
+    #[error("{name} did not print its listening line; see its log {log}")]
+    NoListeningLine { name: String, log: String },
+    #[error("{name} printed no usable {key}= address")]
+    NoAddress { name: String, key: String },
+    #[error("the ring did not form within {bound:?}: {last}")]
+    NoRing { bound: Duration, last: String },
+}
 
 /// How long a child may take to print its `listening` line.
 const START_BOUND: Duration = Duration::from_secs(20);
@@ -24,11 +37,17 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `beehive ARGS...` with stderr to `log`, and waits for its `listening` line.
-    pub fn spawn(name: &str, args: &[String], env: &[(&str, &str)], log: PathBuf) -> Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the beehive executable")?;
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create log file {}", log.display()))?;
+    /// Starts `exe ARGS...` (the `beehive` binary) with stderr to `log`, no inherited
+    /// `BEEHIVE_*` settings, and waits (bounded) for its `listening` line.
+    pub fn spawn(
+        exe: &Path,
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Result<Self, LaunchError> {
+        let spawn_error = |source| LaunchError::Spawn { name: name.to_string(), source };
+        let file = std::fs::File::create(&log).map_err(spawn_error)?;
         let mut cmd = Command::new(exe);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(file));
         for (key, _) in std::env::vars() {
@@ -37,8 +56,12 @@ impl Proc {
             }
         }
         cmd.envs(env.iter().copied());
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
-        let stdout = child.stdout.take().context("child stdout")?;
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(spawn_error(std::io::Error::other("no stdout pipe")));
+        };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
@@ -53,7 +76,8 @@ impl Proc {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("{name} did not start; see its log {}", log.display());
+                let log = log.display().to_string();
+                return Err(LaunchError::NoListeningLine { name: name.to_string(), log });
             }
         };
         let fields = line
@@ -65,13 +89,12 @@ impl Proc {
     }
 
     /// The address printed as `key=ADDR`.
-    pub fn addr(&self, key: &str) -> Result<SocketAddr> {
-        let (_, v) = self
-            .fields
+    pub fn addr(&self, key: &str) -> Result<SocketAddr, LaunchError> {
+        self.fields
             .iter()
             .find(|(k, _)| k == key)
-            .with_context(|| format!("{} printed no {key}=", self.name))?;
-        v.parse().with_context(|| format!("{} printed a bad {key} address {v:?}", self.name))
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or_else(|| LaunchError::NoAddress { name: self.name.clone(), key: key.into() })
     }
 
     pub fn pid(&self) -> u32 {
@@ -105,13 +128,18 @@ impl Drop for Proc {
     }
 }
 
-/// A tiny HTTP/1.0 GET for admin endpoints on loopback: (status, body), bounded in time.
-pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let bound = Duration::from_secs(2);
-    let mut stream = TcpStream::connect_timeout(&addr, bound).ok()?;
-    stream.set_read_timeout(Some(bound)).ok()?;
-    stream.set_write_timeout(Some(bound)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+/// One HTTP/1.0 request to an admin endpoint on loopback: (status, body), bounded in time;
+/// `None` if the connection fails.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
     let mut raw = Vec::new();
     stream.take(16 << 20).read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);
@@ -122,7 +150,7 @@ pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// Waits until every node's ring is right: each node's successor is the next id around the
 /// ring of all of them. Returns how long it took.
-pub fn wait_for_ring(admins: &[SocketAddr], bound: Duration) -> Result<Duration> {
+pub fn wait_for_ring(admins: &[SocketAddr], bound: Duration) -> Result<Duration, LaunchError> {
     let start = Instant::now();
     let mut last = String::from("no node answered /ring");
     while start.elapsed() < bound {
@@ -132,13 +160,14 @@ pub fn wait_for_ring(admins: &[SocketAddr], bound: Duration) -> Result<Duration>
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("the ring did not form within {bound:?}: {last}")
+    Err(LaunchError::NoRing { bound, last })
 }
 
 fn ring_check(admins: &[SocketAddr]) -> Result<(), String> {
     let mut views = Vec::new();
     for a in admins {
-        let (status, body) = get(*a, "/ring").ok_or_else(|| format!("{a}: no answer"))?;
+        let (status, body) =
+            http(*a, "GET", "/ring", b"").ok_or_else(|| format!("{a}: no answer"))?;
         if status != 200 {
             return Err(format!("{a}: /ring answered {status}"));
         }

@@ -11,7 +11,9 @@
 //!
 //! * [`rpc`] — node-to-node RPC frames: layout, MAC, the per-connection codec
 //! * [`node`] — the live node: config, driver task, transport, admin listener, metrics
+//! * [`launch`] — child `beehive` processes on loopback, for the demo and the e2e tests
 #![forbid(unsafe_code)]
 
+pub mod launch;
 pub mod node;
 pub mod rpc;

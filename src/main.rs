@@ -2,7 +2,6 @@
 
 mod demo;
 mod experiment;
-mod launch;
 mod loadgen_cmd;
 mod node_cmd;
 mod origin_cmd;

@@ -247,24 +247,19 @@ impl Proxy {
             };
             return self.pass(&ctx, method, &path, parts.headers, body).await;
         }
-        let headers = req.headers().clone();
+        let headers = req.into_parts().0.headers;
         if headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE) {
             return self.pass(&ctx, method, &path, headers, Bytes::new()).await;
         }
         // Phases: local lookup → cluster fetch → store.
         let url = normalise(&ctx.target, &path, &self.config);
+        let key = ObjectKey::of(&url);
         let spec = LoadSpec {
             target: ctx.target.clone(),
-            url: url.clone(),
+            url,
             headers: forwarded(&headers, FORWARDED.iter().copied()),
         };
-        let mut parts =
-            Request::get(url.as_str()).body(()).unwrap_or_else(|_| Request::new(())).into_parts().0;
-        // The policy compares Host (which the load request never carries); Vary is checked
-        // by this crate, so the freshness check sees the client's headers without Host.
-        parts.headers = headers.clone();
-        parts.headers.remove(header::HOST);
-        match self.lookup(ObjectKey::of(&url), spec, &parts, true).await {
+        match self.lookup(key, spec, &headers, true).await {
             Ok(served) => self.respond(&ctx, &headers, served),
             Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
             Err(Miss::Fail(status, msg)) => self.error(status, &msg),
@@ -276,27 +271,30 @@ impl Proxy {
         self: &Arc<Self>,
         key: ObjectKey,
         mut spec: LoadSpec,
-        parts: &http::request::Parts,
+        client: &HeaderMap,
         allow_variant: bool,
     ) -> Result<Served, Miss> {
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
         let local = self.store.get(&key).and_then(|b| self.decode_stored(key, b));
         if let Some(obj) = &local {
-            if allow_variant && !obj.vary_matches(&parts.headers) {
+            if allow_variant && !obj.vary_matches(client) {
                 if let Some(names) = vary_names(&obj.headers) {
-                    return Box::pin(self.variant(&names, spec, parts)).await;
+                    return Box::pin(self.variant(&names, spec, client)).await;
                 }
             }
-            if obj.vary_matches(&parts.headers) {
+            if obj.vary_matches(client) {
                 // A request that states no cache preferences of its own is answered by the
                 // stored freshness alone (`fresh_until` came from the same policy); only one
                 // with Cache-Control or Pragma needs the full RFC 9111 evaluation.
-                let plain = !parts.headers.contains_key(header::CACHE_CONTROL)
-                    && !parts.headers.contains_key(header::PRAGMA);
+                let plain = !client.contains_key(header::CACHE_CONTROL)
+                    && !client.contains_key(header::PRAGMA);
                 if !obj.is_stale(now_ms)
                     && (plain
-                        || obj.policy.before_request(parts, now).satisfies_without_revalidation())
+                        || obj
+                            .policy
+                            .before_request(&policy_request(&spec.url, client), now)
+                            .satisfies_without_revalidation())
                 {
                     self.cluster.served_locally(key);
                     return Ok(Served {
@@ -321,7 +319,7 @@ impl Proxy {
         }
         // Forward the headers the stored variant varies on, so the home loads the right one.
         if let Some(names) = local.as_ref().and_then(|o| vary_names(&o.headers)) {
-            add_forwarded(&mut spec, &parts.headers, &names);
+            add_forwarded(&mut spec, client, &names);
         }
         let fetched = self.cluster.fetch(key, spec.encode(), local.is_some()).await;
         let stale_if_error = |status: u16, msg: String| match &local {
@@ -384,9 +382,9 @@ impl Proxy {
         if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
             self.store.insert(key, f.object);
         }
-        if allow_variant && f.cacheable && !obj.vary_matches(&parts.headers) {
+        if allow_variant && f.cacheable && !obj.vary_matches(client) {
             if let Some(names) = vary_names(&obj.headers) {
-                return Box::pin(self.variant(&names, spec, parts)).await;
+                return Box::pin(self.variant(&names, spec, client)).await;
             }
         }
         let result = if !f.cacheable {
@@ -417,11 +415,11 @@ impl Proxy {
         self: &Arc<Self>,
         names: &[String],
         mut spec: LoadSpec,
-        parts: &http::request::Parts,
+        client: &HeaderMap,
     ) -> Result<Served, Miss> {
-        let key = variant_key(&spec.url, &vary_values(names, &parts.headers));
-        add_forwarded(&mut spec, &parts.headers, names);
-        self.lookup(key, spec, parts, false).await
+        let key = variant_key(&spec.url, &vary_values(names, client));
+        add_forwarded(&mut spec, client, names);
+        self.lookup(key, spec, client, false).await
     }
 
     /// Refreshes `key` through the cluster unless a refresh of it is already under way.
@@ -519,6 +517,16 @@ impl Proxy {
 }
 
 /// `(name, value)` of the request headers in `names` that are present and printable.
+/// The request the cache policy judges freshness against: the normalised URL with the
+/// client's headers, without Host (the policy compares it, and load requests never carry it;
+/// Vary is checked by this crate). Built only for requests that state cache preferences.
+fn policy_request(url: &str, client: &HeaderMap) -> http::request::Parts {
+    let mut parts = Request::get(url).body(()).unwrap_or_else(|_| Request::new(())).into_parts().0;
+    parts.headers = client.clone();
+    parts.headers.remove(header::HOST);
+    parts
+}
+
 fn forwarded<'a>(
     headers: &HeaderMap,
     names: impl Iterator<Item = &'a str>,

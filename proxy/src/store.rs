@@ -8,10 +8,18 @@ use moka::sync::Cache;
 /// Bytes charged per entry besides its body (key, moka's bookkeeping).
 const ENTRY_OVERHEAD: u32 = 96;
 
+/// An encoded object and its blake3 hash, computed once when it is stored: other nodes ask
+/// for objects by hash, and answering them must not hash the body on every request.
+#[derive(Clone)]
+struct Stored {
+    bytes: Bytes,
+    hash: [u8; 32],
+}
+
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]
 pub struct ObjectStore {
-    cache: Cache<ObjectKey, Bytes>,
+    cache: Cache<ObjectKey, Stored>,
 }
 
 impl std::fmt::Debug for ObjectStore {
@@ -25,8 +33,8 @@ impl ObjectStore {
     pub fn new(capacity_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_k: &ObjectKey, v: &Bytes| {
-                u32::try_from(v.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
+            .weigher(|_k: &ObjectKey, v: &Stored| {
+                u32::try_from(v.bytes.len()).unwrap_or(u32::MAX).saturating_add(ENTRY_OVERHEAD)
             })
             .build();
         ObjectStore { cache }
@@ -34,12 +42,34 @@ impl ObjectStore {
 
     /// The encoded object under `key`.
     pub fn get(&self, key: &ObjectKey) -> Option<Bytes> {
-        self.cache.get(key)
+        self.cache.get(key).map(|s| s.bytes)
+    }
+
+    /// The encoded object under `key` with its blake3 hash.
+    pub fn get_hashed(&self, key: &ObjectKey) -> Option<(Bytes, [u8; 32])> {
+        self.cache.get(key).map(|s| (s.bytes, s.hash))
+    }
+
+    /// The blake3 hash of `object`: the stored one when `object` is the very buffer stored
+    /// under `key`, else computed.
+    pub fn hash_of(&self, key: &ObjectKey, object: &Bytes) -> [u8; 32] {
+        match self.cache.get(key) {
+            Some(s) if s.bytes.as_ptr() == object.as_ptr() && s.bytes.len() == object.len() => {
+                s.hash
+            }
+            _ => *blake3::hash(object).as_bytes(),
+        }
     }
 
     /// Stores (or replaces) the encoded object under `key`.
     pub fn insert(&self, key: ObjectKey, object: Bytes) {
-        self.cache.insert(key, object);
+        let hash = *blake3::hash(&object).as_bytes();
+        self.insert_hashed(key, object, hash);
+    }
+
+    /// Stores `object` whose blake3 hash the caller has already checked to be `hash`.
+    pub fn insert_hashed(&self, key: ObjectKey, object: Bytes, hash: [u8; 32]) {
+        self.cache.insert(key, Stored { bytes: object, hash });
     }
 
     /// Drops `key`.
@@ -64,9 +94,9 @@ impl ObjectStore {
         self.cache.weighted_size()
     }
 
-    /// Every key with the size of its encoded object (for the node's `/objects` and pulls).
-    pub fn keys(&self) -> Vec<(ObjectKey, usize)> {
-        self.cache.iter().map(|(k, v)| (*k, v.len())).collect()
+    /// Every key with the size and hash of its encoded object (for the node's `/objects`).
+    pub fn keys(&self) -> Vec<(ObjectKey, usize, [u8; 32])> {
+        self.cache.iter().map(|(k, v)| (*k, v.bytes.len(), v.hash)).collect()
     }
 }
 
@@ -81,7 +111,8 @@ mod tests {
         s.insert(k, Bytes::from_static(b"xyz"));
         assert_eq!(s.get(&k).as_deref(), Some(&b"xyz"[..]));
         assert_eq!(s.len(), 1);
-        assert_eq!(s.keys(), vec![(k, 3)]);
+        assert_eq!(s.keys(), vec![(k, 3, *blake3::hash(b"xyz").as_bytes())]);
+        assert_eq!(s.hash_of(&k, &s.get(&k).unwrap()), *blake3::hash(b"xyz").as_bytes());
         s.remove(&k);
         assert!(s.get(&k).is_none());
         for i in 0..100 {

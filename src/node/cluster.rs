@@ -18,6 +18,7 @@ use super::transport::{BoxFuture as HomeFuture, HomeService, LoadAnswer, Transpo
 use beehive_proxy::{
     BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, Loader, ObjectKey, ObjectStore,
 };
+use beehive_replication::node::NO_RESULT_LEVEL;
 use beehive_replication::{Id, Peer};
 use bytes::Bytes;
 use futures_util::future::{FutureExt, Shared};
@@ -51,13 +52,10 @@ struct Inner {
     inflight: Mutex<HashMap<(Id, bool), SharedFetch>>,
 }
 
-/// Levels at or above this are the core's "home only, no leader result yet" marker, not a
-/// level to show a client.
-const NO_LEVEL: u8 = 64;
-
-/// The level to report for `level` (`None` for the no-result marker).
+/// The level to report for `level`: `None` for the core's "home only, no leader result yet"
+/// marker, which is not a level a client can compare.
 fn shown(level: u8) -> Option<u8> {
-    (level < NO_LEVEL).then_some(level)
+    (level != NO_RESULT_LEVEL).then_some(level)
 }
 
 /// The ring id of an object key.
@@ -208,7 +206,7 @@ impl Inner {
     ) -> Result<(Bytes, bool), ClusterError> {
         let loaded = self.loader.load(key, load, refresh).await?;
         if loaded.cacheable {
-            let hash = *blake3::hash(&loaded.object).as_bytes();
+            let hash = self.store.hash_of(&key, &loaded.object);
             let size = loaded.object.len() as u64;
             let _ = self.commands.send(Command::PutHome { key: ring_id(key), hash, size }).await;
         }
@@ -316,11 +314,12 @@ pub struct SharedStore(pub ObjectStore);
 
 impl BodyStore for SharedStore {
     fn get(&self, key: Id) -> Option<StoredObject> {
-        self.0.get(&ObjectKey(key.0)).map(StoredObject::new)
+        let (body, hash) = self.0.get_hashed(&ObjectKey(key.0))?;
+        Some(StoredObject { body, hash })
     }
 
     fn put(&self, key: Id, object: StoredObject) {
-        self.0.insert(ObjectKey(key.0), object.body);
+        self.0.insert_hashed(ObjectKey(key.0), object.body, object.hash);
     }
 
     fn remove(&self, key: Id) {
@@ -328,15 +327,8 @@ impl BodyStore for SharedStore {
     }
 
     fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
-        let mut keys: Vec<_> = self
-            .0
-            .keys()
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let body = self.0.get(&k)?;
-                Some((Id(k.0), body.len(), *blake3::hash(&body).as_bytes()))
-            })
-            .collect();
+        let mut keys: Vec<_> =
+            self.0.keys().into_iter().map(|(k, len, hash)| (Id(k.0), len, hash)).collect();
         keys.sort_by_key(|(k, _, _)| *k);
         keys
     }

@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -167,22 +167,7 @@ impl NodeProc {
 }
 
 /// One HTTP/1.0 request to `addr`; `None` if the connection fails.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: admin\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
-}
+pub use beehive::launch::http;
 
 /// Polls `check` every 50 ms until it holds or `bound` passes; returns the time it took.
 pub fn wait_for(bound: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
@@ -261,47 +246,21 @@ pub fn cluster_error(nodes: &[&NodeProc], fingers: bool) -> Option<String> {
     None
 }
 
-/// A `beehive origin` process (the built-in demo origin), killed by PID on drop.
+/// A `beehive origin` process (the built-in demo origin), stopped by PID on drop.
 pub struct OriginProc {
-    pub child: Child,
+    pub proc: beehive::launch::Proc,
     pub addr: SocketAddr,
-}
-
-impl Drop for OriginProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `beehive origin --listen ADDR EXTRA...` and waits (bounded) for its address.
 pub fn start_origin(listen: &str, extra: &[&str]) -> OriginProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .args(["origin", "--listen", listen])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn beehive origin");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-    let addr =
-        line.split_whitespace().find_map(|w| w.strip_prefix("http=")).and_then(|a| a.parse().ok());
-    let Some(addr) = addr else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("origin did not print its address: {line:?}");
-    };
-    OriginProc { child, addr }
+    let mut args = vec!["origin".to_string(), "--listen".to_string(), listen.to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_beehive"));
+    let proc = beehive::launch::Proc::spawn(exe, "origin", &args, &[], log_path())
+        .expect("start beehive origin");
+    let addr = proc.addr("http").expect("origin address");
+    OriginProc { proc, addr }
 }
 
 /// A response as curl saw it.

@@ -28,7 +28,7 @@ mod replicate;
 use crate::beehive::wire::Offer;
 pub use replicate::KnownObject;
 use replicate::Replication;
-pub use replicate::Served;
+pub use replicate::{Served, NO_RESULT_LEVEL};
 
 /// A message the caller must deliver to `to`.
 #[derive(Debug, Clone, PartialEq)]

@@ -88,7 +88,7 @@ pub(crate) struct Replication {
 }
 
 /// The level homes give objects while they have no leader result: home only, on any ring.
-const NO_RESULT_LEVEL: u8 = (crate::beehive::wire::MAX_LEVELS - 1) as u8;
+pub const NO_RESULT_LEVEL: u8 = (crate::beehive::wire::MAX_LEVELS - 1) as u8;
 
 /// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
 const CHANGE_LOG_TICKS: usize = 8;
