@@ -93,6 +93,11 @@ pub struct ReplicationConfig {
     pub sketch_capacity: usize,
     /// Hop cost per level assumed until the cluster has measured its own.
     pub initial_hop_cost: f64,
+    /// The shared clock (the live node: time since the Unix epoch) at this node's time zero.
+    /// Nodes tick at a fixed phase of the shared clock set by their place on the ring, so
+    /// counts and reports, which travel clockwise, cross the ring in about one interval
+    /// instead of one interval per hop. Zero in the simulator, whose nodes share one clock.
+    pub clock_offset: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -107,6 +112,7 @@ impl Default for ReplicationConfig {
             cache_ttl: Duration::from_secs(60),
             sketch_capacity: 512,
             initial_hop_cost: crate::beehive::levels::DEFAULT_HOP_COST,
+            clock_offset: Duration::ZERO,
         }
     }
 }

@@ -47,6 +47,11 @@ pub enum Request {
     /// fingers in `(you, limit)` whose part of the ring meets the replica arc
     /// `(arc_start, key]` (a range broadcast, O(log N) deep).
     Invalidate { key: Id, min_version: u64, arc_start: Id, limit: Id },
+    /// New offers for a node that pulled from the sender lately: a copy the sender just
+    /// stored, or an arc its home just widened. The pull tree carries them downstream at
+    /// once instead of one pull per interval and hop, so a promoted object fills its arc
+    /// within an interval. Answered with [`Response::Ack`].
+    Push { offers: Vec<Offer> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +97,7 @@ impl Message {
             Message::Response { body: Response::Offers { list, result }, .. } => {
                 wire::check_offers(list, result.as_ref())?
             }
+            Message::Request { body: Request::Push { offers }, .. } => wire::check_pushed(offers)?,
             Message::Response { body: Response::Next(NextHop::Have { level, .. }), .. }
                 if usize::from(*level) >= MAX_LEVELS =>
             {
@@ -127,6 +133,7 @@ impl Message {
                 Request::Pull(_) => "pull",
                 Request::Cache { .. } => "cache",
                 Request::Invalidate { .. } => "invalidate",
+                Request::Push { .. } => "push",
             },
             Message::Response { body, .. } => match body {
                 Response::Pong => "pong",

@@ -2,6 +2,7 @@
 //! one node. Nothing panics, the routing invariants hold after every input, and messages no
 //! correct node sends are refused with an error value.
 
+use beehive_replication::beehive::wire::{ObjectInfo, Offer};
 use beehive_replication::message::{NextHop, Request, Response, MAX_LISTED_PEERS};
 use beehive_replication::{ChordConfig, Id, Message, Node, Peer, ProtocolError};
 use proptest::prelude::*;
@@ -76,6 +77,19 @@ fn next_hop() -> impl Strategy<Value = NextHop> {
     ]
 }
 
+fn offer() -> impl Strategy<Value = Offer> {
+    (any::<u128>(), any::<u8>(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
+        |(k, level, version, lease_ms, from_home)| Offer {
+            key: Id(k),
+            level,
+            info: ObjectInfo { version, hash: [7; 32], size: 1 },
+            lease_ms,
+            from_home,
+            renewable: true,
+        },
+    )
+}
+
 fn message() -> impl Strategy<Value = Message> {
     let request = prop_oneof![
         Just(Request::Ping),
@@ -88,6 +102,9 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         (prop::option::of(any_peer()), peers(MAX_LISTED_PEERS + 4))
             .prop_map(|(predecessor, successors)| Request::Leaving { predecessor, successors }),
+        // Pushed offers for any key, at any level, with any lease: a stranger's push may
+        // make us fetch a body (verified against its hash by the caller), never corrupt state.
+        prop::collection::vec(offer(), 0..4).prop_map(|offers| Request::Push { offers }),
     ];
     let response = prop_oneof![
         Just(Response::Pong),

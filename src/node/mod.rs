@@ -128,7 +128,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let (transport, inbound) = Transport::new(transport_config, metrics.clone(), store.clone());
 
-    let mut core = Node::new(me, config.chord.clone(), Duration::ZERO);
+    // The core's time zero is the driver's start, microseconds from now; the wall clock
+    // there aligns every node's replication tick to its place on the ring.
+    let mut chord = config.chord.clone();
+    chord.replication.clock_offset =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut core = Node::new(me, chord, Duration::ZERO);
     let seeds: Vec<Peer> =
         config.join.iter().filter(|a| **a != advertise).map(|a| Peer::from_addr(*a)).collect();
     if !seeds.is_empty() {

@@ -29,6 +29,12 @@ const WIDE_TICKS: u8 = 12;
 /// An object stays at its level while its rate is at least this share of the level's threshold.
 const KEEP: f64 = 0.75;
 
+/// A surge: the home served at least this many times the smoothed rate itself in one
+/// interval, [`SURGE_SIGMAS`] Poisson deviations above it and at least [`SURGE_MIN`] requests.
+const SURGE_FACTOR: f64 = 3.0;
+const SURGE_SIGMAS: f64 = 4.0;
+const SURGE_MIN: u64 = 8;
+
 /// Below this smoothed rate (requests/s) an object the home holds no body for is forgotten.
 const FORGET_RATE: f64 = 1e-4;
 
@@ -66,6 +72,15 @@ impl HomeObject {
     pub fn widest_level(&self) -> u8 {
         self.level.min(self.previous_level)
     }
+}
+
+/// What closing an interval decided, keys sorted.
+#[derive(Debug, Default)]
+pub struct Closed {
+    /// Replicated, no body yet: the home should fetch it from the origin now.
+    pub fetch: Vec<Id>,
+    /// The level changed.
+    pub changed: Vec<Id>,
 }
 
 /// The home table. See the module docs.
@@ -125,33 +140,44 @@ impl Homes {
     }
 
     /// Closes the interval: folds the plausible, capped counts into each object's smoothed
-    /// rate and sets levels from `thresholds` (all home-only without a fresh result). Returns
-    /// the keys whose body the home should fetch from the origin now (replicated, no body),
-    /// and the keys whose level changed.
+    /// rate and sets levels from `thresholds` (all home-only without a fresh result).
     pub fn close_interval(
         &mut self,
         me: Id,
         interval_s: f64,
         thresholds: Option<&[f64]>,
         top: u8,
-    ) -> (Vec<Id>, Vec<Id>) {
+    ) -> Closed {
         let mut inbound = std::mem::take(&mut self.inbound);
-        let mut counted: FastMap<Id, u64> = FastMap::default();
+        let mut counted: FastMap<Id, (u64, u64)> = FastMap::default();
         for (key, mut origins) in inbound.drain() {
             let obj = self.objects.entry(key).or_insert_with(|| HomeObject::new(top));
             let widest = obj.widest_level();
             let before = origins.len();
             origins.retain(|(o, _)| *o == me || in_arc(*o, key, widest));
             self.refused_counts += (before - origins.len()) as u64;
-            counted.insert(key, capped_total(&origins, me));
+            let own = origins.iter().find(|(o, _)| *o == me).map_or(0, |(_, c)| *c);
+            counted.insert(key, (capped_total(&origins, me), own));
         }
         // Keep the allocation for the next interval.
         self.inbound = inbound;
-        let mut fetch = Vec::new();
-        let mut changed = Vec::new();
+        let mut out = Closed::default();
         self.objects.retain(|key, obj| {
-            let total = counted.get(key).copied().unwrap_or(0);
-            obj.rate.update(total as f64 / interval_s);
+            let (total, own) = counted.get(key).copied().unwrap_or((0, 0));
+            // The requests the home served itself are a lower bound on the object's rate that
+            // no other node can inflate. When they alone surge far above the smoothed rate
+            // (a newly popular object, still home-only), the rate starts over from them
+            // instead of needing several intervals to average the jump in; relayed counts
+            // arrive in lumps and never trigger this.
+            let expected = obj.rate.value() * interval_s;
+            let surge = own >= SURGE_MIN
+                && own as f64 >= SURGE_FACTOR * expected
+                && own as f64 >= expected + SURGE_SIGMAS * expected.max(1.0).sqrt();
+            if surge {
+                obj.rate.restart(total as f64 / interval_s);
+            } else {
+                obj.rate.update(total as f64 / interval_s);
+            }
             obj.info.is_some() || obj.fetch_asked || obj.rate.value() >= FORGET_RATE
         });
         for (key, obj) in self.objects.iter_mut() {
@@ -179,7 +205,7 @@ impl Homes {
                 obj.previous_level = obj.previous_level.min(obj.level);
                 obj.wide_for = WIDE_TICKS;
                 obj.level = level;
-                changed.push(*key);
+                out.changed.push(*key);
             } else if obj.wide_for > 0 {
                 obj.wide_for -= 1;
             } else {
@@ -187,12 +213,12 @@ impl Homes {
             }
             if obj.level < top && obj.info.is_none() && !obj.fetch_asked {
                 obj.fetch_asked = true;
-                fetch.push(*key);
+                out.fetch.push(*key);
             }
         }
-        fetch.sort_unstable();
-        changed.sort_unstable();
-        (fetch, changed)
+        out.fetch.sort_unstable();
+        out.changed.sort_unstable();
+        out
     }
 
     /// The mergeable summary the leader needs.
@@ -242,6 +268,48 @@ mod tests {
         assert_eq!(capped_total(&liar, home), 10 + 12 + 24);
         assert_eq!(capped_total(&[(Id(9), 1_000_000)], home), ORIGIN_FLOOR);
         assert_eq!(capped_total(&[(home, 1_000_000)], home), 1_000_000);
+    }
+
+    /// Closes `n` intervals in which the home served `own` requests and `other` claimed
+    /// `claimed`, and returns the smoothed rate.
+    fn run(homes: &mut Homes, key: Id, me: Id, own: u32, claimed: u32, n: usize) -> f64 {
+        for _ in 0..n {
+            homes.count(CountEntry { key, origin: me, count: own });
+            homes.count(CountEntry { key, origin: Id(99), count: claimed });
+            homes.close_interval(me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
+        }
+        homes.get(key).unwrap().rate.value()
+    }
+
+    #[test]
+    fn a_surge_the_home_serves_restarts_the_rate() {
+        let (me, key) = (Id(100), Id(100));
+        let mut homes = Homes::default();
+        homes.entry(key, 2);
+        assert!(run(&mut homes, key, me, 2, 0, 10) < 2.1);
+        // Popularity moves here: the very next interval carries the new rate ...
+        assert_eq!(run(&mut homes, key, me, 200, 0, 1), 200.0);
+        assert_eq!(homes.get(key).unwrap().level, 1);
+        // ... where plain averaging would have taken several.
+        let mut slow = Homes::default();
+        slow.entry(key, 2);
+        run(&mut slow, key, me, 2, 0, 10);
+        let mut r = slow.get(key).unwrap().rate;
+        r.update(200.0);
+        assert!(r.value() < 70.0);
+    }
+
+    #[test]
+    fn claims_from_other_nodes_never_surge() {
+        // Node 99 lies inside the level-0 arc, so its counts are taken, but capped; they are
+        // not the home's own requests and cannot restart the rate.
+        let (me, key) = (Id(100), Id(100));
+        let mut homes = Homes::default();
+        homes.entry(key, 0).level = 0;
+        homes.entry(key, 0).previous_level = 0;
+        run(&mut homes, key, me, 2, 0, 10);
+        let r = run(&mut homes, key, me, 2, 1_000_000_000, 1);
+        assert!(r < 6.0, "a liar's claims restarted the rate at {r}");
     }
 
     #[test]

@@ -278,11 +278,16 @@ impl Hasher for KeyHasher {
 pub struct SmoothedRate {
     value: f64,
     primed: bool,
+    /// Intervals left after a [`SmoothedRate::restart`] during which a higher observation is
+    /// taken as is: the restart saw only part of an interval of the new rate.
+    young: u8,
 }
 
 impl SmoothedRate {
     /// Weight of the newest interval.
     pub const WEIGHT: f64 = 0.3;
+    /// Intervals after a restart that may only raise the rate.
+    const YOUNG: u8 = 3;
 
     /// Folds in the rate observed over the interval just closed. NaN, infinite and negative
     /// observations are ignored (the state is unchanged).
@@ -290,11 +295,24 @@ impl SmoothedRate {
         if !observed.is_finite() || observed < 0.0 {
             return;
         }
-        if self.primed {
+        if self.young > 0 {
+            self.young -= 1;
+            self.value = observed.max(self.value + Self::WEIGHT * (observed - self.value));
+        } else if self.primed {
             self.value += Self::WEIGHT * (observed - self.value);
         } else {
             self.value = observed;
             self.primed = true;
+        }
+    }
+
+    /// Starts over at `observed`: the caller has proof that the rate jumped (see
+    /// `Homes::close_interval`), and averaging the jump in would take several intervals.
+    pub fn restart(&mut self, observed: f64) {
+        if observed.is_finite() && observed >= 0.0 {
+            self.value = observed;
+            self.primed = true;
+            self.young = Self::YOUNG;
         }
     }
 
@@ -369,6 +387,26 @@ mod tests {
         assert!((r.value() - 7.0 * 0.49).abs() < 1e-12);
         r.update(-1.0);
         assert!((r.value() - 3.43).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_restart_takes_higher_observations_while_young() {
+        let mut r = SmoothedRate::default();
+        r.update(1.0);
+        r.restart(40.0);
+        assert_eq!(r.value(), 40.0);
+        // Young: a higher interval is taken as is, a lower one only averaged in.
+        r.update(100.0);
+        assert_eq!(r.value(), 100.0);
+        r.update(0.0);
+        assert!((r.value() - 70.0).abs() < 1e-9, "{}", r.value());
+        r.update(100.0);
+        assert_eq!(r.value(), 100.0);
+        // Grown up: back to the plain average.
+        r.update(200.0);
+        assert!((r.value() - 130.0).abs() < 1e-9, "{}", r.value());
+        r.restart(f64::NAN);
+        assert!((r.value() - 130.0).abs() < 1e-9);
     }
 
     #[test]

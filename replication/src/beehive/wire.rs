@@ -179,16 +179,23 @@ pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-pub(crate) fn check_offers(
-    list: &OfferList,
-    result: Option<&LevelResult>,
-) -> Result<(), ProtocolError> {
-    let offers = &list.offers;
-    if offers.len() > MAX_OFFERS || list.withdrawn.len() > MAX_OFFERS {
+pub(crate) fn check_pushed(offers: &[Offer]) -> Result<(), ProtocolError> {
+    if offers.len() > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
     }
     if offers.iter().any(|o| usize::from(o.level) >= MAX_LEVELS) {
         return Err(ProtocolError::Malformed("offer level beyond the ring's levels"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_offers(
+    list: &OfferList,
+    result: Option<&LevelResult>,
+) -> Result<(), ProtocolError> {
+    check_pushed(&list.offers)?;
+    if list.withdrawn.len() > MAX_OFFERS {
+        return Err(ProtocolError::Malformed("too many offers"));
     }
     if result.is_some_and(|r| !r.is_sane()) {
         return Err(ProtocolError::Malformed("leader result out of range"));

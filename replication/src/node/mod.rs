@@ -430,6 +430,7 @@ impl Node {
             Request::Invalidate { key, min_version, arc_start, limit } => {
                 self.answer_invalidate(now, key, min_version, arc_start, limit)
             }
+            Request::Push { offers } => self.answer_push(now, from, offers),
         }
     }
 
@@ -767,7 +768,10 @@ impl Node {
             }
             Timer::Replicate => {
                 self.replicate_tick(now);
-                self.rep.cfg.interval
+                if self.phase == Phase::Joined {
+                    self.schedule_replication(now);
+                }
+                return;
             }
             Timer::JoinRetry => {
                 if self.phase == Phase::Idle {

@@ -85,6 +85,8 @@ pub(crate) struct Replication {
     ticks: u64,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
+    /// Nodes that pulled from us, and when last: new offers are pushed to them at once.
+    pullers: FastMap<Id, (Peer, Time)>,
 }
 
 /// The level homes give objects while they have no leader result: home only, on any ring.
@@ -117,6 +119,7 @@ impl Replication {
             previous_tick: Time::ZERO,
             ticks: 0,
             seen: FastMap::default(),
+            pullers: FastMap::default(),
         }
     }
 
@@ -247,6 +250,9 @@ impl Node {
         let stored = self.rep.holdings.store(&offer, attach.then_some(from.id), now, until, cached);
         if stored {
             self.rep.touch(offer.key);
+            if !cached {
+                self.push_offers(now, &[offer.key]);
+            }
         }
         stored
     }
@@ -263,7 +269,8 @@ impl Node {
     pub fn put_home(&mut self, now: Time, key: Id, hash: [u8; 32], size: u64) -> u64 {
         let top = self.rep.top_level(now);
         let obj = self.rep.homes.entry(key, top);
-        obj.fetch_asked = false;
+        // Fetched because the object was just promoted: its new arc is waiting for it.
+        let promoted = std::mem::take(&mut obj.fetch_asked);
         if let Some(info) = obj.info.as_mut().filter(|i| i.hash == hash) {
             info.size = size;
             return info.version;
@@ -275,6 +282,9 @@ impl Node {
         self.rep.touch(key);
         if changed {
             self.broadcast_invalidate(now, key, version);
+        }
+        if promoted {
+            self.push_offers(now, &[key]);
         }
         version
     }
@@ -446,6 +456,7 @@ impl Node {
     pub(super) fn answer_pull(&mut self, now: Time, from: Peer, pull: Pull) -> Response {
         let me = self.me().id;
         if self.rep.cfg.mode == Mode::Beehive {
+            self.rep.pullers.insert(from.id, (from, now));
             for e in pull.counts {
                 if self.owns(e.key) {
                     self.rep.homes.count(e);
@@ -563,8 +574,30 @@ impl Node {
         if let Some(r) = result {
             self.rep.adopt(now, r);
         }
+        self.take_offers(now, from, list.offers);
+        for key in list.withdrawn {
+            if self.rep.holdings.detach(key, from.id) {
+                self.rep.touch(key);
+            }
+        }
+        if !list.full && list.renew_ms > 0 {
+            let lease = Duration::from_millis(u64::from(list.renew_ms));
+            self.rep.holdings.renew_from(from.id, now, lease);
+        }
+        self.rep.seen.insert(from.id, list.gen);
+    }
+
+    pub(super) fn answer_push(&mut self, now: Time, from: Peer, offers: Vec<Offer>) -> Response {
+        if self.rep.cfg.mode == Mode::Beehive {
+            self.take_offers(now, from, offers);
+        }
+        Response::Ack
+    }
+
+    /// Offers from `from` (pulled or pushed): renew the copies we have, fetch the others.
+    fn take_offers(&mut self, now: Time, from: Peer, offers: Vec<Offer>) {
         let me = self.me().id;
-        for offer in list.offers {
+        for offer in offers {
             // Only from between us and the home: renewals flow away from the home.
             if !in_arc(me, offer.key, offer.level)
                 || !(offer.from_home || from.id.in_open_closed(me, offer.key))
@@ -583,16 +616,38 @@ impl Node {
                 self.rep.touch(offer.key);
             }
         }
-        for key in list.withdrawn {
-            if self.rep.holdings.detach(key, from.id) {
-                self.rep.touch(key);
+    }
+
+    /// Pushes our offers of `keys` to the nodes that pulled from us lately and would take
+    /// them (we are the home, or lie between them and the key): one message per puller.
+    /// A home pushes every level change (and a body fetched for a promotion); a node pushes
+    /// every copy it stores on down the tree.
+    fn push_offers(&mut self, now: Time, keys: &[Id]) {
+        if self.rep.cfg.mode != Mode::Beehive || keys.is_empty() {
+            return;
+        }
+        let me = self.me().id;
+        let recent = self.rep.cfg.interval * 2;
+        let mut pullers: Vec<Peer> = self
+            .rep
+            .pullers
+            .values()
+            .filter(|(_, at)| *at + recent > now)
+            .map(|(p, _)| *p)
+            .collect();
+        pullers.sort_unstable_by_key(|p| p.id);
+        for p in pullers {
+            let mut offers: Vec<Offer> = keys
+                .iter()
+                .filter(|k| self.owns(**k) || me.in_open_closed(p.id, **k))
+                .filter_map(|k| self.offer_to(now, p.id, *k))
+                .collect();
+            if offers.is_empty() {
+                continue;
             }
+            offers.truncate(MAX_OFFERS);
+            self.send_request(now, p, Request::Push { offers }, Awaiting::Ack);
         }
-        if !list.full && list.renew_ms > 0 {
-            let lease = Duration::from_millis(u64::from(list.renew_ms));
-            self.rep.holdings.renew_from(from.id, now, lease);
-        }
-        self.rep.seen.insert(from.id, list.gen);
     }
 
     // ------------------------------------------------------------ the tick
@@ -653,14 +708,17 @@ impl Node {
 
         // Homes fold the interval into rates and set levels.
         let thresholds = self.rep.fresh_result(now).map(|r| r.thresholds.clone());
-        let (need, changed) =
-            self.rep.homes.close_interval(me.id, interval_s, thresholds.as_deref(), top);
-        for key in need {
+        let closed = self.rep.homes.close_interval(me.id, interval_s, thresholds.as_deref(), top);
+        for key in closed.fetch {
             self.events.push_back(Event::NeedObject { key });
         }
-        for key in changed {
-            self.rep.touch(key);
+        for key in &closed.changed {
+            self.rep.touch(*key);
         }
+        let recent = self.rep.cfg.interval * 2;
+        self.rep.pullers.retain(|_, (_, at)| *at + recent > now);
+        // Widened arcs fill at once; copies inside a narrowed arc learn their new level.
+        self.push_offers(now, &closed.changed);
 
         // The report toward key 0, or the leader's solve.
         let mut report = Report {
@@ -770,12 +828,52 @@ impl Node {
         }
     }
 
+    /// Arms the next tick: at the phase of the shared clock's interval given by our place on
+    /// the ring (id / 2^128). Counts and reports travel clockwise, to nodes that tick later
+    /// in the same interval, so they reach a home (or the leader) within about one interval
+    /// wherever they start; only a path that wraps past id 0 takes a second one.
     pub(super) fn schedule_replication(&mut self, now: Time) {
-        if self.rep.cfg.mode != Mode::Chord {
-            let seed = (self.me().id.0 >> 32) as u64;
-            let frac = seed % 1024;
-            let first = now + self.rep.cfg.interval * frac as u32 / 1024;
-            self.timers[Timer::Replicate as usize] = Some(first);
+        if self.rep.cfg.mode == Mode::Chord {
+            return;
         }
+        let period = self.rep.cfg.interval.as_nanos().max(1);
+        let phase = (period * (self.me().id.0 >> 96)) >> 32;
+        let clock = (now + self.rep.cfg.clock_offset).as_nanos();
+        let mut at = clock - clock % period + phase;
+        if at <= clock {
+            at += period;
+        }
+        let wait = Duration::from_nanos(u64::try_from(at - clock).unwrap_or(u64::MAX));
+        self.timers[Timer::Replicate as usize] = Some(now + wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ChordConfig;
+
+    /// When a node created at shared-clock time `clock` (its own time zero) first ticks, on
+    /// the shared clock.
+    fn first_tick(id: Id, clock: Duration) -> Duration {
+        let mut cfg = ChordConfig::default();
+        cfg.replication.interval = Duration::from_secs(10);
+        cfg.replication.clock_offset = clock;
+        let me = Peer { id, addr: "127.0.0.1:1".parse().unwrap() };
+        let mut node = Node::new(me, cfg, Time::ZERO);
+        node.schedule_replication(Time::ZERO);
+        clock + node.timers[Timer::Replicate as usize].expect("armed")
+    }
+
+    #[test]
+    fn ticks_follow_the_place_on_the_ring_not_the_start_time() {
+        let quarter = Id(1 << 126);
+        let secs = Duration::from_secs;
+        // Whenever the node started, it ticks 2.5 s into each 10 s of the shared clock.
+        assert_eq!(first_tick(quarter, secs(1_000_000)), secs(1_000_002) + secs(1) / 2);
+        assert_eq!(first_tick(quarter, secs(1_000_003)), secs(1_000_012) + secs(1) / 2);
+        // A node further round the ring ticks later in the interval.
+        assert_eq!(first_tick(Id(3 << 126), secs(1_000_000)), secs(1_000_007) + secs(1) / 2);
+        assert_eq!(first_tick(Id(0), secs(1_000_000)), secs(1_000_010));
     }
 }
