@@ -14,6 +14,7 @@ use super::wire::{in_arc, CountEntry, ObjectInfo};
 use super::zipf::PopularitySummary;
 use crate::hash::FastMap;
 use crate::id::Id;
+use crate::time::Time;
 
 /// What one origin may always add to a key per interval, whatever the others report.
 pub const ORIGIN_FLOOR: u64 = 4;
@@ -53,6 +54,9 @@ pub struct HomeObject {
     pub rate: SmoothedRate,
     /// The origin fetch was asked for and not yet answered.
     pub fetch_asked: bool,
+    /// When this home first served the object itself in the current interval: a surge that
+    /// began mid-interval is measured over the time since, not the whole interval.
+    pub first_served: Option<Time>,
 }
 
 impl HomeObject {
@@ -65,6 +69,7 @@ impl HomeObject {
             wide_for: 0,
             rate: SmoothedRate::default(),
             fetch_asked: false,
+            first_served: None,
         }
     }
 
@@ -143,6 +148,7 @@ impl Homes {
     /// rate and sets levels from `thresholds` (all home-only without a fresh result).
     pub fn close_interval(
         &mut self,
+        now: Time,
         me: Id,
         interval_s: f64,
         thresholds: Option<&[f64]>,
@@ -173,8 +179,16 @@ impl Homes {
             let surge = own >= SURGE_MIN
                 && own as f64 >= SURGE_FACTOR * expected
                 && own as f64 >= expected + SURGE_SIGMAS * expected.max(1.0).sqrt();
+            let served_for = obj.first_served.take().map_or(interval_s, |t| {
+                now.saturating_sub(t).as_secs_f64().clamp(interval_s / 8.0, interval_s)
+            });
             if surge {
-                obj.rate.restart(total as f64 / interval_s);
+                // Over the time since the first request, not counting that one (it only
+                // marks the start), so a surge that began mid-interval gets its full rate;
+                // two deviations below, because a clump of noise is what looks like a surge.
+                let n = own.saturating_sub(1) as f64;
+                let since = (n - 2.0 * n.sqrt()).max(0.0) / served_for;
+                obj.rate.restart((total as f64 / interval_s).max(since));
             } else {
                 obj.rate.update(total as f64 / interval_s);
             }
@@ -276,7 +290,7 @@ mod tests {
         for _ in 0..n {
             homes.count(CountEntry { key, origin: me, count: own });
             homes.count(CountEntry { key, origin: Id(99), count: claimed });
-            homes.close_interval(me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
+            homes.close_interval(Time::ZERO, me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
         }
         homes.get(key).unwrap().rate.value()
     }
@@ -300,6 +314,21 @@ mod tests {
     }
 
     #[test]
+    fn a_surge_that_began_mid_interval_is_measured_from_its_start() {
+        let (me, key) = (Id(100), Id(100));
+        let mut homes = Homes::default();
+        homes.entry(key, 2);
+        run(&mut homes, key, me, 2, 0, 10);
+        // 401 requests in the last half of a 1 s interval: 800/s, not 401/s.
+        homes.entry(key, 2).first_served = Some(Time::from_millis(500));
+        homes.count(CountEntry { key, origin: me, count: 401 });
+        homes.close_interval(Time::from_secs(1), me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
+        let r = homes.get(key).unwrap().rate.value();
+        // Two deviations below 400 / 0.5 s.
+        assert!((r - 720.0).abs() < 1.0, "{r}");
+    }
+
+    #[test]
     fn claims_from_other_nodes_never_surge() {
         // Node 99 lies inside the level-0 arc, so its counts are taken, but capped; they are
         // not the home's own requests and cannot restart the rate.
@@ -320,7 +349,7 @@ mod tests {
         // Level 10 arc of key 100: (100 - 2^118, 100]; Id(1 << 127) lies far outside it.
         homes.count(CountEntry { key, origin: Id(1 << 127), count: 1_000_000_000 });
         homes.count(CountEntry { key, origin: me, count: 5 });
-        homes.close_interval(me, 1.0, Some(&[100.0, 50.0, 0.0]), 10);
+        homes.close_interval(Time::ZERO, me, 1.0, Some(&[100.0, 50.0, 0.0]), 10);
         assert_eq!(homes.refused_counts, 1);
         let obj = homes.get(key).unwrap();
         assert!(obj.rate.value() <= 5.0, "{}", obj.rate.value());

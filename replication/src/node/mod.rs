@@ -112,9 +112,11 @@ enum Timer {
     Merge,
     JoinRetry,
     Replicate,
+    /// Sends the pushes gathered since it was armed (see `replicate.rs`).
+    Push,
 }
 
-const TIMERS: usize = 6;
+const TIMERS: usize = 7;
 const MAX_DEPARTED: usize = 16;
 
 /// One node's Chord state. See the module docs for the calling convention.
@@ -319,6 +321,7 @@ impl Node {
             Timer::FixFingers,
             Timer::Merge,
             Timer::Replicate,
+            Timer::Push,
         ] {
             if self.timers[t as usize].is_some_and(|at| at <= now) {
                 self.timers[t as usize] = None;
@@ -771,6 +774,10 @@ impl Node {
                 if self.phase == Phase::Joined {
                     self.schedule_replication(now);
                 }
+                return;
+            }
+            Timer::Push => {
+                self.flush_pushes(now);
                 return;
             }
             Timer::JoinRetry => {

@@ -85,8 +85,11 @@ pub(crate) struct Replication {
     ticks: u64,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
-    /// Nodes that pulled from us, and when last: new offers are pushed to them at once.
+    /// Nodes that pulled from us, and when last: new offers are pushed to them soon.
     pullers: FastMap<Id, (Peer, Time)>,
+    /// Keys whose offers go out with the next push (see [`PUSH_BATCHES`]).
+    to_push: Vec<Id>,
+    last_push: Option<Time>,
 }
 
 /// The level homes give objects while they have no leader result: home only, on any ring.
@@ -96,6 +99,12 @@ pub const NO_RESULT_LEVEL: u8 = (crate::beehive::wire::MAX_LEVELS - 1) as u8;
 const CHANGE_LOG_TICKS: usize = 8;
 /// Every this many ticks a pull asks a finger for its full list.
 const FULL_PULL_EVERY: u64 = 6;
+/// A push goes out at once unless one went out less than an interval / this ago; then it
+/// waits for the end of that gap, gathering whatever else comes, one message per puller.
+/// At most this many push rounds per interval, so pushing keeps O(log N) messages per node
+/// per interval however many copies move, while a promotion still crosses a tree of depth
+/// log2 N within about an interval.
+const PUSH_BATCHES: u32 = 16;
 
 impl Replication {
     pub fn new(cfg: ReplicationConfig, seed: u64) -> Self {
@@ -120,6 +129,8 @@ impl Replication {
             ticks: 0,
             seen: FastMap::default(),
             pullers: FastMap::default(),
+            to_push: Vec::new(),
+            last_push: None,
         }
     }
 
@@ -405,6 +416,7 @@ impl Node {
         let served = if home {
             let top = self.rep.top_level(now);
             let obj = self.rep.homes.entry(key, top);
+            obj.first_served.get_or_insert(now);
             if obj.info.is_none() && !obj.fetch_asked {
                 obj.fetch_asked = true;
                 self.events.push_back(Event::NeedObject { key });
@@ -618,14 +630,32 @@ impl Node {
         }
     }
 
-    /// Pushes our offers of `keys` to the nodes that pulled from us lately and would take
-    /// them (we are the home, or lie between them and the key): one message per puller.
-    /// A home pushes every level change (and a body fetched for a promotion); a node pushes
-    /// every copy it stores on down the tree.
+    /// Queues our offers of `keys` for the nodes that pulled from us lately. A home pushes
+    /// every level change (and a body fetched for a promotion); a node pushes every copy it
+    /// stores on down the tree.
     fn push_offers(&mut self, now: Time, keys: &[Id]) {
         if self.rep.cfg.mode != Mode::Beehive || keys.is_empty() {
             return;
         }
+        self.rep.to_push.extend_from_slice(keys);
+        if self.timers[Timer::Push as usize].is_some() {
+            return;
+        }
+        let next = self.rep.last_push.map(|t| t + self.rep.cfg.interval / PUSH_BATCHES);
+        match next {
+            Some(at) if at > now => self.timers[Timer::Push as usize] = Some(at),
+            _ => self.flush_pushes(now),
+        }
+    }
+
+    /// Sends the queued offers to the pullers that would take them (we are the home, or lie
+    /// between them and the key): one message per puller.
+    pub(super) fn flush_pushes(&mut self, now: Time) {
+        self.timers[Timer::Push as usize] = None;
+        self.rep.last_push = Some(now);
+        let mut keys = std::mem::take(&mut self.rep.to_push);
+        keys.sort_unstable();
+        keys.dedup();
         let me = self.me().id;
         let recent = self.rep.cfg.interval * 2;
         let mut pullers: Vec<Peer> = self
@@ -708,7 +738,8 @@ impl Node {
 
         // Homes fold the interval into rates and set levels.
         let thresholds = self.rep.fresh_result(now).map(|r| r.thresholds.clone());
-        let closed = self.rep.homes.close_interval(me.id, interval_s, thresholds.as_deref(), top);
+        let closed =
+            self.rep.homes.close_interval(now, me.id, interval_s, thresholds.as_deref(), top);
         for key in closed.fetch {
             self.events.push_back(Event::NeedObject { key });
         }
