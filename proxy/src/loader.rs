@@ -89,6 +89,15 @@ pub struct Loaded {
     pub object: Bytes,
     /// Whether it may be stored and shared (false: serve it to this one request only).
     pub cacheable: bool,
+    /// The blake3 hash of `object` as the store keeps it; `None` when not cacheable.
+    pub hash: Option<[u8; 32]>,
+}
+
+impl Loaded {
+    /// An object the store holds, with the hash it keeps.
+    fn stored((object, hash): (Bytes, [u8; 32])) -> Self {
+        Loaded { object, cacheable: true, hash: Some(hash) }
+    }
 }
 
 type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, ClusterError>>>;
@@ -206,11 +215,11 @@ impl Loader {
         })?;
         let inner = &self.inner;
         let now_ms = unix_ms(SystemTime::now());
-        let old_bytes = inner.store.get(&key);
-        let old = old_bytes.as_ref().and_then(|b| CachedObject::decode(b).ok());
-        if let (Some(o), Some(b)) = (&old, &old_bytes) {
+        let old_stored = inner.store.get_hashed(&key);
+        let old = old_stored.as_ref().and_then(|(b, _)| CachedObject::decode(b).ok());
+        if let (Some(o), Some(stored)) = (&old, &old_stored) {
             if !o.is_stale(now_ms) {
-                return Ok(Loaded { object: b.clone(), cacheable: true });
+                return Ok(Loaded::stored(stored.clone()));
             }
         }
         let stale_ok = |o: &CachedObject| {
@@ -236,9 +245,9 @@ impl Loader {
             }
             Err(e) => {
                 inner.metrics.origin_error();
-                if let (Some(o), Some(b)) = (&old, old_bytes) {
+                if let (Some(o), Some(stored)) = (&old, old_stored) {
                     if stale_ok(o) {
-                        return Ok(Loaded { object: b, cacheable: true });
+                        return Ok(Loaded::stored(stored));
                     }
                 }
                 return Err(ClusterError::Origin { status: e.status(), message: e.to_string() });
@@ -260,10 +269,13 @@ impl Loader {
                 }
                 (StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK), merged, o.body)
             }
+            // `old` was decoded from `old_stored`, so both are there.
             Some(o) if whole.head.status.is_server_error() && stale_ok(&o) => {
                 inner.metrics.origin_error();
-                let object = old_bytes.unwrap_or_else(|| o.encode());
-                return Ok(Loaded { object, cacheable: true });
+                if let Some(stored) = old_stored {
+                    return Ok(Loaded::stored(stored));
+                }
+                (whole.head.status, whole.head.headers, whole.body)
             }
             _ => (whole.head.status, whole.head.headers, whole.body),
         };
@@ -284,15 +296,16 @@ impl Loader {
             stored_at,
         };
         let bytes = object.encode();
-        if cacheable {
-            inner.store.insert(key, bytes.clone());
+        let hash = if cacheable {
+            Some(inner.store.insert(key, bytes.clone()))
         } else {
             inner.store.remove(&key);
             if !status.is_server_error() {
                 inner.pass_memo.insert(key, ());
             }
-        }
-        Ok(Loaded { object: bytes, cacheable })
+            None
+        };
+        Ok(Loaded { object: bytes, cacheable, hash })
     }
 }
 

@@ -94,6 +94,16 @@ enum Miss {
     Fail(u16, String),
 }
 
+impl From<ClusterError> for Miss {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Pass => Miss::Pass,
+            ClusterError::Origin { status, message } => Miss::Fail(status, message),
+            ClusterError::Unavailable(m) => Miss::Fail(502, format!("cluster unavailable: {m}")),
+        }
+    }
+}
+
 /// The per-request context the phases share.
 pub(crate) struct Ctx {
     pub(crate) peer: SocketAddr,
@@ -331,15 +341,10 @@ impl Proxy {
             }
             _ => Err(Miss::Fail(status, msg)),
         };
-        let f = match fetched {
+        let f = match fetched.map_err(Miss::from) {
             Ok(f) => f,
-            Err(ClusterError::Pass) => return Err(Miss::Pass),
-            Err(ClusterError::Origin { status, message }) => {
-                return stale_if_error(status, message)
-            }
-            Err(ClusterError::Unavailable(m)) => {
-                return stale_if_error(502, format!("cluster unavailable: {m}"))
-            }
+            Err(Miss::Fail(status, message)) => return stale_if_error(status, message),
+            Err(miss) => return Err(miss),
         };
         self.metrics.hops(f.hops);
         let Ok(mut obj) = CachedObject::decode(&f.object).map(Arc::new) else {
@@ -365,15 +370,7 @@ impl Proxy {
                     Err(e) => {
                         let sie = self.config.stale_if_error.as_millis() as u64;
                         if obj.staleness_ms(now_ms) > sie {
-                            return Err(match e {
-                                ClusterError::Pass => Miss::Pass,
-                                ClusterError::Origin { status, message } => {
-                                    Miss::Fail(status, message)
-                                }
-                                ClusterError::Unavailable(m) => {
-                                    Miss::Fail(502, format!("cluster unavailable: {m}"))
-                                }
-                            });
+                            return Err(Miss::from(e));
                         }
                     }
                 }
@@ -516,7 +513,6 @@ impl Proxy {
     }
 }
 
-/// `(name, value)` of the request headers in `names` that are present and printable.
 /// The request the cache policy judges freshness against: the normalised URL with the
 /// client's headers, without Host (the policy compares it, and load requests never carry it;
 /// Vary is checked by this crate). Built only for requests that state cache preferences.
@@ -527,6 +523,7 @@ fn policy_request(url: &str, client: &HeaderMap) -> http::request::Parts {
     parts
 }
 
+/// `(name, value)` of the request headers in `names` that are present and printable.
 fn forwarded<'a>(
     headers: &HeaderMap,
     names: impl Iterator<Item = &'a str>,

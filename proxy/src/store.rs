@@ -50,21 +50,11 @@ impl ObjectStore {
         self.cache.get(key).map(|s| (s.bytes, s.hash))
     }
 
-    /// The blake3 hash of `object`: the stored one when `object` is the very buffer stored
-    /// under `key`, else computed.
-    pub fn hash_of(&self, key: &ObjectKey, object: &Bytes) -> [u8; 32] {
-        match self.cache.get(key) {
-            Some(s) if s.bytes.as_ptr() == object.as_ptr() && s.bytes.len() == object.len() => {
-                s.hash
-            }
-            _ => *blake3::hash(object).as_bytes(),
-        }
-    }
-
-    /// Stores (or replaces) the encoded object under `key`.
-    pub fn insert(&self, key: ObjectKey, object: Bytes) {
+    /// Stores (or replaces) the encoded object under `key`; returns its blake3 hash.
+    pub fn insert(&self, key: ObjectKey, object: Bytes) -> [u8; 32] {
         let hash = *blake3::hash(&object).as_bytes();
         self.insert_hashed(key, object, hash);
+        hash
     }
 
     /// Stores `object` whose blake3 hash the caller has already checked to be `hash`.
@@ -112,7 +102,7 @@ mod tests {
         assert_eq!(s.get(&k).as_deref(), Some(&b"xyz"[..]));
         assert_eq!(s.len(), 1);
         assert_eq!(s.keys(), vec![(k, 3, *blake3::hash(b"xyz").as_bytes())]);
-        assert_eq!(s.hash_of(&k, &s.get(&k).unwrap()), *blake3::hash(b"xyz").as_bytes());
+        assert_eq!(s.get_hashed(&k).unwrap().1, *blake3::hash(b"xyz").as_bytes());
         s.remove(&k);
         assert!(s.get(&k).is_none());
         for i in 0..100 {

@@ -45,9 +45,6 @@ impl Hasher for MixHasher {
 /// A `HashMap` keyed by ids or request numbers.
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
 
-/// A `HashSet` of ids.
-pub type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<MixHasher>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,7 @@ pub enum Request {
     /// `(arc_start, key]` (a range broadcast, O(log N) deep).
     Invalidate { key: Id, min_version: u64, arc_start: Id, limit: Id },
     /// New offers for a node that pulled from the sender lately: a copy the sender just
-    /// stored, or an arc its home just widened. The pull tree carries them downstream at
+    /// stored, or a level its home just changed. The pull tree carries them downstream at
     /// once instead of one pull per interval and hop, so a promoted object fills its arc
     /// within an interval. Answered with [`Response::Ack`].
     Push { offers: Vec<Offer> },
@@ -97,7 +97,9 @@ impl Message {
             Message::Response { body: Response::Offers { list, result }, .. } => {
                 wire::check_offers(list, result.as_ref())?
             }
-            Message::Request { body: Request::Push { offers }, .. } => wire::check_pushed(offers)?,
+            Message::Request { body: Request::Push { offers }, .. } => {
+                wire::check_offer_items(offers)?
+            }
             Message::Response { body: Response::Next(NextHop::Have { level, .. }), .. }
                 if usize::from(*level) >= MAX_LEVELS =>
             {

@@ -205,8 +205,7 @@ impl Inner {
         refresh: bool,
     ) -> Result<(Bytes, bool), ClusterError> {
         let loaded = self.loader.load(key, load, refresh).await?;
-        if loaded.cacheable {
-            let hash = self.store.hash_of(&key, &loaded.object);
+        if let Some(hash) = loaded.hash {
             let size = loaded.object.len() as u64;
             let _ = self.commands.send(Command::PutHome { key: ring_id(key), hash, size }).await;
         }

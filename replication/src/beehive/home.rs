@@ -179,13 +179,14 @@ impl Homes {
             let surge = own >= SURGE_MIN
                 && own as f64 >= SURGE_FACTOR * expected
                 && own as f64 >= expected + SURGE_SIGMAS * expected.max(1.0).sqrt();
-            let served_for = obj.first_served.take().map_or(interval_s, |t| {
-                now.saturating_sub(t).as_secs_f64().clamp(interval_s / 8.0, interval_s)
-            });
+            let first_served = obj.first_served.take();
             if surge {
                 // Over the time since the first request, not counting that one (it only
                 // marks the start), so a surge that began mid-interval gets its full rate;
                 // two deviations below, because a clump of noise is what looks like a surge.
+                let served_for = first_served.map_or(interval_s, |t| {
+                    now.saturating_sub(t).as_secs_f64().clamp(interval_s / 8.0, interval_s)
+                });
                 let n = own.saturating_sub(1) as f64;
                 let since = (n - 2.0 * n.sqrt()).max(0.0) / served_for;
                 obj.rate.restart((total as f64 / interval_s).max(since));

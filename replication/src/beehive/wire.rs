@@ -179,7 +179,8 @@ pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-pub(crate) fn check_pushed(offers: &[Offer]) -> Result<(), ProtocolError> {
+/// Bounds shared by pulled offer lists and pushes.
+pub(crate) fn check_offer_items(offers: &[Offer]) -> Result<(), ProtocolError> {
     if offers.len() > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
     }
@@ -193,7 +194,7 @@ pub(crate) fn check_offers(
     list: &OfferList,
     result: Option<&LevelResult>,
 ) -> Result<(), ProtocolError> {
-    check_pushed(&list.offers)?;
+    check_offer_items(&list.offers)?;
     if list.withdrawn.len() > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
     }

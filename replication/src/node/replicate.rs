@@ -134,6 +134,11 @@ impl Replication {
         }
     }
 
+    /// Whether a node that last pulled from us at `at` still gets our pushes.
+    fn recent_puller(&self, at: Time, now: Time) -> bool {
+        at + self.cfg.interval * 2 > now
+    }
+
     /// Records that our offer of `key` changed.
     pub fn touch(&mut self, key: Id) {
         self.gen += 1;
@@ -657,20 +662,20 @@ impl Node {
         keys.sort_unstable();
         keys.dedup();
         let me = self.me().id;
-        let recent = self.rep.cfg.interval * 2;
-        let mut pullers: Vec<Peer> = self
-            .rep
+        let keys: Vec<(Id, bool)> = keys.into_iter().map(|k| (k, self.owns(k))).collect();
+        let rep = &self.rep;
+        let mut pullers: Vec<Peer> = rep
             .pullers
             .values()
-            .filter(|(_, at)| *at + recent > now)
+            .filter(|(_, at)| rep.recent_puller(*at, now))
             .map(|(p, _)| *p)
             .collect();
         pullers.sort_unstable_by_key(|p| p.id);
         for p in pullers {
             let mut offers: Vec<Offer> = keys
                 .iter()
-                .filter(|k| self.owns(**k) || me.in_open_closed(p.id, **k))
-                .filter_map(|k| self.offer_to(now, p.id, *k))
+                .filter(|(k, home)| *home || me.in_open_closed(p.id, *k))
+                .filter_map(|(k, _)| self.offer_to(now, p.id, *k))
                 .collect();
             if offers.is_empty() {
                 continue;
@@ -746,8 +751,9 @@ impl Node {
         for key in &closed.changed {
             self.rep.touch(*key);
         }
-        let recent = self.rep.cfg.interval * 2;
-        self.rep.pullers.retain(|_, (_, at)| *at + recent > now);
+        let mut pullers = std::mem::take(&mut self.rep.pullers);
+        pullers.retain(|_, (_, at)| self.rep.recent_puller(*at, now));
+        self.rep.pullers = pullers;
         // Widened arcs fill at once; copies inside a narrowed arc learn their new level.
         self.push_offers(now, &closed.changed);
 
