@@ -32,8 +32,13 @@ pub struct Run {
     pub report: Report,
 }
 
-/// Runs every mode on `base` and returns the runs in order.
-pub fn run(base: &SimConfig, mut progress: impl FnMut(&str, sim::Progress)) -> Result<Vec<Run>> {
+/// Runs every mode on `base`, each on its own thread (the runs share nothing, and the longest,
+/// C/2, dominates the wall time), and returns the runs in order. `progress` gets each run's
+/// index and label with its progress.
+pub fn run(
+    base: &SimConfig,
+    progress: impl Fn(usize, &str, sim::Progress) + Sync,
+) -> Result<Vec<Run>> {
     let c = base.chord.replication.target_hops;
     let plan = [
         (Mode::Chord, c, "chord".to_string()),
@@ -41,42 +46,55 @@ pub fn run(base: &SimConfig, mut progress: impl FnMut(&str, sim::Progress)) -> R
         (Mode::Beehive, c, format!("beehive C={c}")),
         (Mode::Beehive, c / 2.0, format!("beehive C={}", c / 2.0)),
     ];
-    let mut runs = Vec::new();
-    for (mode, target, label) in plan {
-        let mut cfg = base.clone();
-        cfg.chord.replication.mode = mode;
-        cfg.chord.replication.target_hops = target;
-        let started = Instant::now();
-        let report =
-            sim::run(&cfg, |p| progress(&label, p)).with_context(|| format!("running {label}"))?;
-        let wall_s = started.elapsed().as_secs_f64();
-        let tail = &report.intervals[report.intervals.len() * 3 / 4..];
-        let stats = |f: fn(&IntervalReport) -> f64| {
-            report.intervals.iter().map(f).sum::<f64>() / report.intervals.len().max(1) as f64
-        };
-        runs.push(Run {
-            label,
-            mode,
-            target_hops: target,
-            final_hops: hops_of(tail),
-            mean_hops: report.mean_hops,
-            success_rate: report.success_rate,
-            final_stored_per_node: report
-                .intervals
-                .last()
-                .and_then(|i| i.replication.as_ref())
-                .map_or(0.0, |r| r.stored_per_node),
-            control_messages_per_node_per_interval: stats(|i| {
-                i.replication.as_ref().map_or(0.0, |r| r.control_messages_per_node)
-            }),
-            control_bytes_per_node_per_interval: stats(|i| {
-                i.replication.as_ref().map_or(0.0, |r| r.control_bytes_per_node)
-            }),
-            wall_s,
-            report,
-        });
-    }
-    Ok(runs)
+    let progress = &progress;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mode, target, label))| {
+                let mut cfg = base.clone();
+                cfg.chord.replication.mode = mode;
+                cfg.chord.replication.target_hops = target;
+                scope.spawn(move || one_run(&cfg, label, |l, p| progress(i, l, p)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a simulation thread panicked"))?)
+            .collect()
+    })
+}
+
+fn one_run(cfg: &SimConfig, label: String, progress: impl Fn(&str, sim::Progress)) -> Result<Run> {
+    let started = Instant::now();
+    let report =
+        sim::run(cfg, |p| progress(&label, p)).with_context(|| format!("running {label}"))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let tail = &report.intervals[report.intervals.len() * 3 / 4..];
+    let stats = |f: fn(&IntervalReport) -> f64| {
+        report.intervals.iter().map(f).sum::<f64>() / report.intervals.len().max(1) as f64
+    };
+    Ok(Run {
+        label,
+        mode: cfg.chord.replication.mode,
+        target_hops: cfg.chord.replication.target_hops,
+        final_hops: hops_of(tail),
+        mean_hops: report.mean_hops,
+        success_rate: report.success_rate,
+        final_stored_per_node: report
+            .intervals
+            .last()
+            .and_then(|i| i.replication.as_ref())
+            .map_or(0.0, |r| r.stored_per_node),
+        control_messages_per_node_per_interval: stats(|i| {
+            i.replication.as_ref().map_or(0.0, |r| r.control_messages_per_node)
+        }),
+        control_bytes_per_node_per_interval: stats(|i| {
+            i.replication.as_ref().map_or(0.0, |r| r.control_bytes_per_node)
+        }),
+        wall_s,
+        report,
+    })
 }
 
 fn hops_of(intervals: &[IntervalReport]) -> f64 {

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use beehive_replication::config::Mode;
 use beehive_replication::sim::{self, Catalog, Churn, Progress, SimConfig};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -145,14 +145,16 @@ pub fn run(args: SimArgs) -> Result<()> {
 
 /// A progress bar on a terminal, nothing otherwise.
 fn progress_bar() -> Option<ProgressBar> {
-    std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:>36} [{bar:40}] {percent:>3}%  {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    })
+    std::io::stderr().is_terminal().then(new_bar)
+}
+
+fn new_bar() -> ProgressBar {
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:>36} [{bar:40}] {percent:>3}%  {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn show(bar: &Option<ProgressBar>, label: &str, p: Progress) {
@@ -171,10 +173,17 @@ fn paper(args: SimArgs) -> Result<()> {
     }
     cfg.validate().context("bad simulation settings")?;
     println!("beehive sim --experiment paper: seed {} (four runs, same seed)", cfg.seed);
-    let bar = progress_bar();
-    let runs = experiment::run(&cfg, |label, p| show(&bar, label, p))?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+    // One bar per run, all four running at once.
+    let bars = std::io::stderr().is_terminal().then(|| {
+        let multi = MultiProgress::new();
+        let bars: Vec<_> = (0..4).map(|_| multi.add(new_bar())).collect();
+        (multi, bars)
+    });
+    let runs = experiment::run(&cfg, |i, label, p| {
+        show(&bars.as_ref().and_then(|(_, b)| b.get(i).cloned()), label, p)
+    })?;
+    if let Some((multi, _)) = bars {
+        multi.clear().ok();
     }
     print!("{}", experiment::table(&cfg, &runs));
     experiment::plot(&args.plot, &runs)

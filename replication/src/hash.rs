@@ -5,7 +5,7 @@
 //! are our own. A fixed hasher also makes iteration order the same in every run, one less way
 //! for a simulation to stop replaying.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Folds integers with a multiply-xorshift; not for untrusted, attacker-chosen keys.
@@ -44,6 +44,7 @@ impl Hasher for MixHasher {
 
 /// A `HashMap` keyed by ids or request numbers.
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
+pub type FastSet<K> = HashSet<K, BuildHasherDefault<MixHasher>>;
 
 #[cfg(test)]
 mod tests {

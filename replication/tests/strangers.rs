@@ -78,10 +78,11 @@ fn next_hop() -> impl Strategy<Value = NextHop> {
 }
 
 fn offer() -> impl Strategy<Value = Offer> {
-    (any::<u128>(), any::<u8>(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
-        |(k, level, version, lease_ms, from_home)| Offer {
+    (any::<u128>(), any::<u8>(), any::<u64>(), any::<u32>(), any::<bool>(), any::<u64>()).prop_map(
+        |(k, level, version, lease_ms, from_home, stamp)| Offer {
             key: Id(k),
             level,
+            stamp,
             info: ObjectInfo { version, hash: [7; 32], size: 1 },
             lease_ms,
             from_home,

@@ -1,8 +1,8 @@
 //! Copies a node holds for other homes: Beehive replicas (soft state under a lease) and passive
 //! caches (a TTL), plus the tombstones that keep an invalidated version from coming back.
 
-use super::wire::{ObjectInfo, Offer};
-use crate::hash::FastMap;
+use super::wire::{LevelStamp, ObjectInfo, Offer};
+use crate::hash::{FastMap, FastSet};
 use crate::id::Id;
 use crate::time::Time;
 use std::time::Duration;
@@ -10,6 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     pub level: u8,
+    /// When the home set `level` ([`Offer::stamp`]).
+    pub stamp: u64,
     pub info: ObjectInfo,
     /// Dropped at this time unless renewed (a lease for replicas, the TTL for caches).
     pub until: Time,
@@ -46,6 +48,23 @@ pub struct Holdings {
     /// source → (when, until) of its latest bulk renewal; applied lazily to attached copies,
     /// so a delta answer costs O(1) here instead of a pass over every copy.
     bulk: FastMap<Id, (Time, Time)>,
+    /// key → (the level that put us outside its arc, when to forget it): dropped copies, so
+    /// that an offer of an older level does not bring them back, and so that we can pass
+    /// the withdrawal on.
+    demoted: FastMap<Id, (LevelStamp, Time)>,
+}
+
+/// What [`Holdings::demote`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demoted {
+    /// The copy lies outside the new arc: it lapses at the grace time.
+    Dropped,
+    /// The copy lies inside the new arc: it took the new level.
+    Relevelled,
+    /// Nothing held; the level is remembered.
+    Noted,
+    /// Not newer than what we know.
+    Ignored,
 }
 
 impl Holdings {
@@ -78,6 +97,68 @@ impl Holdings {
         (h.until > now && !self.is_dead(key, h.info.version)).then_some(h)
     }
 
+    /// The newest level we know for `key`: our copy's, or the one that dropped it.
+    pub fn known_level(&self, key: Id, now: Time) -> Option<LevelStamp> {
+        if let Some(h) = self.valid(key, now).filter(|h| !h.cached) {
+            return Some(LevelStamp { level: h.level, stamp: h.stamp });
+        }
+        self.demoted.get(&key).map(|(l, _)| *l)
+    }
+
+    fn known_stamp(&self, key: Id) -> Option<u64> {
+        let held = self.held.get(&key).map(|h| h.stamp);
+        let dropped = self.demoted.get(&key).map(|(l, _)| l.stamp);
+        held.max(dropped)
+    }
+
+    /// Whether an offer stamped `stamp` is older than a level we already know for `key`.
+    fn is_stale(&self, key: Id, stamp: u64) -> bool {
+        self.known_stamp(key).is_some_and(|known| known > stamp)
+    }
+
+    /// A withdrawal told us `key`'s level is now `new` (`inside`: we lie in its arc).
+    /// Newer than our copy's: outside, the copy is dropped at `grace`; inside, it takes the
+    /// level. Either way we stop following the withdrawing node's renewals. The level is
+    /// remembered until `forget_at` (a lease, after which any copy of the older level has
+    /// lapsed).
+    pub fn demote(
+        &mut self,
+        key: Id,
+        new: LevelStamp,
+        inside: bool,
+        grace: Time,
+        forget_at: Time,
+    ) -> Demoted {
+        if self.known_stamp(key).is_some_and(|known| known >= new.stamp) {
+            return Demoted::Ignored;
+        }
+        match self.held.get(&key).copied() {
+            Some(h) if h.cached => Demoted::Ignored,
+            Some(h) if inside => {
+                let h = self.effective(&h);
+                let relevelled = Held { level: new.level, stamp: new.stamp, source: None, ..h };
+                self.held.insert(key, relevelled);
+                Demoted::Relevelled
+            }
+            Some(h) => {
+                // Out of the arc: gone once the answers already sent for it have been used
+                // (`grace`), and offered to nobody meanwhile (the level says so).
+                let h = self.effective(&h);
+                let until = h.until.min(grace);
+                let dying = Held { level: new.level, stamp: new.stamp, source: None, until, ..h };
+                self.held.insert(key, dying);
+                self.demoted.insert(key, (new, forget_at));
+                Demoted::Dropped
+            }
+            // A fetch in flight must not store an older level when it lands.
+            None if self.fetching.contains_key(&key) => {
+                self.demoted.insert(key, (new, forget_at));
+                Demoted::Noted
+            }
+            None => Demoted::Ignored,
+        }
+    }
+
     /// Whether `version` of `key` was invalidated.
     pub fn is_dead(&self, key: Id, version: u64) -> bool {
         self.tombstones.get(&key).is_some_and(|(min, _)| version < *min)
@@ -87,7 +168,7 @@ impl Holdings {
     /// caller): renew the copy we have, or fetch the body (remembering the fetch). A renewed
     /// copy follows `from`'s bulk renewals only if `attach` (its lease is a long one).
     pub fn consider(&mut self, offer: &Offer, from: Id, now: Time, attach: bool) -> Considered {
-        if self.is_dead(offer.key, offer.info.version) {
+        if self.is_dead(offer.key, offer.info.version) || self.is_stale(offer.key, offer.stamp) {
             return Considered::Ignored;
         }
         let until = now + Duration::from_millis(u64::from(offer.lease_ms));
@@ -100,7 +181,8 @@ impl Holdings {
                 let until = until.max(h.until);
                 let changed = h.level != offer.level || h.source.is_none() && attach;
                 let source = attach.then_some(from);
-                let renewed = Held { until, level: offer.level, source, renewed_at: now, ..h };
+                let (level, stamp) = (offer.level, offer.stamp);
+                let renewed = Held { until, level, stamp, source, renewed_at: now, ..h };
                 self.held.insert(offer.key, renewed);
                 return Considered::Renewed { changed };
             }
@@ -147,6 +229,22 @@ impl Holdings {
         true
     }
 
+    /// Stops `source`'s bulk renewals of every copy attached to it except `keep` (its full
+    /// list of offers). Returns the keys detached, sorted.
+    pub fn detach_all_but(&mut self, source: Id, keep: &FastSet<Id>) -> Vec<Id> {
+        let mut keys: Vec<Id> = self
+            .held
+            .iter()
+            .filter(|(k, h)| h.source == Some(source) && !keep.contains(*k))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        for k in &keys {
+            self.detach(*k, source);
+        }
+        keys
+    }
+
     /// Copies whose lease was not extended since `since`: their offers to others changed.
     pub fn not_renewed_since(&self, since: Time) -> Vec<Id> {
         let mut keys: Vec<Id> = self
@@ -172,12 +270,14 @@ impl Holdings {
             self.fetching.remove(&offer.key);
         }
         if self.is_dead(offer.key, offer.info.version)
+            || self.is_stale(offer.key, offer.stamp)
             || self.held.get(&offer.key).is_some_and(|h| h.info.version > offer.info.version)
         {
             return false;
         }
-        let held =
-            Held { level: offer.level, info: offer.info, until, cached, source, renewed_at: now };
+        self.demoted.remove(&offer.key);
+        let (level, stamp, info) = (offer.level, offer.stamp, offer.info);
+        let held = Held { level, stamp, info, until, cached, source, renewed_at: now };
         self.held.insert(offer.key, held);
         true
     }
@@ -226,6 +326,7 @@ impl Holdings {
             self.held.remove(k);
         }
         self.tombstones.retain(|_, (_, at)| *at > now);
+        self.demoted.retain(|_, (_, at)| *at > now);
         gone
     }
 
@@ -240,7 +341,8 @@ mod tests {
 
     fn offer(version: u64) -> Offer {
         let info = ObjectInfo { version, hash: [version as u8; 32], size: 10 };
-        Offer { key: Id(7), level: 2, info, lease_ms: 30_000, from_home: true, renewable: true }
+        let (lease_ms, from_home, renewable) = (30_000, true, true);
+        Offer { key: Id(7), level: 2, stamp: 5, info, lease_ms, from_home, renewable }
     }
 
     #[test]
@@ -264,5 +366,40 @@ mod tests {
         h.renew_from(from, now + lease, lease * 2);
         assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
         assert_eq!(h.expire(now + lease * 3), vec![Id(7)]);
+    }
+
+    #[test]
+    fn a_demoted_copy_is_not_revived_by_an_older_level() {
+        let mut h = Holdings::default();
+        let (now, lease) = (Duration::from_secs(1), Duration::from_secs(30));
+        let (home, stale) = (Id(9), Id(8));
+        assert_eq!(h.consider(&offer(1), home, now, true), Considered::Fetch);
+        assert!(h.store(&offer(1), Some(home), now, now + lease, false));
+        // The home narrowed the arc at stamp 6; we lie outside it.
+        let narrowed = LevelStamp { level: 3, stamp: 6 };
+        let grace = now + Duration::from_millis(100);
+        assert_eq!(h.demote(Id(7), narrowed, false, grace, now + lease), Demoted::Dropped);
+        // Still known at the new level (so the withdrawal goes on), gone after the grace.
+        assert_eq!(h.known_level(Id(7), now), Some(narrowed));
+        assert!(h.valid(Id(7), grace).is_none());
+        // The same withdrawal again, or an older one, changes nothing.
+        assert_eq!(h.demote(Id(7), narrowed, false, grace, now + lease), Demoted::Ignored);
+        // A node that has not heard yet offers the old level (stamp 5): refused, no fetch,
+        // however long its renewals run.
+        assert_eq!(h.consider(&offer(1), stale, now, true), Considered::Ignored);
+        h.renew_from(stale, now, lease * 2);
+        assert_eq!(h.expire(grace), vec![Id(7)]);
+        assert_eq!(h.consider(&offer(1), stale, grace, true), Considered::Ignored);
+        assert_eq!(h.known_level(Id(7), grace), Some(narrowed));
+        // A later level (a promotion back) is taken.
+        let promoted = Offer { stamp: 7, ..offer(1) };
+        assert_eq!(h.consider(&promoted, home, grace, true), Considered::Fetch);
+        // Inside the arc, a withdrawal only moves the copy to the new level.
+        assert!(h.store(&promoted, Some(home), grace, grace + lease, false));
+        let wider = LevelStamp { level: 1, stamp: 8 };
+        assert_eq!(h.demote(Id(7), wider, true, grace, grace + lease), Demoted::Relevelled);
+        let held = h.valid(Id(7), grace).unwrap();
+        assert_eq!((held.level, held.stamp, held.source), (1, 8, None));
+        assert_eq!(held.until, grace + lease);
     }
 }

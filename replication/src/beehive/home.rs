@@ -46,6 +46,8 @@ pub struct HomeObject {
     /// The version the next body gets: bumped past every invalidated version.
     pub next_version: u64,
     pub level: u8,
+    /// When `level` was set (see [`super::wire::Offer::stamp`]); 0 for the initial level.
+    pub stamp: u64,
     /// The lowest level of the last [`WIDE_TICKS`] intervals: copies from it may still be
     /// around, serving (and counting) until their leases run out.
     pub previous_level: u8,
@@ -65,6 +67,7 @@ impl HomeObject {
             info: None,
             next_version: 1,
             level: top,
+            stamp: 0,
             previous_level: top,
             wide_for: 0,
             rate: SmoothedRate::default(),
@@ -145,10 +148,12 @@ impl Homes {
     }
 
     /// Closes the interval: folds the plausible, capped counts into each object's smoothed
-    /// rate and sets levels from `thresholds` (all home-only without a fresh result).
+    /// rate and sets levels from `thresholds` (all home-only without a fresh result). A level
+    /// that changes is stamped `stamp` (the shared clock in ms), or just past its last stamp.
     pub fn close_interval(
         &mut self,
         now: Time,
+        stamp: u64,
         me: Id,
         interval_s: f64,
         thresholds: Option<&[f64]>,
@@ -197,29 +202,48 @@ impl Homes {
         });
         for (key, obj) in self.objects.iter_mut() {
             let level = match thresholds {
-                Some(t) => {
+                Some(t) if !t.is_empty() => {
                     // One standard deviation below the smoothed Poisson rate: Zipf puts many
                     // more objects just under a threshold than just over it, and without this
                     // their noise alone would promote them (storage well above the model's).
                     let r = obj.rate.value();
-                    let rate = (r - (r / (interval_s * SMOOTHING_WINDOW)).sqrt()).max(0.0);
-                    let earned = level_for_rate(t, rate) as u8;
+                    let lowered = (r - (r / (interval_s * SMOOTHING_WINDOW)).sqrt()).max(0.0);
+                    // Thresholds below one request per smoothing window (the catalogue's
+                    // tail, a third of all requests at α = 0.91) are below what a rate can
+                    // be measured to: there the smoothed rate itself decides, or the tail
+                    // stays home-only and no target much below one hop can be met.
+                    let faint = 1.0 / (interval_s * SMOOTHING_WINDOW);
+                    let rate = |level: usize| if t[level] < faint { r } else { lowered };
+                    let first_faint = t.iter().position(|th| *th < faint).unwrap_or(t.len());
+                    let mut earned = level_for_rate(t, lowered)
+                        .min(level_for_rate(t, r).max(first_faint).min(t.len() - 1));
+                    // Levels from k' on hold every object (their threshold is the least
+                    // popular one's rate): any object the ring has served belongs there.
+                    let least = t[t.len() - 1];
+                    let k_prime =
+                        t.iter().position(|th| *th <= least).filter(|_| least.is_finite());
+                    if let Some(k) = k_prime.filter(|_| obj.info.is_some() && r > 0.0) {
+                        earned = earned.min(k);
+                    }
+                    let earned = earned as u8;
                     // Hysteresis: an object keeps its level until its rate falls clearly
                     // below that level's threshold, so noise near a threshold does not move
                     // a whole arc of copies back and forth every interval.
-                    let keep = t.get(usize::from(obj.level)).is_some_and(|th| rate >= th * KEEP);
+                    let level = usize::from(obj.level);
+                    let keep = t.get(level).is_some_and(|th| rate(level) >= th * KEEP);
                     if earned > obj.level && keep {
                         obj.level
                     } else {
                         earned
                     }
                 }
-                None => top,
+                _ => top,
             };
             if level != obj.level {
                 obj.previous_level = obj.previous_level.min(obj.level);
                 obj.wide_for = WIDE_TICKS;
                 obj.level = level;
+                obj.stamp = stamp.max(obj.stamp + 1);
                 out.changed.push(*key);
             } else if obj.wide_for > 0 {
                 obj.wide_for -= 1;
@@ -291,7 +315,7 @@ mod tests {
         for _ in 0..n {
             homes.count(CountEntry { key, origin: me, count: own });
             homes.count(CountEntry { key, origin: Id(99), count: claimed });
-            homes.close_interval(Time::ZERO, me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
+            homes.close_interval(Time::ZERO, 1, me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
         }
         homes.get(key).unwrap().rate.value()
     }
@@ -323,7 +347,7 @@ mod tests {
         // 401 requests in the last half of a 1 s interval: 800/s, not 401/s.
         homes.entry(key, 2).first_served = Some(Time::from_millis(500));
         homes.count(CountEntry { key, origin: me, count: 401 });
-        homes.close_interval(Time::from_secs(1), me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
+        homes.close_interval(Time::from_secs(1), 2, me, 1.0, Some(&[1000.0, 100.0, 0.0]), 2);
         let r = homes.get(key).unwrap().rate.value();
         // Two deviations below 400 / 0.5 s.
         assert!((r - 720.0).abs() < 1.0, "{r}");
@@ -350,7 +374,7 @@ mod tests {
         // Level 10 arc of key 100: (100 - 2^118, 100]; Id(1 << 127) lies far outside it.
         homes.count(CountEntry { key, origin: Id(1 << 127), count: 1_000_000_000 });
         homes.count(CountEntry { key, origin: me, count: 5 });
-        homes.close_interval(Time::ZERO, me, 1.0, Some(&[100.0, 50.0, 0.0]), 10);
+        homes.close_interval(Time::ZERO, 1, me, 1.0, Some(&[100.0, 50.0, 0.0]), 10);
         assert_eq!(homes.refused_counts, 1);
         let obj = homes.get(key).unwrap();
         assert!(obj.rate.value() <= 5.0, "{}", obj.rate.value());

@@ -23,7 +23,7 @@ const SLOW_WEIGHT: f64 = 0.1;
 /// Lookups per interval below which the measured average is too noisy to steer by.
 const MIN_LOOKUPS: u64 = 100;
 /// Gain of the correction per interval.
-const STEER_WEIGHT: f64 = 0.05;
+const STEER_WEIGHT: f64 = 0.15;
 
 #[derive(Debug)]
 pub struct Leader {
@@ -88,7 +88,9 @@ impl Leader {
             let c = cfg.target_hops;
             if (measured - c).abs() < 0.5 * c.max(0.5) {
                 let step = STEER_WEIGHT * (c - measured);
-                self.correction = (self.correction + step).clamp(-c / 2.0, c / 2.0);
+                // Down to C/4: at small C most lookups go to levels 0 and 1, where a lookup
+                // that misses costs a whole hop, far more than h per level.
+                self.correction = (self.correction + step).clamp(-0.75 * c, c / 2.0);
             }
         }
         let steered = (cfg.target_hops + self.correction).max(0.0);

@@ -29,12 +29,18 @@ pub struct ObjectInfo {
 ///
 /// Leases start at the home and only shrink on the way out: a holder offers what is left of
 /// its own lease, and a puller only takes offers from nodes between itself and the home. So
-/// renewals flow strictly away from the home, copies cannot keep each other alive in a
-/// cycle, and a demoted object's copies outside its new arc all lapse within one lease.
+/// renewals flow strictly away from the home and copies cannot keep each other alive in a
+/// cycle. Bulk renewals could still keep a demoted object's old arc alive through copies that
+/// have not heard of the demotion yet, renewing each other down the successor chain; the
+/// level's `stamp` stops that: a copy never takes an older level than one it has seen, and a
+/// withdrawal carries the new level on (see [`Withdrawn`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
     pub key: Id,
     pub level: u8,
+    /// When the home set `level`, in milliseconds on the shared clock: of two levels for
+    /// one object, the later stamp is the current one.
+    pub stamp: u64,
     pub info: ObjectInfo,
     /// Milliseconds of lease the offerer has left (the full lease from the home).
     pub lease_ms: u32,
@@ -44,6 +50,24 @@ pub struct Offer {
     /// finger's bulk renewals extend its copy. A copy whose renewals stopped is offered with
     /// `renewable: false`, so the copies downstream stop being extended too and lapse.
     pub renewable: bool,
+}
+
+/// An object's level as its home set it, with the home's stamp (see [`Offer::stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelStamp {
+    pub level: u8,
+    pub stamp: u64,
+}
+
+/// "Stop holding this from me." With the object's current level when the offerer knows it:
+/// the puller lies outside that level's arc, so it drops its copy at once, remembers the
+/// level so that no offer of an older one brings the copy back, and withdraws it in turn from
+/// the nodes that pull from it. Without a level (the offerer's own copy lapsed) the puller
+/// only stops following this offerer's renewals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawn {
+    pub key: Id,
+    pub level: Option<LevelStamp>,
 }
 
 /// Requests for `key` that `origin` served in one interval, on their way to the key's home.
@@ -152,7 +176,7 @@ pub struct OfferList {
     pub gen: u64,
     pub full: bool,
     pub offers: Vec<Offer>,
-    pub withdrawn: Vec<Id>,
+    pub withdrawn: Vec<Withdrawn>,
     /// Delta answers: the lease every unchanged copy from this finger may extend to.
     pub renew_ms: u32,
 }
@@ -167,6 +191,9 @@ pub struct Pull {
     pub known: Option<(u64, Id)>,
     /// The generation of this finger's offers the puller last saw; `None` asks for all.
     pub since: Option<u64>,
+    /// Ask for all offers even so (a periodic resync); the answer still carries what was
+    /// withdrawn since `since`, so a resync loses no withdrawal.
+    pub full: bool,
 }
 
 pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {
@@ -197,6 +224,9 @@ pub(crate) fn check_offers(
     check_offer_items(&list.offers)?;
     if list.withdrawn.len() > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
+    }
+    if list.withdrawn.iter().filter_map(|w| w.level).any(|l| usize::from(l.level) >= MAX_LEVELS) {
+        return Err(ProtocolError::Malformed("withdrawal level beyond the ring's levels"));
     }
     if result.is_some_and(|r| !r.is_sane()) {
         return Err(ProtocolError::Malformed("leader result out of range"));

@@ -8,16 +8,16 @@
 //! [`Node::replica_stored`].
 
 use super::{Awaiting, Event, Node, Timer};
-use crate::beehive::holdings::{Considered, Holdings};
+use crate::beehive::holdings::{Considered, Demoted, Holdings};
 use crate::beehive::home::Homes;
 use crate::beehive::leader::Leader;
 use crate::beehive::popularity::SpaceSaving;
 use crate::beehive::wire::{
-    arc_start, in_arc, CountEntry, LevelResult, ObjectInfo, Offer, OfferList, Pull, Report,
-    MAX_COUNT_ENTRIES, MAX_OFFERS,
+    arc_start, in_arc, CountEntry, LevelResult, LevelStamp, ObjectInfo, Offer, OfferList, Pull,
+    Report, Withdrawn, MAX_COUNT_ENTRIES, MAX_OFFERS,
 };
 use crate::config::{Mode, ReplicationConfig};
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use crate::id::Id;
 use crate::message::{NextHop, Request, Response};
 use crate::peer::Peer;
@@ -132,6 +132,18 @@ impl Replication {
             to_push: Vec::new(),
             last_push: None,
         }
+    }
+
+    /// The shared clock (see [`crate::config::ReplicationConfig::clock_offset`]) in ms: level
+    /// stamps are read on it.
+    fn clock_ms(&self, now: Time) -> u64 {
+        u64::try_from((now + self.cfg.clock_offset).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a level stamp from a peer is plausible: not from further in the future than
+    /// an interval (clock skew), so a stranger cannot pin a copy to a level for ever.
+    fn plausible_stamp(&self, now: Time, stamp: u64) -> bool {
+        stamp <= self.clock_ms(now).saturating_add(millis(self.cfg.interval).into())
     }
 
     /// Whether a node that last pulled from us at `at` still gets our pushes.
@@ -456,8 +468,8 @@ impl Node {
     ) {
         let Some(info) = served.object else { return };
         let lease_ms = millis(self.rep.cfg.cache_ttl);
-        let offer =
-            Offer { key, level: served.level, info, lease_ms, from_home: false, renewable: false };
+        let (level, stamp, from_home, renewable) = (served.level, 0, false, false);
+        let offer = Offer { key, level, stamp, info, lease_ms, from_home, renewable };
         if self.rep.holdings.want_cache(&offer) {
             self.events.push_back(Event::FetchBody { from: holder, offer });
         }
@@ -486,48 +498,51 @@ impl Node {
             }
         }
         let since = pull.since.filter(|g| self.rep.covers(*g));
+        let full = pull.full || since.is_none();
         let mut offers = Vec::new();
         let mut withdrawn = Vec::new();
-        match since {
-            None => {
-                // Full: every object whose arc holds the puller.
-                let keys: Vec<Id> = self
-                    .rep
-                    .homes
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .chain(self.rep.holdings.iter().map(|(k, _)| k))
-                    .collect();
-                for key in keys {
-                    offers.extend(self.offer_to(now, from.id, key));
+        if let Some(g) = since {
+            // What changed since `g`; in a delta the bulk renewal covers the rest.
+            let mut keys: Vec<Id> =
+                self.rep.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
+            keys.sort_unstable();
+            for key in keys {
+                match self.offer_to(now, from.id, key) {
+                    Some(o) => offers.push(o),
+                    None => withdrawn.push(Withdrawn { key, level: self.level_of(now, key) }),
                 }
             }
-            Some(g) => {
-                // Delta: what changed since `g`; the bulk renewal covers the rest.
-                let mut keys: Vec<Id> =
-                    self.rep.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
-                keys.sort_unstable();
-                for key in keys {
-                    match self.offer_to(now, from.id, key) {
-                        Some(o) => offers.push(o),
-                        None => withdrawn.push(key),
-                    }
-                }
+        }
+        if full {
+            // Every object whose arc holds the puller.
+            offers.clear();
+            let keys: Vec<Id> = self
+                .rep
+                .homes
+                .iter()
+                .map(|(k, _)| *k)
+                .chain(self.rep.holdings.iter().map(|(k, _)| k))
+                .collect();
+            for key in keys {
+                offers.extend(self.offer_to(now, from.id, key));
             }
         }
         offers.sort_unstable_by_key(|o| (o.level, o.key));
         offers.dedup_by_key(|o| o.key);
         offers.truncate(MAX_OFFERS);
         withdrawn.truncate(MAX_OFFERS);
-        let renew = if since.is_some() { self.rep.lease() / 2 } else { Duration::ZERO };
-        let list = OfferList {
-            gen: self.rep.gen,
-            full: since.is_none(),
-            offers,
-            withdrawn,
-            renew_ms: millis(renew),
-        };
+        let renew = if full { Duration::ZERO } else { self.rep.lease() / 2 };
+        let list =
+            OfferList { gen: self.rep.gen, full, offers, withdrawn, renew_ms: millis(renew) };
         Response::Offers { list, result: self.rep.result_to_send(now, pull.known) }
+    }
+
+    /// The newest level we know for `key`, as its home or from a copy (or a dropped one).
+    fn level_of(&self, now: Time, key: Id) -> Option<LevelStamp> {
+        match self.rep.homes.get(key) {
+            Some(obj) if self.owns(key) => Some(LevelStamp { level: obj.level, stamp: obj.stamp }),
+            _ => self.rep.holdings.known_level(key, now),
+        }
     }
 
     /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
@@ -538,8 +553,8 @@ impl Node {
                 if obj.level < result.top_level() && in_arc(to, key, obj.level) {
                     let lease_ms = millis(self.rep.lease());
                     let (from_home, renewable) = (true, true);
-                    let level = obj.level;
-                    return Some(Offer { key, level, info, lease_ms, from_home, renewable });
+                    let (level, stamp) = (obj.level, obj.stamp);
+                    return Some(Offer { key, level, stamp, info, lease_ms, from_home, renewable });
                 }
                 return None;
             }
@@ -552,8 +567,8 @@ impl Node {
         // Attached to a renewing source and renewed since the last tick: a detached copy is
         // dying, and the copies downstream of it must not outlive it.
         let renewable = h.source.is_some() && h.renewed_at >= self.rep.previous_tick;
-        let (level, info) = (h.level, h.info);
-        Some(Offer { key, level, info, lease_ms, from_home: false, renewable })
+        let (level, stamp, info) = (h.level, h.stamp, h.info);
+        Some(Offer { key, level, stamp, info, lease_ms, from_home: false, renewable })
     }
 
     pub(super) fn answer_cache(&mut self, offer: Offer, holder: Peer) -> Response {
@@ -591,10 +606,21 @@ impl Node {
         if let Some(r) = result {
             self.rep.adopt(now, r);
         }
-        self.take_offers(now, from, list.offers);
-        for key in list.withdrawn {
-            if self.rep.holdings.detach(key, from.id) {
+        if list.full && list.offers.len() < MAX_OFFERS {
+            // Everything this finger offers us (not cut at the cap): copies it renewed that
+            // it no longer offers stop following it.
+            let offered: FastSet<Id> = list.offers.iter().map(|o| o.key).collect();
+            for key in self.rep.holdings.detach_all_but(from.id, &offered) {
                 self.rep.touch(key);
+            }
+        }
+        self.take_offers(now, from, list.offers);
+        for w in list.withdrawn {
+            if let Some(level) = w.level {
+                self.withdrawn_at(now, from, w.key, level);
+            }
+            if self.rep.holdings.detach(w.key, from.id) {
+                self.rep.touch(w.key);
             }
         }
         if !list.full && list.renew_ms > 0 {
@@ -611,6 +637,29 @@ impl Node {
         Response::Ack
     }
 
+    /// `from` withdrew `key` at `level`: drop our copy if we lie outside that arc (and tell
+    /// our own pullers, through the change log), or take the level if we lie inside. Only a
+    /// node between us and the home, or the one our copy follows, can tell us.
+    fn withdrawn_at(&mut self, now: Time, from: Peer, key: Id, level: LevelStamp) {
+        let me = self.me().id;
+        let follows = self.rep.holdings.valid(key, now).is_some_and(|h| h.source == Some(from.id));
+        if !(follows || from.id.in_open_closed(me, key))
+            || !self.rep.plausible_stamp(now, level.stamp)
+            || self.owns(key)
+        {
+            return;
+        }
+        let inside = in_arc(me, key, level.level);
+        // Lookups this copy already answered may still come for the body (in a live ring:
+        // a fetch a few round trips later); it expires, and is evicted, after that.
+        let grace = now + self.rep.cfg.interval / 8;
+        let forget_at = now + self.rep.lease();
+        match self.rep.holdings.demote(key, level, inside, grace, forget_at) {
+            Demoted::Dropped | Demoted::Relevelled => self.rep.touch(key),
+            Demoted::Noted | Demoted::Ignored => {}
+        }
+    }
+
     /// Offers from `from` (pulled or pushed): renew the copies we have, fetch the others.
     fn take_offers(&mut self, now: Time, from: Peer, offers: Vec<Offer>) {
         let me = self.me().id;
@@ -618,6 +667,7 @@ impl Node {
             // Only from between us and the home: renewals flow away from the home.
             if !in_arc(me, offer.key, offer.level)
                 || !(offer.from_home || from.id.in_open_closed(me, offer.key))
+                || !self.rep.plausible_stamp(now, offer.stamp)
                 || self.owns(offer.key)
             {
                 continue;
@@ -743,8 +793,15 @@ impl Node {
 
         // Homes fold the interval into rates and set levels.
         let thresholds = self.rep.fresh_result(now).map(|r| r.thresholds.clone());
-        let closed =
-            self.rep.homes.close_interval(now, me.id, interval_s, thresholds.as_deref(), top);
+        let stamp = self.rep.clock_ms(now);
+        let closed = self.rep.homes.close_interval(
+            now,
+            stamp,
+            me.id,
+            interval_s,
+            thresholds.as_deref(),
+            top,
+        );
         for key in closed.fetch {
             self.events.push_back(Event::NeedObject { key });
         }
@@ -797,14 +854,14 @@ impl Node {
             // Deltas only say what changed at the finger; now and then ask for the full list
             // (staggered over the fingers), so a copy we lost or never got comes back.
             let resync = (self.rep.ticks + n as u64) % FULL_PULL_EVERY == 0;
-            let since = if resync { None } else { self.rep.seen.get(&p.id).copied() };
+            let since = self.rep.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
                 counts.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let pull = Pull { counts, report, known, since };
+            let pull = Pull { counts, report, known, since, full: resync };
             self.send_request(now, p, Request::Pull(Box::new(pull)), Awaiting::Offers);
         }
     }
