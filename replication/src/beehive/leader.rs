@@ -86,7 +86,10 @@ impl Leader {
         if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
-            if (measured - c).abs() < 0.5 * c.max(0.5) {
+            // No winding up past the point where every object is home-only: on a ring so
+            // small that plain Chord beats C, a larger target changes nothing.
+            let home_only = (c + self.correction) >= params.top_level() as f64 * self.hop_cost;
+            if (measured - c).abs() < 0.5 * c.max(0.5) && !(home_only && measured < c) {
                 let step = STEER_WEIGHT * (c - measured);
                 // Down to C/4: at small C most lookups go to levels 0 and 1, where a lookup
                 // that misses costs a whole hop, far more than h per level.
