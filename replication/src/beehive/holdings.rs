@@ -134,19 +134,17 @@ impl Holdings {
         }
         match self.held.get(&key).copied() {
             Some(h) if h.cached => Demoted::Ignored,
-            Some(h) if inside => {
-                let h = self.effective(&h);
-                let relevelled = Held { level: new.level, stamp: new.stamp, source: None, ..h };
-                self.held.insert(key, relevelled);
-                Demoted::Relevelled
-            }
             Some(h) => {
+                let h = self.effective(&h);
+                let mut moved = Held { level: new.level, stamp: new.stamp, source: None, ..h };
+                if inside {
+                    self.held.insert(key, moved);
+                    return Demoted::Relevelled;
+                }
                 // Out of the arc: gone once the answers already sent for it have been used
                 // (`grace`), and offered to nobody meanwhile (the level says so).
-                let h = self.effective(&h);
-                let until = h.until.min(grace);
-                let dying = Held { level: new.level, stamp: new.stamp, source: None, until, ..h };
-                self.held.insert(key, dying);
+                moved.until = moved.until.min(grace);
+                self.held.insert(key, moved);
                 self.demoted.insert(key, (new, forget_at));
                 Demoted::Dropped
             }

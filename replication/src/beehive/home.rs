@@ -200,28 +200,29 @@ impl Homes {
             }
             obj.info.is_some() || obj.fetch_asked || obj.rate.value() >= FORGET_RATE
         });
+        // Thresholds below one request per smoothing window (the catalogue's tail, a third of
+        // all requests at α = 0.91) are below what a rate can be measured to: there the
+        // smoothed rate itself decides, or the tail stays home-only and no target much below
+        // one hop can be met. Levels from k' on hold every object (their threshold is the
+        // least popular one's rate): any object the ring has served belongs there.
+        let faint = 1.0 / (interval_s * SMOOTHING_WINDOW);
+        let tail = thresholds.filter(|t| !t.is_empty()).map(|t| {
+            let first_faint = t.iter().position(|th| *th < faint).unwrap_or(t.len() - 1);
+            let least = t[t.len() - 1];
+            let k_prime = t.iter().position(|th| *th <= least).filter(|_| least.is_finite());
+            (first_faint, k_prime)
+        });
         for (key, obj) in self.objects.iter_mut() {
-            let level = match thresholds {
-                Some(t) if !t.is_empty() => {
+            let level = match (thresholds, tail) {
+                (Some(t), Some((first_faint, k_prime))) => {
                     // One standard deviation below the smoothed Poisson rate: Zipf puts many
                     // more objects just under a threshold than just over it, and without this
                     // their noise alone would promote them (storage well above the model's).
                     let r = obj.rate.value();
                     let lowered = (r - (r / (interval_s * SMOOTHING_WINDOW)).sqrt()).max(0.0);
-                    // Thresholds below one request per smoothing window (the catalogue's
-                    // tail, a third of all requests at α = 0.91) are below what a rate can
-                    // be measured to: there the smoothed rate itself decides, or the tail
-                    // stays home-only and no target much below one hop can be met.
-                    let faint = 1.0 / (interval_s * SMOOTHING_WINDOW);
                     let rate = |level: usize| if t[level] < faint { r } else { lowered };
-                    let first_faint = t.iter().position(|th| *th < faint).unwrap_or(t.len());
-                    let mut earned = level_for_rate(t, lowered)
-                        .min(level_for_rate(t, r).max(first_faint).min(t.len() - 1));
-                    // Levels from k' on hold every object (their threshold is the least
-                    // popular one's rate): any object the ring has served belongs there.
-                    let least = t[t.len() - 1];
-                    let k_prime =
-                        t.iter().position(|th| *th <= least).filter(|_| least.is_finite());
+                    let mut earned =
+                        level_for_rate(t, lowered).min(level_for_rate(t, r).max(first_faint));
                     if let Some(k) = k_prime.filter(|_| obj.info.is_some() && r > 0.0) {
                         earned = earned.min(k);
                     }

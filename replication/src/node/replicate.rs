@@ -502,20 +502,21 @@ impl Node {
         let mut offers = Vec::new();
         let mut withdrawn = Vec::new();
         if let Some(g) = since {
-            // What changed since `g`; in a delta the bulk renewal covers the rest.
+            // What changed since `g` (a full answer lists the offers anyway and only takes
+            // the withdrawals); in a delta the bulk renewal covers the rest.
             let mut keys: Vec<Id> =
                 self.rep.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
             keys.sort_unstable();
             for key in keys {
                 match self.offer_to(now, from.id, key) {
-                    Some(o) => offers.push(o),
+                    Some(o) if !full => offers.push(o),
+                    Some(_) => {}
                     None => withdrawn.push(Withdrawn { key, level: self.level_of(now, key) }),
                 }
             }
         }
         if full {
             // Every object whose arc holds the puller.
-            offers.clear();
             let keys: Vec<Id> = self
                 .rep
                 .homes
