@@ -242,9 +242,12 @@ fn replication_traffic_grows_like_log_n() {
         per_node.push(msgs);
     }
     eprintln!("replication messages per node per 10 s at N = 64, 256: {per_node:?}");
-    // Two pulls per finger and interval, each with its answer: 4x the nodes adds ~2 fingers.
+    // Two pulls per finger and interval, each with its answer: 4x the nodes adds ~2 fingers
+    // (log2 256 / log2 64 = 1.33). Pushes of level changes add a share that depends on how
+    // many objects sit near a threshold, so the small ring can cost as much as the large one.
+    assert!(per_node[0] > 10.0, "no replication traffic at N = 64: {per_node:?}");
     let growth = per_node[1] / per_node[0];
-    assert!((1.0..1.8).contains(&growth), "per-node traffic grew {growth}x for 4x nodes");
+    assert!(growth < 1.8, "per-node traffic grew {growth}x for 4x nodes");
 }
 
 /// Objects stored per node against the closed form's storage for the leader's parameters.
@@ -291,12 +294,41 @@ fn storage_follows_the_model_when_alpha_changes() {
     }
     for (alpha, fitted, stored, model, outside) in seen {
         assert!((fitted - alpha).abs() < 0.1, "alpha {alpha} fitted as {fitted}");
-        // Within 30 % of the model (the issue asks 10 %; the README says where we stand):
-        // the model counts every one of the M objects it estimates, while objects nobody
-        // has asked for yet stay home-only here.
-        assert!((stored / model - 1.0).abs() < 0.3, "alpha {alpha}: {stored} vs model {model}");
+        // Within 10 % of the model: homes place objects by thresholds read off the measured
+        // rates, so each level holds the model's share of the catalogue; what is left over is
+        // demoted copies not yet gone and the band around each threshold.
+        assert!((stored / model - 1.0).abs() < 0.1, "alpha {alpha}: {stored} vs model {model}");
         // Demoted copies go within an interval or two of the demotion, instead of being
         // renewed by neighbours that have not heard of it yet.
         assert!(outside < 0.15, "alpha {alpha}: {outside} of copies outside their arc");
     }
+}
+
+#[test]
+fn a_storage_budget_caps_every_node_and_is_used() {
+    let mut cfg = config(19, 128, Mode::Beehive);
+    let budget = 60.0;
+    cfg.chord.replication.budget = Some(budget);
+    let mut sim = running(&cfg);
+    // From the first interval on: while the catalogue is still being discovered the leader
+    // underestimates M and would put everything everywhere; the nodes' own cap holds.
+    let reports = measure(&mut sim, 30, 10 * SEC);
+    let stored: Vec<f64> =
+        reports.iter().map(|r| r.replication.as_ref().unwrap().stored_per_node).collect();
+    eprintln!("stored per node with a budget of {budget}: {stored:.1?}");
+    // A node must keep what it is home for; copies for others never take it past the budget.
+    let now = sim.now();
+    for node in sim.alive_indices().into_iter().filter_map(|i| sim.node(i)) {
+        let own = node.known_objects(now).filter(|o| o.home && o.size.is_some()).count();
+        let held = node.stored_objects(now);
+        assert!(
+            held as f64 <= budget.max(own as f64),
+            "a node stores {held} objects ({own} its own), budget {budget}"
+        );
+    }
+    assert!(stored.iter().all(|s| *s <= budget), "over budget: {stored:?}");
+    let last = stored[stored.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(last >= 0.75 * budget, "budget {budget} left unused: {last:.1} per node");
+    let hops = mean_hops(&reports[reports.len() - 5..]);
+    assert!(hops < 2.0, "hops {hops} with {budget} objects per node");
 }

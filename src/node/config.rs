@@ -58,6 +58,10 @@ pub struct NodeArgs {
     /// Target average hops C for Beehive replication (> 0).
     #[arg(long, value_name = "C", env = "BEEHIVE_TARGET_HOPS")]
     pub target_hops: Option<String>,
+    /// Instead of C: objects each node may store (its own plus copies). The leader picks the
+    /// smallest C that fits, and no node fetches a copy past it.
+    #[arg(long, value_name = "OBJECTS", env = "BEEHIVE_BUDGET")]
+    pub budget: Option<String>,
     /// A named origin, NAME=http://host[:port], served as `NAME.<suffix>`. Repeatable.
     #[arg(long = "origin", value_name = "NAME=URL")]
     pub origin: Vec<String>,
@@ -131,6 +135,7 @@ pub struct FileConfig {
     pub secret_file: Option<PathBuf>,
     pub mode: Option<String>,
     pub target_hops: Option<f64>,
+    pub budget: Option<f64>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_ms: Option<u64>,
     #[serde(default)]
@@ -321,6 +326,17 @@ impl RawConfig {
         if !(target_hops.is_finite() && target_hops > 0.0 && target_hops <= 64.0) {
             return Err(invalid("target-hops", target_hops, "must be above 0 and at most 64"));
         }
+        let budget = match args.budget {
+            Some(s) => Some(
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| invalid("budget", &s, "give a number of objects such as 500"))?,
+            ),
+            None => file.budget,
+        };
+        if let Some(b) = budget.filter(|b| !(b.is_finite() && *b >= 1.0)) {
+            return Err(invalid("budget", b, "must be at least 1 object per node"));
+        }
         let mut origins = BTreeMap::new();
         for o in &args.origin {
             let Some((name, url)) = o.split_once('=') else {
@@ -364,6 +380,7 @@ impl RawConfig {
         )?;
         chord.replication.mode = mode;
         chord.replication.target_hops = target_hops;
+        chord.replication.budget = budget;
         chord.validate().map_err(|e| invalid(e.field, "", e.reason))?;
         let max_body_bytes = number(
             "max-body-bytes",
@@ -610,6 +627,8 @@ mod tests {
             (NodeArgs { rpc: Some("0.0.0.0:7000".into()), ..Default::default() }, "advertise"),
             (NodeArgs { mode: Some("pastry".into()), ..Default::default() }, "mode"),
             (NodeArgs { target_hops: Some("0".into()), ..Default::default() }, "target-hops"),
+            (NodeArgs { budget: Some("0.5".into()), ..Default::default() }, "budget"),
+            (NodeArgs { budget: Some("lots".into()), ..Default::default() }, "budget"),
             (NodeArgs { stabilize_ms: Some("0".into()), ..Default::default() }, "stabilize-ms"),
             (NodeArgs { join: vec!["1.2.3.4:0".into()], ..Default::default() }, "join"),
             (NodeArgs { admin: Some("127.0.0.1:7000".into()), ..Default::default() }, "admin"),

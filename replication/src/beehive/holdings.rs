@@ -76,6 +76,17 @@ impl Holdings {
         self.held.is_empty()
     }
 
+    /// Copies held (valid or not yet pruned) plus bodies being fetched: what a storage budget
+    /// counts before it lets another fetch start.
+    pub fn committed(&self) -> usize {
+        self.held.len() + self.fetching.len()
+    }
+
+    /// Whether a copy of `key` is held (valid or not).
+    pub fn has(&self, key: Id) -> bool {
+        self.held.contains_key(&key)
+    }
+
     /// Every copy, with bulk renewals applied.
     pub fn iter(&self) -> impl Iterator<Item = (Id, Held)> + '_ {
         self.held.iter().map(|(k, h)| (*k, self.effective(h)))
@@ -330,6 +341,15 @@ impl Holdings {
 
     pub fn remove(&mut self, key: Id) -> bool {
         self.held.remove(&key).is_some()
+    }
+
+    /// Drops up to `count` copies, the narrowest arcs (least popular objects) first, and
+    /// returns their keys.
+    pub fn shed(&mut self, count: usize) -> Vec<Id> {
+        let mut by_level: Vec<(u8, Id)> = self.held.iter().map(|(k, h)| (h.level, *k)).collect();
+        by_level.sort_unstable_by(|a, b| b.cmp(a));
+        by_level.truncate(count);
+        by_level.into_iter().map(|(_, key)| key).filter(|key| self.remove(*key)).collect()
     }
 }
 

@@ -19,16 +19,14 @@ use crate::time::Time;
 /// What one origin may always add to a key per interval, whatever the others report.
 pub const ORIGIN_FLOOR: u64 = 4;
 
-/// The smoothed rate averages over about this many intervals ((2 − w)/w for weight w = 0.3).
-const SMOOTHING_WINDOW: f64 = (2.0 - SmoothedRate::WEIGHT) / SmoothedRate::WEIGHT;
-
 /// Intervals after a level change during which counts from the old, wider arc still count:
 /// copies there serve until their leases (a few intervals) run out, and refusing their counts
 /// would make a demoted object look less popular than it is.
 const WIDE_TICKS: u8 = 12;
 
-/// An object stays at its level while its rate is at least this share of the level's threshold.
-const KEEP: f64 = 0.75;
+/// An object moves up a level once its rate is this factor above the level's threshold, and
+/// down once it is this factor below.
+const BAND: f64 = 1.15;
 
 /// A surge: the home served at least this many times the smoothed rate itself in one
 /// interval, [`SURGE_SIGMAS`] Poisson deviations above it and at least [`SURGE_MIN`] requests.
@@ -200,42 +198,35 @@ impl Homes {
             }
             obj.info.is_some() || obj.fetch_asked || obj.rate.value() >= FORGET_RATE
         });
-        // Thresholds below one request per smoothing window (the catalogue's tail, a third of
-        // all requests at α = 0.91) are below what a rate can be measured to: there the
-        // smoothed rate itself decides, or the tail stays home-only and no target much below
-        // one hop can be met. Levels from k' on hold every object (their threshold is the
-        // least popular one's rate): any object the ring has served belongs there.
-        let faint = 1.0 / (interval_s * SMOOTHING_WINDOW);
-        let tail = thresholds.filter(|t| !t.is_empty()).map(|t| {
-            let first_faint = t.iter().position(|th| *th < faint).unwrap_or(t.len() - 1);
-            let least = t[t.len() - 1];
-            let k_prime = t.iter().position(|th| *th <= least).filter(|_| least.is_finite());
-            (first_faint, k_prime)
+        // Levels from k' on hold every object (their threshold is the least popular one's
+        // rate): any object the ring has served belongs there.
+        let k_prime = thresholds.and_then(|t| {
+            let least = *t.last()?;
+            t.iter().position(|th| *th <= least).filter(|_| least.is_finite())
         });
         for (key, obj) in self.objects.iter_mut() {
-            let level = match (thresholds, tail) {
-                (Some(t), Some((first_faint, k_prime))) => {
-                    // One standard deviation below the smoothed Poisson rate: Zipf puts many
-                    // more objects just under a threshold than just over it, and without this
-                    // their noise alone would promote them (storage well above the model's).
+            let level = match thresholds.filter(|t| !t.is_empty()) {
+                Some(t) => {
+                    // The thresholds are quantiles of the measured rates (see the leader), so
+                    // the measured rate itself is compared: noise that lifts one object over a
+                    // threshold has already been counted against the others. A band around
+                    // each threshold, even in log rate so that it moves as many objects up as
+                    // it holds back, keeps noise from moving a whole arc of copies back and
+                    // forth every interval.
                     let r = obj.rate.value();
-                    let lowered = (r - (r / (interval_s * SMOOTHING_WINDOW)).sqrt()).max(0.0);
-                    let rate = |level: usize| if t[level] < faint { r } else { lowered };
-                    let mut earned =
-                        level_for_rate(t, lowered).min(level_for_rate(t, r).max(first_faint));
-                    if let Some(k) = k_prime.filter(|_| obj.info.is_some() && r > 0.0) {
-                        earned = earned.min(k);
-                    }
-                    let earned = earned as u8;
-                    // Hysteresis: an object keeps its level until its rate falls clearly
-                    // below that level's threshold, so noise near a threshold does not move
-                    // a whole arc of copies back and forth every interval.
-                    let level = usize::from(obj.level);
-                    let keep = t.get(level).is_some_and(|th| rate(level) >= th * KEEP);
-                    if earned > obj.level && keep {
-                        obj.level
+                    let served = obj.info.is_some() && r > 0.0;
+                    let cap = |level: usize| match k_prime.filter(|_| served) {
+                        Some(k) => level.min(k) as u8,
+                        None => level as u8,
+                    };
+                    let clearly = cap(level_for_rate(t, r / BAND));
+                    let barely = cap(level_for_rate(t, r * BAND));
+                    if obj.level > clearly {
+                        clearly
+                    } else if obj.level < barely {
+                        cap(level_for_rate(t, r))
                     } else {
-                        earned
+                        obj.level
                     }
                 }
                 _ => top,

@@ -31,11 +31,35 @@ pub struct Leader {
     objects: SmoothedRate,
     /// Added to `C` before solving; see `solve`.
     correction: f64,
+    /// The `M` the previous result used: steering waits while it is still moving.
+    last_objects: f64,
+    /// The storage per node the previous result asked for: steering also waits until the
+    /// ring has placed (or dropped) the copies.
+    last_model: f64,
+    /// Objects the homes had seen at the previous result.
+    last_seen: Option<f64>,
+    /// Share of requests per interval that went to an object no home had seen.
+    discovery: SmoothedRate,
 }
+
+/// `M` moving less than this share per interval: the ring's catalogue is known well enough
+/// for the measured average to say something about the levels rather than about objects not
+/// yet seen.
+const SETTLED: f64 = 0.05;
+/// Stored copies within this share of what the last result asked for: placed.
+const PLACED: f64 = 0.25;
 
 impl Leader {
     pub fn new(cfg: &ReplicationConfig) -> Self {
-        Leader { hop_cost: cfg.initial_hop_cost, objects: SmoothedRate::default(), correction: 0.0 }
+        Leader {
+            hop_cost: cfg.initial_hop_cost,
+            objects: SmoothedRate::default(),
+            correction: 0.0,
+            last_objects: 0.0,
+            last_model: 0.0,
+            last_seen: None,
+            discovery: SmoothedRate::default(),
+        }
     }
 
     /// The hop cost per level the next result uses.
@@ -65,12 +89,32 @@ impl Leader {
             max_alpha: ALPHA_RANGE.1,
         };
         let fit = report.summary.fit(&fit_config).ok()?;
-        // The curve's count is sensitive to α; never more than twice what homes have seen.
+        // M: the objects homes have seen, plus the curve's tail long enough to carry the
+        // requests that went to objects nobody had seen before (Good–Turing: the share of
+        // requests that discover a new object is the unseen objects' share of all requests).
+        // The curve alone (M with rate(1)·H(M) = total) moves M by 40 % when rate(1) is off by
+        // 5 % at α = 0.91; the discovery share goes to 0 as the catalogue is seen, and so
+        // does the tail. Never more than twice what the homes have seen.
         let seen = (fit.objects as f64).max(1.0);
-        let curve = estimate_objects(&fit, report.summary.total_rate + report.untracked_rate);
+        let total = report.summary.total_rate + report.untracked_rate;
+        let curve = match self.last_seen.filter(|_| total > 0.0) {
+            Some(before) => {
+                let new = (seen - before).max(0.0) / (total * interval_s);
+                self.discovery.update(new.min(1.0));
+                objects_for_sum(&fit, seen, self.discovery.value() * total)
+            }
+            None => objects_for_sum(&fit, 0.0, total),
+        };
+        self.last_seen = Some(seen);
         self.objects.update(curve.min(2.0 * seen));
         let objects = self.objects.value().max(seen);
         let nodes = (report.nodes as f64).max(1.0);
+        // Until the copies the last result asked for are in place, the measured average says
+        // how far placement lags, not how far the model is off: steering on it then winds the
+        // correction up, and the ring overshoots once the copies land.
+        let placed = (report.stored as f64 / nodes / self.last_model - 1.0).abs() < PLACED;
+        let settled = placed && (objects / self.last_objects - 1.0).abs() < SETTLED;
+        self.last_objects = objects;
         let params = LevelParams {
             base: 2.0,
             nodes,
@@ -83,7 +127,7 @@ impl Leader {
         // (reaching an arc costs a little more than the halving steps), so the model's average
         // and the measured one differ. Integrated slowly, and only near the target, so the
         // first convergence (measured ≫ C) does not wind the correction up.
-        if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
+        if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS && settled {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
             // No winding up past the point where every object is home-only: on a ring so
@@ -102,7 +146,15 @@ impl Leader {
             Some(b) => solve_for_budget(&params, b).ok()?,
             None => (steered, solve(&params).ok()?),
         };
-        let thresholds = thresholds(&solution, |r| fit.rate_of_rank(r));
+        // The measured rate at each level's last rank, not the fitted curve's: homes compare
+        // measured (noisy) rates, and noise spreads them both ways around the curve, so only
+        // the measured distribution puts x_i·M objects at levels ≤ i. Below the binned
+        // rates (objects not yet seen, or faint), the curve.
+        let summary = &report.summary;
+        let thresholds = thresholds(&solution, |r| {
+            summary.rate_at_rank(r).unwrap_or_else(|| fit.rate_of_rank(r))
+        });
+        self.last_model = solution.replicas_per_node(nodes);
         let result = LevelResult {
             epoch,
             leader: me,
@@ -119,18 +171,21 @@ impl Leader {
     }
 }
 
-/// `M`: homes only know objects someone asked for lately, which misses most of a Zipf tail.
-/// The fitted curve says how many objects it takes for the rates to add up to the measured
-/// total: the `M` with `rate(1)·H(M, α) = total`, never fewer than the homes reported.
-pub fn estimate_objects(fit: &ZipfFit, total_rate: f64) -> f64 {
-    let seen = (fit.objects as f64).max(1.0);
-    if !(fit.rank_one_rate > 0.0 && total_rate.is_finite()) {
-        return seen;
+/// The `M ≥ from` at which the fitted curve's ranks `from + 1 ..= M` add up to `sum`:
+/// `rate(1)·(H(M, α) − H(from, α)) = sum`. Homes only know objects someone has asked for, which
+/// misses most of a Zipf tail; the curve says how far the tail must reach to carry the rate
+/// the known objects do not. `from` when the curve is unusable, 10¹² at most.
+pub fn objects_for_sum(fit: &ZipfFit, from: f64, sum: f64) -> f64 {
+    let from = from.max(0.0);
+    if !(fit.rank_one_rate > 0.0 && sum.is_finite() && sum > 0.0) {
+        return from;
     }
-    let want = total_rate / fit.rank_one_rate;
     let alpha = fit.alpha;
     // Σ_{r=1..M} r^−α by Euler–Maclaurin: the integral plus the end corrections.
     let harmonic = |m: f64| {
+        if m < 1.0 {
+            return 0.0;
+        }
         let integral = if (alpha - 1.0).abs() < 1e-9 {
             m.ln()
         } else {
@@ -138,12 +193,13 @@ pub fn estimate_objects(fit: &ZipfFit, total_rate: f64) -> f64 {
         };
         integral + 0.5 * (1.0 + m.powf(-alpha)) + alpha / 12.0 * (1.0 - m.powf(-alpha - 1.0))
     };
-    if harmonic(seen) >= want {
-        return seen;
-    }
-    let (mut lo, mut hi) = (seen, 1e12f64);
+    let want = harmonic(from) + sum / fit.rank_one_rate;
+    let (mut lo, mut hi) = (from.max(1.0), 1e12f64);
     if harmonic(hi) < want {
         return hi;
+    }
+    if harmonic(lo) >= want {
+        return lo;
     }
     for _ in 0..100 {
         let mid = (lo * hi).sqrt();
@@ -175,9 +231,13 @@ mod tests {
             points: 10,
             clamped: false,
         };
-        let est = estimate_objects(&fit, total);
+        let est = objects_for_sum(&fit, 0.0, total);
         assert!((est / m as f64 - 1.0).abs() < 0.01, "{est}");
-        // Never below what the homes saw.
-        assert_eq!(estimate_objects(&fit, 1.0), 300.0);
+        // The tail past the 300 objects seen: the same M.
+        let head: f64 = (1..=300).map(|r| (r as f64).powf(-alpha)).sum();
+        let est = objects_for_sum(&fit, 300.0, total - head);
+        assert!((est / m as f64 - 1.0).abs() < 0.01, "{est}");
+        // Nothing left to carry: what the homes saw.
+        assert_eq!(objects_for_sum(&fit, 300.0, 0.0), 300.0);
     }
 }

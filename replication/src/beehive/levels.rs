@@ -353,16 +353,23 @@ impl LevelSolution {
         self.level_query_shares().iter().enumerate().map(|(i, share)| share * i as f64 * h).sum()
     }
 
-    /// Storage cost: replicas held per node, `Σᵢ M·(xᵢ − xᵢ₋₁)·max(1, N/bⁱ) / N` — an object at
-    /// level `i` lives on ≈ `N/bⁱ` nodes, and at least on its home. Home copies are included.
-    /// `nodes` below 1 (or NaN) is read as 1.
+    /// Storage cost: copies held per node, `Σᵢ M·(xᵢ − xᵢ₋₁)·holdersᵢ / N`. An object at a
+    /// replicated level `0 < i < top` lives on the ≈ `N/bⁱ` nodes of its arc and on its home,
+    /// which follows the key and so lies just outside the arc (Pastry's prefix levels, the
+    /// paper's, include the home); level 0 is every node, the top level the home alone. Home
+    /// copies are included. `nodes` below 1 (or NaN) is read as 1.
     pub fn replicas_per_node(&self, nodes: f64) -> f64 {
         let n = if nodes >= 1.0 { nodes } else { 1.0 };
         let (m, b) = (self.params.objects, self.params.base);
+        let top = self.params.top_level();
         let mut previous = 0.0;
         let mut total = 0.0;
         for (i, &xi) in self.x.iter().enumerate() {
-            let holders = (n / b.powi(i as i32)).max(1.0);
+            let holders = match i {
+                0 => n,
+                i if i >= top => 1.0,
+                i => (n / b.powi(i as i32) + 1.0).min(n),
+            };
             total += m * (xi - previous) * holders;
             previous = xi;
         }

@@ -93,6 +93,9 @@ pub struct Report {
     pub level_sum: f64,
     /// How many lookups those sums cover.
     pub lookups: u64,
+    /// Objects the nodes store (home copies with a body, and replicas): the leader compares
+    /// them with what its last result asked for.
+    pub stored: u64,
 }
 
 impl Report {
@@ -103,6 +106,7 @@ impl Report {
         self.hop_sum += other.hop_sum;
         self.level_sum += other.level_sum;
         self.lookups = self.lookups.saturating_add(other.lookups);
+        self.stored = self.stored.saturating_add(other.stored);
     }
 
     fn is_sane(&self) -> bool {

@@ -112,6 +112,32 @@ impl RateHistogram {
         self.counts.iter().fold(0, |a, c| a.saturating_add(*c))
     }
 
+    /// The measured rate of the object at `rank` (1-based), read off the bins: within a bin,
+    /// ranks are spread evenly in log rate between the bin's edges. `None` for ranks in the
+    /// underflow bin (rates below [`HIST_MIN_RATE`], zeros included) or past the last object.
+    pub fn rate_at_rank(&self, rank: u64) -> Option<f64> {
+        let mut before = 0u64;
+        for bin in (1..HIST_BINS).rev() {
+            let n = self.counts[bin];
+            if n == 0 {
+                continue;
+            }
+            if rank.max(1) <= before.saturating_add(n) {
+                let step = 1.0 / HIST_BINS_PER_DECADE as f64;
+                let low = HIST_MIN_RATE * 10f64.powf((bin - 1) as f64 * step);
+                if bin == HIST_BINS - 1 {
+                    return Some(self.sums[bin] / n as f64);
+                }
+                // The share of the bin above this rank, its midpoint in the bin's rank range.
+                let above = (rank.max(1) - before) as f64 - 0.5;
+                let from_top = above / n as f64;
+                return Some(low * 10f64.powf(step * (1.0 - from_top)));
+            }
+            before = before.saturating_add(n);
+        }
+        None
+    }
+
     /// `(count, mean rate)` per non-empty bin, most popular bin first.
     pub fn bins_descending(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
         self.counts
@@ -181,6 +207,15 @@ impl PopularitySummary {
         self.histogram.merge(&other.histogram);
         self.top.extend_from_slice(&other.top);
         normalize_top(&mut self.top);
+    }
+
+    /// The measured rate at `rank` (1-based): exact within the top list, read off the
+    /// histogram below it; `None` where the rates are too small to bin.
+    pub fn rate_at_rank(&self, rank: u64) -> Option<f64> {
+        match self.top.get(rank.max(1) as usize - 1) {
+            Some((_, rate)) => Some(*rate),
+            None => self.histogram.rate_at_rank(rank),
+        }
     }
 
     /// Fits α and the rank→rate curve; see [`fit`].
@@ -329,6 +364,28 @@ mod tests {
         assert!(fit.clamped && fit.alpha == 2.0);
         let bad = FitConfig { min_alpha: f64::NAN, ..FitConfig::default() };
         assert_eq!(steep.fit(&bad), Err(FitError::InvalidConfig));
+    }
+
+    #[test]
+    fn measured_rates_are_read_back_by_rank() {
+        let rate = |r: u64| 1e3 * (r as f64).powf(-0.9);
+        let summary = PopularitySummary::from_rates((1..=5000u64).map(|r| (r as u128, rate(r))));
+        for rank in [1, 64, 65, 100, 1000, 3000, 5000] {
+            let read = summary.rate_at_rank(rank).unwrap();
+            // Within half a bin (bins are 10^(1/8) ≈ 1.33 wide).
+            assert!(
+                (read / rate(rank) - 1.0).abs() < 0.15,
+                "rank {rank}: {read} vs {}",
+                rate(rank)
+            );
+        }
+        assert_eq!(summary.rate_at_rank(5001), None);
+        // Past the exact top list, rates too small to bin are unknown.
+        let mut faint = PopularitySummary::from_rates([(1, 5.0), (2, 1e-4), (3, 0.0)]);
+        faint.top.truncate(1);
+        assert_eq!(faint.rate_at_rank(1), Some(5.0));
+        assert_eq!(faint.rate_at_rank(2), None);
+        assert_eq!(faint.rate_at_rank(3), None);
     }
 
     #[test]

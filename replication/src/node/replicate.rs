@@ -146,6 +146,23 @@ impl Replication {
         stamp <= self.clock_ms(now).saturating_add(millis(self.cfg.interval).into())
     }
 
+    /// Whether `more` objects on top of what this node stores (or is fetching) would take it
+    /// past its storage budget. Never without a budget.
+    fn over_budget(&self, more: usize) -> bool {
+        self.budget_excess_with(more) > 0
+    }
+
+    /// How many objects this node stores past its budget (0 without one).
+    fn budget_excess(&self) -> usize {
+        self.budget_excess_with(0)
+    }
+
+    fn budget_excess_with(&self, more: usize) -> usize {
+        let stored = self.homes.len() + self.holdings.committed() + more;
+        // Budgets are validated finite and ≥ 1; the cast saturates.
+        self.cfg.budget.map_or(0, |b| stored.saturating_sub(b.floor() as usize))
+    }
+
     /// Whether a node that last pulled from us at `at` still gets our pushes.
     fn recent_puller(&self, at: Time, now: Time) -> bool {
         at + self.cfg.interval * 2 > now
@@ -673,6 +690,14 @@ impl Node {
             {
                 continue;
             }
+            // A budget caps what this node stores, whatever the leader asked for: its
+            // solution lags a catalogue that is still being discovered (M underestimated
+            // means "everything everywhere"). At the budget no new copy is fetched; past it
+            // (its own objects grew) none is renewed either, and copies lapse.
+            let new = !self.rep.holdings.has(offer.key);
+            if self.rep.over_budget(usize::from(new)) {
+                continue;
+            }
             // A copy the offerer no longer renews must not be stretched by its bulk renewals.
             let attach = offer.renewable;
             match self.rep.holdings.consider(&offer, from.id, now, attach) {
@@ -740,6 +765,14 @@ impl Node {
 
     pub(super) fn replicate_tick(&mut self, now: Time) {
         for key in self.rep.holdings.expire(now) {
+            self.rep.touch(key);
+            if self.rep.homes.get(key).is_none() {
+                self.events.push_back(Event::Evict { key });
+            }
+        }
+        // Past the budget (this node's own objects grew): the least popular copies go.
+        let excess = self.rep.budget_excess();
+        for key in self.rep.holdings.shed(excess) {
             self.rep.touch(key);
             if self.rep.homes.get(key).is_none() {
                 self.events.push_back(Event::Evict { key });
@@ -823,6 +856,7 @@ impl Node {
             hop_sum: std::mem::take(&mut self.rep.hop_sum),
             level_sum: std::mem::take(&mut self.rep.level_sum),
             lookups: std::mem::take(&mut self.rep.lookups),
+            stored: self.stored_objects(now) as u64,
         };
         if let Some(r) = self.rep.reports_in.take() {
             report.merge(&r);
