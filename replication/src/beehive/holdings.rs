@@ -346,6 +346,9 @@ impl Holdings {
     /// Drops up to `count` copies, the narrowest arcs (least popular objects) first, and
     /// returns their keys.
     pub fn shed(&mut self, count: usize) -> Vec<Id> {
+        if count == 0 {
+            return Vec::new();
+        }
         let mut by_level: Vec<(u8, Id)> = self.held.iter().map(|(k, h)| (h.level, *k)).collect();
         by_level.sort_unstable_by(|a, b| b.cmp(a));
         by_level.truncate(count);
