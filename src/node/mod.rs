@@ -58,6 +58,10 @@ pub enum NodeError {
     Bind { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    /// The node's settings, mapped onto the HTTP face, fail its own checks (a setting the
+    /// node's validation let through).
+    #[error(transparent)]
+    Proxy(#[from] beehive_proxy::config::ConfigError),
 }
 
 /// Runs one node until SIGTERM/SIGINT, then shuts it down gracefully.
@@ -119,6 +123,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let mode = config.mode.name();
     let metrics = Arc::new(Metrics::new(mode, config.target_hops));
     let proxy_config = proxy_config(config, me);
+    proxy_config.validate()?;
     let objects = ObjectStore::new(proxy_config.store_bytes);
     let store: Arc<dyn BodyStore> = Arc::new(cluster::SharedStore(objects.clone()));
     let transport_config = TransportConfig {
