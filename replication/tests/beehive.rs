@@ -193,12 +193,12 @@ fn popularity_reversal_recovers() {
     // The newly popular objects are home-only at first: hops jump toward plain Chord.
     assert!(after[0].mean_hops > settled + 0.5, "no jump after the reversal");
     // Homes see the surge in the requests they serve themselves and restart those objects'
-    // rates; the pull tree pushes the new copies at once. Two intervals after the result the
-    // average is within 10 % of C = 1 (the issue asks 5 %: 1.05–1.08 over seeds 15–19, see
-    // the README), three intervals after it within 5 %, and it stays there.
-    assert!(after[2].mean_hops <= 1.1, "interval 2 after the result: {:.3}", after[2].mean_hops);
-    for (i, r) in after.iter().enumerate().skip(3) {
-        assert!(r.mean_hops <= 1.05, "interval {i} after the result: {:.3}", r.mean_hops);
+    // rates, relayed counts that jump are taken in faster, and the pull tree pushes the new
+    // copies at once; the leader does not steer on the recovery. From two intervals after the
+    // result the average is within 5 % of C = 1 and stays there (1.02–1.04 at interval 2
+    // over seeds 15–19).
+    for (i, r) in after.iter().enumerate().skip(2) {
+        assert!((r.mean_hops - 1.0).abs() <= 0.05, "interval {i} after: {:.3}", r.mean_hops);
     }
 }
 

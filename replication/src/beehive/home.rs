@@ -33,6 +33,8 @@ const BAND: f64 = 1.15;
 const SURGE_FACTOR: f64 = 3.0;
 const SURGE_SIGMAS: f64 = 4.0;
 const SURGE_MIN: u64 = 8;
+/// An interval's count this many Poisson deviations above the smoothed rate moves it faster.
+const JUMP_SIGMAS: f64 = 3.0;
 
 /// Below this smoothed rate (requests/s) an object the home holds no body for is forgotten.
 const FORGET_RATE: f64 = 1e-4;
@@ -193,6 +195,13 @@ impl Homes {
                 let n = own.saturating_sub(1) as f64;
                 let since = (n - 2.0 * n.sqrt()).max(0.0) / served_for;
                 obj.rate.restart((total as f64 / interval_s).max(since));
+            } else if total >= SURGE_MIN
+                && total as f64 >= expected + JUMP_SIGMAS * expected.max(1.0).sqrt()
+            {
+                // Relayed counts (a replicated object's requests mostly end at copies) that
+                // rose this far in one interval are a change, not noise: taken in faster.
+                // Not below SURGE_MIN, where a few stray requests are 3 σ of nothing.
+                obj.rate.update_fast(total as f64 / interval_s);
             } else {
                 obj.rate.update(total as f64 / interval_s);
             }

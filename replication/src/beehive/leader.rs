@@ -36,6 +36,8 @@ pub struct Leader {
     /// The storage per node the previous result asked for: steering also waits until the
     /// ring has placed (or dropped) the copies.
     last_model: f64,
+    /// The previous interval's measured average was near the target.
+    was_near: bool,
     /// Objects the homes had seen at the previous result.
     last_seen: Option<f64>,
     /// Share of requests per interval that went to an object no home had seen.
@@ -57,6 +59,7 @@ impl Leader {
             correction: 0.0,
             last_objects: 0.0,
             last_model: 0.0,
+            was_near: false,
             last_seen: None,
             discovery: SmoothedRate::default(),
         }
@@ -127,13 +130,18 @@ impl Leader {
         // (reaching an arc costs a little more than the halving steps), so the model's average
         // and the measured one differ. Integrated slowly, and only near the target, so the
         // first convergence (measured ≫ C) does not wind the correction up.
-        if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS && settled {
+        // A disturbance (a popularity shift) also throws the average far off for an interval;
+        // the interval after it is recovery, not model error, so steering waits for two near
+        // the target in a row.
+        if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
+            let near = (measured - c).abs() < 0.5 * c.max(0.5);
+            let was_near = std::mem::replace(&mut self.was_near, near);
             // No winding up past the point where every object is home-only: on a ring so
             // small that plain Chord beats C, a larger target changes nothing.
             let home_only = (c + self.correction) >= params.top_level() as f64 * self.hop_cost;
-            if (measured - c).abs() < 0.5 * c.max(0.5) && !(home_only && measured < c) {
+            if settled && near && was_near && !(home_only && measured < c) {
                 let step = STEER_WEIGHT * (c - measured);
                 // Down to C/4: at small C most lookups go to levels 0 and 1, where a lookup
                 // that misses costs a whole hop, far more than h per level.

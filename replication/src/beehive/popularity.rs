@@ -286,20 +286,32 @@ pub struct SmoothedRate {
 impl SmoothedRate {
     /// Weight of the newest interval.
     pub const WEIGHT: f64 = 0.3;
+    /// Weight of an interval that is clearly a change, not noise.
+    pub const FAST_WEIGHT: f64 = 0.6;
     /// Intervals after a restart that may only raise the rate.
     const YOUNG: u8 = 3;
 
     /// Folds in the rate observed over the interval just closed. NaN, infinite and negative
     /// observations are ignored (the state is unchanged).
     pub fn update(&mut self, observed: f64) {
+        self.update_by(observed, Self::WEIGHT);
+    }
+
+    /// [`update`](Self::update) with [`FAST_WEIGHT`](Self::FAST_WEIGHT): for an observation
+    /// too far from the value to be noise.
+    pub fn update_fast(&mut self, observed: f64) {
+        self.update_by(observed, Self::FAST_WEIGHT);
+    }
+
+    fn update_by(&mut self, observed: f64, weight: f64) {
         if !observed.is_finite() || observed < 0.0 {
             return;
         }
         if self.young > 0 {
             self.young -= 1;
-            self.value = observed.max(self.value + Self::WEIGHT * (observed - self.value));
+            self.value = observed.max(self.value + weight * (observed - self.value));
         } else if self.primed {
-            self.value += Self::WEIGHT * (observed - self.value);
+            self.value += weight * (observed - self.value);
         } else {
             self.value = observed;
             self.primed = true;
