@@ -135,7 +135,7 @@ pub struct FileConfig {
     pub secret_file: Option<PathBuf>,
     pub mode: Option<String>,
     pub target_hops: Option<f64>,
-    pub budget: Option<f64>,
+    pub budget: Option<u64>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_ms: Option<u64>,
     #[serde(default)]
@@ -326,17 +326,9 @@ impl RawConfig {
         if !(target_hops.is_finite() && target_hops > 0.0 && target_hops <= 64.0) {
             return Err(invalid("target-hops", target_hops, "must be above 0 and at most 64"));
         }
-        let budget = match args.budget {
-            Some(s) => Some(
-                s.trim()
-                    .parse::<f64>()
-                    .map_err(|_| invalid("budget", &s, "give a number of objects such as 500"))?,
-            ),
-            None => file.budget,
-        };
-        if let Some(b) = budget.filter(|b| !(b.is_finite() && *b >= 1.0)) {
-            return Err(invalid("budget", b, "must be at least 1 object per node"));
-        }
+        let budget = (args.budget.is_some() || file.budget.is_some())
+            .then(|| number("budget", args.budget, file.budget, 1, 1, u64::MAX))
+            .transpose()?;
         let mut origins = BTreeMap::new();
         for o in &args.origin {
             let Some((name, url)) = o.split_once('=') else {
@@ -380,7 +372,7 @@ impl RawConfig {
         )?;
         chord.replication.mode = mode;
         chord.replication.target_hops = target_hops;
-        chord.replication.budget = budget;
+        chord.replication.budget = budget.map(|b| b as f64);
         chord.validate().map_err(|e| invalid(e.field, "", e.reason))?;
         let max_body_bytes = number(
             "max-body-bytes",

@@ -104,8 +104,17 @@ impl Holdings {
 
     /// The copy of `key` this node may serve at `now`.
     pub fn valid(&self, key: Id, now: Time) -> Option<Held> {
-        let h = self.effective(self.held.get(&key)?);
+        self.valid_held(key, self.held.get(&key)?, now)
+    }
+
+    fn valid_held(&self, key: Id, h: &Held, now: Time) -> Option<Held> {
+        let h = self.effective(h);
         (h.until > now && !self.is_dead(key, h.info.version)).then_some(h)
+    }
+
+    /// How many copies this node may serve at `now` (one pass, no lookups per copy).
+    pub fn valid_count(&self, now: Time) -> usize {
+        self.held.iter().filter(|(k, h)| self.valid_held(**k, h, now).is_some()).count()
     }
 
     /// The newest level we know for `key`: our copy's, or the one that dropped it.
@@ -350,8 +359,10 @@ impl Holdings {
             return Vec::new();
         }
         let mut by_level: Vec<(u8, Id)> = self.held.iter().map(|(k, h)| (h.level, *k)).collect();
-        by_level.sort_unstable_by(|a, b| b.cmp(a));
-        by_level.truncate(count);
+        if count < by_level.len() {
+            by_level.select_nth_unstable_by(count, |a, b| b.cmp(a));
+            by_level.truncate(count);
+        }
         by_level.into_iter().map(|(_, key)| key).filter(|key| self.remove(*key)).collect()
     }
 }

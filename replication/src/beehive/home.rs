@@ -183,7 +183,7 @@ impl Homes {
             let expected = obj.rate.value() * interval_s;
             let surge = own >= SURGE_MIN
                 && own as f64 >= SURGE_FACTOR * expected
-                && own as f64 >= expected + SURGE_SIGMAS * expected.max(1.0).sqrt();
+                && beyond_noise(own, expected, SURGE_SIGMAS);
             let first_served = obj.first_served.take();
             if surge {
                 // Over the time since the first request, not counting that one (it only
@@ -195,9 +195,7 @@ impl Homes {
                 let n = own.saturating_sub(1) as f64;
                 let since = (n - 2.0 * n.sqrt()).max(0.0) / served_for;
                 obj.rate.restart((total as f64 / interval_s).max(since));
-            } else if total >= SURGE_MIN
-                && total as f64 >= expected + JUMP_SIGMAS * expected.max(1.0).sqrt()
-            {
+            } else if total >= SURGE_MIN && beyond_noise(total, expected, JUMP_SIGMAS) {
                 // Relayed counts (a replicated object's requests mostly end at copies) that
                 // rose this far in one interval are a change, not noise: taken in faster.
                 // Not below SURGE_MIN, where a few stray requests are 3 σ of nothing.
@@ -269,6 +267,12 @@ impl Homes {
         }
         s
     }
+}
+
+/// Whether an interval's `count` lies `sigmas` Poisson deviations above the `expected` count
+/// (the deviation taken as at least 1, so a handful of requests on a cold object is not one).
+fn beyond_noise(count: u64, expected: f64, sigmas: f64) -> bool {
+    count as f64 >= expected + sigmas * expected.max(1.0).sqrt()
 }
 
 /// The sum of the counts, each origin other than the home capped at twice the largest other

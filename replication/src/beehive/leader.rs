@@ -31,17 +31,22 @@ pub struct Leader {
     objects: SmoothedRate,
     /// Added to `C` before solving; see `solve`.
     correction: f64,
-    /// The `M` the previous result used: steering waits while it is still moving.
-    last_objects: f64,
-    /// The storage per node the previous result asked for: steering also waits until the
-    /// ring has placed (or dropped) the copies.
-    last_model: f64,
+    /// The previous result's `M` and storage per node: steering waits while `M` still moves
+    /// and until the ring has placed (or dropped) the copies it asked for.
+    asked: Option<Asked>,
     /// The previous interval's measured average was near the target.
     was_near: bool,
     /// Objects the homes had seen at the previous result.
     last_seen: Option<f64>,
     /// Share of requests per interval that went to an object no home had seen.
     discovery: SmoothedRate,
+}
+
+/// What a result asked of the ring.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    objects: f64,
+    stored_per_node: f64,
 }
 
 /// `M` moving less than this share per interval: the ring's catalogue is known well enough
@@ -57,8 +62,7 @@ impl Leader {
             hop_cost: cfg.initial_hop_cost,
             objects: SmoothedRate::default(),
             correction: 0.0,
-            last_objects: 0.0,
-            last_model: 0.0,
+            asked: None,
             was_near: false,
             last_seen: None,
             discovery: SmoothedRate::default(),
@@ -115,9 +119,10 @@ impl Leader {
         // Until the copies the last result asked for are in place, the measured average says
         // how far placement lags, not how far the model is off: steering on it then winds the
         // correction up, and the ring overshoots once the copies land.
-        let placed = (report.stored as f64 / nodes / self.last_model - 1.0).abs() < PLACED;
-        let settled = placed && (objects / self.last_objects - 1.0).abs() < SETTLED;
-        self.last_objects = objects;
+        let settled = self.asked.is_some_and(|a| {
+            (report.stored as f64 / nodes / a.stored_per_node - 1.0).abs() < PLACED
+                && (objects / a.objects - 1.0).abs() < SETTLED
+        });
         let params = LevelParams {
             base: 2.0,
             nodes,
@@ -162,7 +167,8 @@ impl Leader {
         let thresholds = thresholds(&solution, |r| {
             summary.rate_at_rank(r).unwrap_or_else(|| fit.rate_of_rank(r))
         });
-        self.last_model = solution.replicas_per_node(nodes);
+        let asked = Asked { objects, stored_per_node: solution.replicas_per_node(nodes) };
+        self.asked = Some(asked);
         let result = LevelResult {
             epoch,
             leader: me,
@@ -172,7 +178,7 @@ impl Leader {
             hop_cost: params.hop_cost_per_level,
             target_hops,
             thresholds,
-            model_stored_per_node: solution.replicas_per_node(nodes),
+            model_stored_per_node: asked.stored_per_node,
             age: 0,
         };
         result.is_sane().then_some(result)

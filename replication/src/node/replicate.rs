@@ -146,18 +146,9 @@ impl Replication {
         stamp <= self.clock_ms(now).saturating_add(millis(self.cfg.interval).into())
     }
 
-    /// Whether `more` objects on top of what this node stores (or is fetching) would take it
-    /// past its storage budget. Never without a budget.
-    fn over_budget(&self, more: usize) -> bool {
-        self.budget_excess_with(more) > 0
-    }
-
-    /// How many objects this node stores past its budget (0 without one).
-    fn budget_excess(&self) -> usize {
-        self.budget_excess_with(0)
-    }
-
-    fn budget_excess_with(&self, more: usize) -> usize {
+    /// How many objects past its storage budget this node would be with `more` on top of
+    /// what it stores or is fetching (0 without a budget).
+    fn budget_excess(&self, more: usize) -> usize {
         let stored = self.homes.len() + self.holdings.committed() + more;
         // Budgets are validated finite and ≥ 1; the cast saturates.
         self.cfg.budget.map_or(0, |b| stored.saturating_sub(b.floor() as usize))
@@ -360,9 +351,7 @@ impl Node {
     /// Objects held here: home objects with a body, then valid copies.
     pub fn stored_objects(&self, now: Time) -> usize {
         let homes = self.rep.homes.iter().filter(|(_, o)| o.info.is_some()).count();
-        let copies =
-            self.rep.holdings.iter().filter(|(k, _)| self.rep.holdings.valid(*k, now).is_some());
-        homes + copies.count()
+        homes + self.rep.holdings.valid_count(now)
     }
 
     /// The copy of `key` this node would serve now, if any (home or replica/cache).
@@ -695,7 +684,7 @@ impl Node {
             // means "everything everywhere"). At the budget no new copy is fetched; past it
             // (its own objects grew) none is renewed either, and copies lapse.
             let new = !self.rep.holdings.has(offer.key);
-            if self.rep.over_budget(usize::from(new)) {
+            if self.rep.budget_excess(usize::from(new)) > 0 {
                 continue;
             }
             // A copy the offerer no longer renews must not be stretched by its bulk renewals.
@@ -771,7 +760,7 @@ impl Node {
             }
         }
         // Past the budget (this node's own objects grew): the least popular copies go.
-        let excess = self.rep.budget_excess();
+        let excess = self.rep.budget_excess(0);
         for key in self.rep.holdings.shed(excess) {
             self.rep.touch(key);
             if self.rep.homes.get(key).is_none() {
