@@ -112,13 +112,16 @@ fn sixteen_live_nodes_converge_near_c_and_recover_after_a_reversal() {
     assert!((before - 1.0).abs() <= 0.1, "converged at {before:.2} hops, not within 10 % of 1");
     // The reversal makes the newly popular objects home-only: hops jump ...
     assert!(hops[15] > before + 0.2, "no jump after the reversal: {:.2}", hops[15]);
-    // ... and come back within 10 % of C within two replication intervals of the next leader
-    // result: homes restart the rate of an object whose own requests surge, and new copies are
-    // pushed down the pull tree at once. Second 15 holds the reversal, the next leader result
-    // lands by second 16, and second 18 ends two intervals after it. (A quiet machine is back
-    // by second 17; a loaded CI machine has taken until 18.)
+    // ... and come back within 10 % of C. The protocol's bound (two replication intervals after
+    // the next leader result) is asserted by the simulator's `popularity_reversal_recovers`;
+    // here 16 live nodes and the load generator share the machine, and a loaded 2-core CI
+    // machine has taken 3 and 4 s where a quiet one takes 1 to 3. Allow 5 s, and ask the last
+    // ten seconds to sit within 10 % of C.
     let back = (15..hops.len()).find(|&t| hops[t] <= 1.1 && hops[t] >= 0.9).map(|t| t - 15);
     eprintln!("back within 10 % of C after {back:?} s (replication interval 1 s)");
-    assert!(back.is_some_and(|s| s <= 3), "not back within 10 % of C: {hops:.2?}");
+    assert!(back.is_some_and(|s| s <= 5), "not back within 10 % of C: {hops:.2?}");
+    let tail = &hops[hops.len() - 10..];
+    let after = tail.iter().sum::<f64>() / tail.len() as f64;
+    assert!((after - 1.0).abs() <= 0.1, "settled at {after:.2} hops after the reversal");
     let _ = std::fs::remove_file(json);
 }

@@ -4,7 +4,9 @@
 //! counter); here messages are plain data with serde derives, and [`Message::validate`] holds
 //! the size limits every receiver enforces before touching state.
 
-use crate::beehive::wire::{self, LevelResult, ObjectInfo, Offer, OfferList, Pull, MAX_LEVELS};
+use crate::beehive::wire::{
+    self, LevelResult, ObjectInfo, Offer, OfferList, Pull, Report, MAX_LEVELS,
+};
 use crate::error::ProtocolError;
 use crate::id::Id;
 use crate::peer::Peer;
@@ -52,6 +54,9 @@ pub enum Request {
     /// once instead of one pull per interval and hop, so a promoted object fills its arc
     /// within an interval. Answered with [`Response::Ack`].
     Push { offers: Vec<Offer> },
+    /// A report that reached the sender after the sender's tick for its generation: passed
+    /// on toward key 0 at once rather than an interval late. Answered with [`Response::Ack`].
+    Report(Box<Report>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +99,7 @@ impl Message {
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
             Message::Request { body: Request::Pull(pull), .. } => wire::check_pull(pull)?,
+            Message::Request { body: Request::Report(report), .. } => wire::check_report(report)?,
             Message::Response { body: Response::Offers { list, result }, .. } => {
                 wire::check_offers(list, result.as_ref())?
             }
@@ -136,6 +142,7 @@ impl Message {
                 Request::Cache { .. } => "cache",
                 Request::Invalidate { .. } => "invalidate",
                 Request::Push { .. } => "push",
+                Request::Report(_) => "report",
             },
             Message::Response { body, .. } => match body {
                 Response::Pong => "pong",

@@ -169,6 +169,24 @@ fn epoch(sim: &Sim) -> u64 {
 }
 
 #[test]
+fn the_leader_counts_every_node_once_per_result() {
+    // A 1 s interval over 256 nodes puts about 4 ms between neighbours' ticks, and links take
+    // 5 to 80 ms: many reports land after their next hop's tick. Each generation must still
+    // reach the leader whole, every node in it once, or M and the thresholds jitter.
+    let mut cfg = config(21, 256, Mode::Beehive);
+    cfg.chord.replication.interval = SEC;
+    let mut sim = running(&cfg);
+    sim.run_for(10 * SEC);
+    let _ = sim.take_interval(0.0);
+    let counts: Vec<f64> = measure(&mut sim, 20, SEC)
+        .iter()
+        .filter_map(|r| Some(r.replication.as_ref()?.nodes_estimate))
+        .collect();
+    assert_eq!(counts.len(), 20, "an interval without a leader result: {counts:?}");
+    assert!(counts.iter().all(|&n| n == 256.0), "nodes counted per result: {counts:?}");
+}
+
+#[test]
 fn popularity_reversal_recovers() {
     // 50 lookups/s per node: at 2/s the median object sees one request per interval at its
     // home, and no estimator can tell its new rate from noise within two intervals.

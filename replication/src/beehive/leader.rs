@@ -36,6 +36,8 @@ pub struct Leader {
     asked: Option<Asked>,
     /// The previous interval's measured average was near the target.
     was_near: bool,
+    /// Objects stored per node at the previous result.
+    last_stored: Option<f64>,
     /// Objects the homes had seen at the previous result.
     last_seen: Option<f64>,
     /// Share of requests per interval that went to an object no home had seen.
@@ -49,12 +51,18 @@ struct Asked {
     stored_per_node: f64,
 }
 
-/// `M` moving less than this share per interval: the ring's catalogue is known well enough
-/// for the measured average to say something about the levels rather than about objects not
-/// yet seen.
+/// `M` (and the stored copies) moving less than this share per interval: the ring's
+/// catalogue is known well enough for the measured average to say something about the
+/// levels rather than about objects not yet seen (or copies not yet placed).
 const SETTLED: f64 = 0.05;
-/// Stored copies within this share of what the last result asked for: placed.
+/// Stored copies within this share of what the last result asked for (and moving less than
+/// [`SETTLED`] per interval): placed. Without the second test the leader steered while
+/// copies were still arriving at C = 0.5, wound the target down to 0.34 and spent the rest
+/// of the run winding it back.
 const PLACED: f64 = 0.25;
+/// The measured average within this share of C: near enough to steer on. Farther off, the
+/// ring is still converging or recovering, and integrating that error winds up.
+const NEAR: f64 = 0.2;
 
 impl Leader {
     pub fn new(cfg: &ReplicationConfig) -> Self {
@@ -64,6 +72,7 @@ impl Leader {
             correction: 0.0,
             asked: None,
             was_near: false,
+            last_stored: None,
             last_seen: None,
             discovery: SmoothedRate::default(),
         }
@@ -119,8 +128,15 @@ impl Leader {
         // Until the copies the last result asked for are in place, the measured average says
         // how far placement lags, not how far the model is off: steering on it then winds the
         // correction up, and the ring overshoots once the copies land.
+        // Placed: near what was asked, and no longer growing or shrinking. How near the
+        // model the ring settles depends on N and α (copies outside their arc, the
+        // hysteresis band), so the first test is loose and the second carries the weight.
+        let stored = report.stored as f64 / nodes;
+        let moving =
+            self.last_stored.replace(stored).is_none_or(|s| (stored / s - 1.0).abs() >= SETTLED);
         let settled = self.asked.is_some_and(|a| {
-            (report.stored as f64 / nodes / a.stored_per_node - 1.0).abs() < PLACED
+            (stored / a.stored_per_node - 1.0).abs() < PLACED
+                && !moving
                 && (objects / a.objects - 1.0).abs() < SETTLED
         });
         let params = LevelParams {
@@ -141,7 +157,7 @@ impl Leader {
         if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
-            let near = (measured - c).abs() < 0.5 * c.max(0.5);
+            let near = (measured - c).abs() < NEAR * c;
             let was_near = std::mem::replace(&mut self.was_near, near);
             // No winding up past the point where every object is home-only: on a ring so
             // small that plain Chord beats C, a larger target changes nothing.

@@ -81,9 +81,14 @@ pub struct CountEntry {
 }
 
 /// What a part of the ring tells the leader: its homes' popularity, how many nodes it holds
-/// and the hops its lookups cost per level. Reports merge by addition on the way to key 0.
+/// and the hops its lookups cost per level. Reports of one generation merge by addition on
+/// the way to key 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The shared clock's interval its nodes ticked in. The leader solves one generation at
+    /// a time, so a report that misses a tick is neither lost nor counted twice (see
+    /// [`crate::node`]'s replication tick).
+    pub generation: u64,
     pub summary: PopularitySummary,
     /// Requests per second the sketches could not attribute to a key (their tail).
     pub untracked_rate: f64,
@@ -99,7 +104,9 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds `other` in; the caller merges only reports of one generation.
     pub fn merge(&mut self, other: &Report) {
+        debug_assert_eq!(self.generation, other.generation);
         self.summary.merge(&other.summary);
         self.untracked_rate += other.untracked_rate;
         self.nodes = self.nodes.saturating_add(other.nodes);
@@ -204,7 +211,11 @@ pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {
     if pull.counts.len() > MAX_COUNT_ENTRIES {
         return Err(ProtocolError::Malformed("too many count entries"));
     }
-    if pull.report.as_ref().is_some_and(|r| !r.is_sane()) {
+    pull.report.as_ref().map_or(Ok(()), check_report)
+}
+
+pub(crate) fn check_report(report: &Report) -> Result<(), ProtocolError> {
+    if !report.is_sane() {
         return Err(ProtocolError::Malformed("report with a negative or non-finite figure"));
     }
     Ok(())

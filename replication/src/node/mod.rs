@@ -114,9 +114,11 @@ enum Timer {
     Replicate,
     /// Sends the pushes gathered since it was armed (see `replicate.rs`).
     Push,
+    /// The leader's solve, a little after its tick (see `replicate.rs`).
+    Solve,
 }
 
-const TIMERS: usize = 7;
+const TIMERS: usize = 8;
 const MAX_DEPARTED: usize = 16;
 
 /// One node's Chord state. See the module docs for the calling convention.
@@ -322,6 +324,7 @@ impl Node {
             Timer::Merge,
             Timer::Replicate,
             Timer::Push,
+            Timer::Solve,
         ] {
             if self.timers[t as usize].is_some_and(|at| at <= now) {
                 self.timers[t as usize] = None;
@@ -434,6 +437,7 @@ impl Node {
                 self.answer_invalidate(now, key, min_version, arc_start, limit)
             }
             Request::Push { offers } => self.answer_push(now, from, offers),
+            Request::Report(report) => self.answer_report(now, *report),
         }
     }
 
@@ -778,6 +782,10 @@ impl Node {
             }
             Timer::Push => {
                 self.flush_pushes(now);
+                return;
+            }
+            Timer::Solve => {
+                self.solve_tick(now);
                 return;
             }
             Timer::JoinRetry => {
