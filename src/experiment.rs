@@ -157,7 +157,7 @@ pub fn table(base: &SimConfig, runs: &[Run]) -> String {
     let _ = writeln!(
         s,
         "final hops: the last quarter of the run; ctl: replication traffic (pull, offers, cache, \
-         invalidate) per node per reporting interval"
+         invalidate, push, late report) per node per reporting interval"
     );
     s
 }

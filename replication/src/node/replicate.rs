@@ -103,6 +103,8 @@ pub const NO_RESULT_LEVEL: u8 = (crate::beehive::wire::MAX_LEVELS - 1) as u8;
 /// ring, and its report lands after that tick whenever the link is slower than the gap: at
 /// N = 1 024 solving at the tick read 909 to 1 139 nodes for 1 024 and doubled M.
 const SOLVE_SLACK: u32 = 8;
+/// Generations of reports a node keeps at once (see `take_report`).
+const MAX_GENERATIONS: usize = 4;
 /// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
 const CHANGE_LOG_TICKS: usize = 8;
 /// Every this many ticks a pull asks a finger for its full list.
@@ -679,12 +681,18 @@ impl Node {
             Some(p) if ticked.is_some_and(|t| g <= t) => {
                 self.send_request(now, p, Request::Report(Box::new(report)), Awaiting::Ack);
             }
-            _ => match self.rep.reports_in.entry(g) {
-                btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&report),
-                btree_map::Entry::Vacant(e) => {
-                    e.insert(report);
+            _ => {
+                // A correct ring keeps at most three generations here (the leader's last,
+                // its own and the next); more only comes from a peer making them up.
+                let room = self.rep.reports_in.len() < MAX_GENERATIONS;
+                match self.rep.reports_in.entry(g) {
+                    btree_map::Entry::Occupied(mut e) => e.get_mut().merge(&report),
+                    btree_map::Entry::Vacant(e) if room => {
+                        e.insert(report);
+                    }
+                    btree_map::Entry::Vacant(_) => {}
                 }
-            },
+            }
         }
     }
 
@@ -1079,5 +1087,21 @@ mod tests {
         // A node further round the ring ticks later in the interval.
         assert_eq!(first_tick(Id(3 << 126), secs(1_000_000)), secs(1_000_007) + secs(1) / 2);
         assert_eq!(first_tick(Id(0), secs(1_000_000)), secs(1_000_010));
+    }
+
+    #[test]
+    fn made_up_generations_do_not_pile_up() {
+        let mut cfg = ChordConfig::default();
+        cfg.replication.mode = Mode::Beehive;
+        let me = Peer { id: Id(1 << 100), addr: "127.0.0.1:1".parse().unwrap() };
+        let mut node = Node::new(me, cfg, Time::ZERO);
+        for generation in 0..1_000 {
+            let report = Report { generation, nodes: 1, ..Report::default() };
+            node.take_report(Time::ZERO, report);
+        }
+        assert_eq!(node.rep.reports_in.len(), MAX_GENERATIONS);
+        // Reports of a generation already kept still merge.
+        node.take_report(Time::ZERO, Report { generation: 2, nodes: 5, ..Report::default() });
+        assert_eq!(node.rep.reports_in[&2].nodes, 6);
     }
 }

@@ -118,7 +118,7 @@ struct IntervalCounters {
 
 /// Message kinds that are replication control traffic.
 fn is_replication(kind: &str) -> bool {
-    matches!(kind, "pull" | "offers" | "cache" | "invalidate" | "push")
+    matches!(kind, "pull" | "offers" | "cache" | "invalidate" | "push" | "report")
 }
 
 /// A simulated ring. See the module docs.
