@@ -130,6 +130,30 @@ impl Message {
         Ok(())
     }
 
+    /// Replication control traffic (as opposed to Chord's maintenance and lookups), for the
+    /// simulator's per-interval figures. Exhaustive, so a new kind has to be placed.
+    pub fn is_replication(&self) -> bool {
+        match self {
+            Message::Request { body, .. } => match body {
+                Request::Pull(_)
+                | Request::Cache { .. }
+                | Request::Invalidate { .. }
+                | Request::Push { .. }
+                | Request::Report(_) => true,
+                Request::Ping
+                | Request::Stabilize
+                | Request::FindNext { .. }
+                | Request::Leaving { .. } => false,
+            },
+            Message::Response { body, .. } => match body {
+                Response::Offers { .. } => true,
+                Response::Pong | Response::Ack | Response::Neighbors { .. } | Response::Next(_) => {
+                    false
+                }
+            },
+        }
+    }
+
     /// A short name for the message kind, for per-kind metrics and the event log.
     pub fn kind(&self) -> &'static str {
         match self {

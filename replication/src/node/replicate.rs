@@ -678,9 +678,7 @@ impl Node {
         }
         let to = self.next_hop(Id(0));
         match to {
-            Some(p) if ticked.is_some_and(|t| g <= t) => {
-                self.send_request(now, p, Request::Report(Box::new(report)), Awaiting::Ack);
-            }
+            Some(p) if ticked.is_some_and(|t| g <= t) => self.send_report(now, p, report),
             _ => {
                 // A correct ring keeps at most three generations here (the leader's last,
                 // its own and the next); more only comes from a peer making them up.
@@ -907,20 +905,21 @@ impl Node {
         }
         let report_to = self.next_hop(Id(0));
         let mut report = Some(report);
-        if report_to.is_none() {
-            // Ours opens the next generation; the last one is solved once its late
-            // reports are in.
-            self.rep.reports_in.insert(generation, report.take().unwrap_or_default());
-            let slack = self.rep.cfg.interval / SOLVE_SLACK;
-            self.timers[Timer::Solve as usize] = Some(now + slack);
-        } else {
-            // No longer the leader (a node joined before us): what we kept goes on.
-            let kept = std::mem::take(&mut self.rep.reports_in);
-            for (g, r) in kept {
-                if g > generation {
-                    self.rep.reports_in.insert(g, r);
-                } else if let Some(p) = report_to {
-                    self.send_request(now, p, Request::Report(Box::new(r)), Awaiting::Ack);
+        match report_to {
+            None => {
+                // Ours opens the next generation; the last one is solved once its late
+                // reports are in.
+                self.rep.reports_in.insert(generation, report.take().unwrap_or_default());
+                let slack = self.rep.cfg.interval / SOLVE_SLACK;
+                self.timers[Timer::Solve as usize] = Some(now + slack);
+            }
+            Some(to) => {
+                // No longer the leader (a node joined before us): what we kept for past
+                // generations goes on.
+                let newer = self.rep.reports_in.split_off(&(generation + 1));
+                let past = std::mem::replace(&mut self.rep.reports_in, newer);
+                for r in past.into_values() {
+                    self.send_report(now, to, r);
                 }
             }
         }
@@ -954,6 +953,10 @@ impl Node {
         }
     }
 
+    fn send_report(&mut self, now: Time, to: Peer, report: Report) {
+        self.send_request(now, to, Request::Report(Box::new(report)), Awaiting::Ack);
+    }
+
     /// The replication interval and our tick's offset into it, in ns of the shared clock.
     fn tick_phase(&self) -> (u128, u128) {
         let period = self.rep.cfg.interval.as_nanos().max(1);
@@ -973,10 +976,10 @@ impl Node {
         let Some(generation) = self.rep.ticked.filter(|_| self.next_hop(Id(0)).is_none()) else {
             return;
         };
-        let solve = generation.saturating_sub(1);
-        let merged = self.rep.reports_in.remove(&solve);
-        self.rep.reports_in.retain(|g, _| *g > solve);
-        let Some(merged) = merged else { return };
+        // Our own generation (and any later one) stays; older ones are solved or too late.
+        let newer = self.rep.reports_in.split_off(&generation);
+        let mut past = std::mem::replace(&mut self.rep.reports_in, newer);
+        let Some(merged) = past.remove(&generation.saturating_sub(1)) else { return };
         let epoch = self.rep.result().map_or(0, |r| r.epoch) + 1;
         let interval_s = self.rep.cfg.interval.as_secs_f64();
         let me = self.me().id;

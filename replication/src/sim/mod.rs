@@ -116,11 +116,6 @@ struct IntervalCounters {
     control_bytes: u64,
 }
 
-/// Message kinds that are replication control traffic.
-fn is_replication(kind: &str) -> bool {
-    matches!(kind, "pull" | "offers" | "cache" | "invalidate" | "push" | "report")
-}
-
 /// A simulated ring. See the module docs.
 #[derive(Debug)]
 pub struct Sim {
@@ -668,9 +663,8 @@ impl Sim {
             self.counters.per_node.resize(from + 1, 0);
         }
         self.counters.per_node[from] += 1;
-        let kind = msg.kind();
-        *self.by_kind.entry(kind).or_default() += 1;
-        if is_replication(kind) {
+        *self.by_kind.entry(msg.kind()).or_default() += 1;
+        if msg.is_replication() {
             self.counters.control_messages += 1;
             self.counters.control_bytes += bytes as u64;
         }

@@ -101,7 +101,8 @@ pub struct IntervalReport {
 pub struct ReplicationStats {
     /// Objects stored per live node at the interval's end: home copies plus replicas/caches.
     pub stored_per_node: f64,
-    /// Replication control traffic (pull, offers, cache, invalidate, push, late report) per node in the interval.
+    /// Replication control traffic ([`crate::Message::is_replication`]) per node in the
+    /// interval.
     pub control_messages_per_node: f64,
     pub control_bytes_per_node: f64,
     /// Bodies moved between nodes (replica and cache fills), and their bytes.
