@@ -3,7 +3,7 @@
 //! kubeconform cannot be fetched here). Node command lines in the compose file and the
 //! systemd unit are parsed and validated by the node's own configuration code.
 
-use beehive::node::config::{FileConfig, NodeArgs, RawConfig};
+use beehive::node::config::{FileConfig, NodeArgs, RawConfig, Seed};
 use clap::Parser;
 use serde::Deserialize;
 use serde_norway::Value;
@@ -292,7 +292,18 @@ fn compose_runs_five_nodes_and_the_origin() {
     for (name, _, command, _) in &nodes {
         let c = validate_node_args(&command[1..], None);
         for j in &c.join {
-            assert!(advertised.contains(j), "{name} joins {j}, which no node advertises");
+            // A service name stands for that service's fixed address.
+            let addr = match j {
+                Seed::Addr(a) => *a,
+                Seed::Host { name: host, port } => {
+                    let (_, ip, _, _) = nodes
+                        .iter()
+                        .find(|(n, ..)| n == host)
+                        .unwrap_or_else(|| panic!("{name} joins {host}, which is not a service"));
+                    SocketAddr::new((*ip).into(), *port)
+                }
+            };
+            assert!(advertised.contains(&addr), "{name} joins {j}, which no node advertises");
         }
         seeds += usize::from(c.join.is_empty());
     }

@@ -79,12 +79,22 @@ fn eight_nodes_converge_repair_after_kill_9_and_rejoin() {
 #[test]
 fn sigterm_hands_off_home_objects_and_leaves() {
     let mut nodes = vec![start("127.0.0.1:0", &[], SECRET)];
-    for _ in 0..3 {
+    for _ in 0..2 {
         let join = [nodes[0].rpc];
         nodes.push(start("127.0.0.1:0", &join, SECRET));
     }
+    // One joins through a host name, as compose and Kubernetes seeds are given.
+    let mut cmd = node_command(SECRET);
+    let seed = format!("localhost:{}", nodes[1].rpc.port());
+    cmd.args(["--rpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--join", &seed]);
+    nodes.push(start_command(cmd));
     let all: Vec<&NodeProc> = nodes.iter().collect();
-    assert!(wait_for(CONVERGE, || cluster_error(&all, false).is_none()).is_some());
+    assert!(
+        wait_for(CONVERGE, || cluster_error(&all, false).is_none()).is_some(),
+        "{:?}; log of the node that joined {seed}:\n{}",
+        cluster_error(&all, false),
+        nodes[3].log_tail()
+    );
 
     // The node that leaves, and objects it is home for: keys in (predecessor, it].
     let leaving = nodes.remove(2);
@@ -272,6 +282,38 @@ fn hostile_frames_close_the_connection_are_counted_and_the_node_keeps_serving() 
     fresh.send_raw(&ping);
     assert!(fresh.recv().is_some(), "node stopped answering after hostile frames");
     assert!(node.log_tail().lines().all(|l| !l.contains("panicked")));
+}
+
+/// A seed whose name does not resolve (yet: DNS records of new pods come late) must not make
+/// the node start a ring of its own; it keeps trying, and a signal still stops it.
+#[test]
+fn a_seed_name_that_does_not_resolve_holds_the_node_until_sigterm() {
+    let seed = "no-such-seed.invalid:7000";
+    let mut child = node_command(SECRET)
+        .args(["--rpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--join", seed])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.try_wait().unwrap().is_none(), "gave up on its seed within 3 s");
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(kill.unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGTERM did not stop it within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(!stdout.contains("listening"), "it started without its seed: {stdout}");
+    assert!(stderr.contains("cannot resolve seed") && stderr.contains(seed), "{stderr}");
 }
 
 #[test]

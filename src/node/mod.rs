@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 use beehive_proxy::{Loader, ObjectStore, Proxy, ProxyConfig};
 use beehive_replication::{Node, Peer};
 use cluster::RingCluster;
-use config::NodeConfig;
+use config::{NodeConfig, Seed};
 use driver::{Command, Driver, DriverHandle, DriverInfo};
 use metrics::Metrics;
 use snapshot::RingSnapshot;
@@ -62,13 +62,58 @@ pub enum NodeError {
     /// node's validation let through).
     #[error(transparent)]
     Proxy(#[from] beehive_proxy::config::ConfigError),
+    #[error("no seed resolved to an address in {} s ({seeds}): {last}", waited.as_secs())]
+    Seeds { seeds: String, waited: Duration, last: std::io::Error },
+}
+
+/// How long a starting node keeps trying to resolve its seeds' names. A node must not start
+/// a ring of its own because DNS was late (a new pod's record appears after the pod does);
+/// past this it exits and its supervisor restarts it.
+const SEED_RESOLVE_FOR: Duration = Duration::from_secs(60);
+const SEED_RESOLVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Every address the seeds stand for. A seed whose name does not resolve is skipped as long
+/// as another one does; only when none does is it retried, up to [`SEED_RESOLVE_FOR`].
+async fn resolve_seeds(seeds: &[Seed]) -> Result<Vec<SocketAddr>, NodeError> {
+    let started = Instant::now();
+    loop {
+        let mut addrs = Vec::new();
+        let mut last = None;
+        for seed in seeds {
+            match seed.resolve().await {
+                Ok(a) if !a.is_empty() => addrs.extend(a),
+                Ok(_) => {
+                    last = Some(std::io::Error::other(format!("{seed} has no address")));
+                }
+                Err(e) => {
+                    tracing::warn!(%seed, error = %e, "cannot resolve seed");
+                    last = Some(e);
+                }
+            }
+        }
+        let Some(last) = last.filter(|_| addrs.is_empty()) else {
+            addrs.sort_unstable();
+            addrs.dedup();
+            return Ok(addrs);
+        };
+        if started.elapsed() >= SEED_RESOLVE_FOR {
+            let seeds = seeds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            return Err(NodeError::Seeds { seeds, waited: started.elapsed(), last });
+        }
+        tokio::time::sleep(SEED_RESOLVE_EVERY).await;
+    }
 }
 
 /// Runs one node until SIGTERM/SIGINT, then shuts it down gracefully.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(NodeError::Signal)?;
-    let node = start(&config).await?;
+    // A signal while the seeds' names are still being resolved stops the node too.
+    let node = tokio::select! {
+        node = start(&config) => node?,
+        _ = terminate.recv() => return Ok(()),
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
     // The one line scripts and tests read to find the ports.
     let mut stdout = std::io::stdout();
     let http = node.http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
@@ -139,8 +184,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     chord.replication.clock_offset =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut core = Node::new(me, chord, Duration::ZERO);
-    let seeds: Vec<Peer> =
-        config.join.iter().filter(|a| **a != advertise).map(|a| Peer::from_addr(*a)).collect();
+    let seeds: Vec<Peer> = resolve_seeds(&config.join)
+        .await?
+        .into_iter()
+        .filter(|a| *a != advertise)
+        .map(Peer::from_addr)
+        .collect();
     if !seeds.is_empty() {
         core.join(Duration::ZERO, &seeds);
     }
