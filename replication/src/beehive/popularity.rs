@@ -291,6 +291,16 @@ impl SmoothedRate {
     /// Intervals after a restart that may only raise the rate.
     const YOUNG: u8 = 3;
 
+    /// An average that already stands at `value` (a new leader continues from its
+    /// predecessor's figures). Not a number, or negative: an empty average.
+    pub fn primed_at(value: f64) -> Self {
+        if value.is_finite() && value >= 0.0 {
+            SmoothedRate { value, primed: true, young: 0 }
+        } else {
+            SmoothedRate::default()
+        }
+    }
+
     /// Folds in the rate observed over the interval just closed. NaN, infinite and negative
     /// observations are ignored (the state is unchanged).
     pub fn update(&mut self, observed: f64) {
