@@ -297,17 +297,9 @@ fn a_seed_name_that_does_not_resolve_holds_the_node_until_sigterm() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert!(child.try_wait().unwrap().is_none(), "gave up on its seed within 3 s");
-    let pid = child.id().to_string();
-    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(kill.unwrap().success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "SIGTERM did not stop it within 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    signal_child(&child, "-TERM");
+    let status = wait_child(&mut child, Duration::from_secs(5));
+    let status = status.expect("SIGTERM did not stop it within 5 s");
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) =
         (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

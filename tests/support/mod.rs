@@ -140,23 +140,12 @@ impl NodeProc {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        signal_child(&self.child, signal);
     }
 
     /// Waits (bounded) for the process to exit.
     pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + bound;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_child(&mut self.child, bound)
     }
 
     pub fn log_tail(&self) -> String {
@@ -309,4 +298,23 @@ pub fn curl(args: &[&str]) -> Option<CurlResponse> {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `signal` (e.g. `-TERM`) to a child we started, by its PID.
+pub fn signal_child(child: &Child, signal: &str) {
+    let status =
+        Command::new("kill").args([signal, &child.id().to_string()]).status().expect("run kill");
+    assert!(status.success());
+}
+
+/// Waits (bounded) for a child to exit.
+pub fn wait_child(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

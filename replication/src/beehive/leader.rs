@@ -83,18 +83,16 @@ impl Leader {
     /// churn the stored copies doubled within three intervals of a handoff (hops 1.24, then
     /// 0.80).
     pub fn take_over(&mut self, previous: &LevelResult, cfg: &ReplicationConfig) {
-        let c = cfg.target_hops;
+        let mut next = Leader::new(cfg);
         if previous.hop_cost.is_finite() {
-            self.hop_cost = previous.hop_cost.clamp(HOP_COST_RANGE.0, HOP_COST_RANGE.1);
+            next.hop_cost = previous.hop_cost.clamp(HOP_COST_RANGE.0, HOP_COST_RANGE.1);
         }
-        self.objects = SmoothedRate::primed_at(previous.objects);
+        next.objects = SmoothedRate::primed_at(previous.objects);
         if cfg.budget.is_none() && previous.target_hops.is_finite() {
-            self.correction = (previous.target_hops - c).clamp(-0.75 * c, c / 2.0);
+            next.correction =
+                correction_range(cfg.target_hops, previous.target_hops - cfg.target_hops);
         }
-        self.asked = None;
-        self.last_stored = None;
-        self.last_seen = None;
-        self.was_near = false;
+        *self = next;
     }
 
     /// The hop cost per level the next result uses.
@@ -195,9 +193,7 @@ impl Leader {
             let converging = !self.placed_once && measured > c;
             if settled && near && was_near && !converging && !(home_only && measured < c) {
                 let step = STEER_WEIGHT * (c - measured);
-                // Down to C/4: at small C most lookups go to levels 0 and 1, where a lookup
-                // that misses costs a whole hop, far more than h per level.
-                self.correction = (self.correction + step).clamp(-0.75 * c, c / 2.0);
+                self.correction = correction_range(c, self.correction + step);
             }
         }
         let steered = (cfg.target_hops + self.correction).max(0.0);
@@ -230,6 +226,13 @@ impl Leader {
         };
         result.is_sane().then_some(result)
     }
+}
+
+/// `correction` kept to what the leader may add to `c`: down to C/4 (at small C most lookups
+/// go to levels 0 and 1, where a lookup that misses costs a whole hop, far more than h per
+/// level), up to 1.5·C.
+fn correction_range(c: f64, correction: f64) -> f64 {
+    correction.clamp(-0.75 * c, c / 2.0)
 }
 
 /// The `M ≥ from` at which the fitted curve's ranks `from + 1 ..= M` add up to `sum`:

@@ -983,9 +983,8 @@ impl Node {
         let epoch = self.rep.result().map_or(0, |r| r.epoch) + 1;
         let interval_s = self.rep.cfg.interval.as_secs_f64();
         let me = self.me().id;
-        if let Some(previous) = self.rep.result().filter(|r| r.leader != me) {
-            let previous = previous.clone();
-            self.rep.leader.take_over(&previous, &self.rep.cfg);
+        if let Some((previous, _)) = self.rep.result.as_ref().filter(|(r, _)| r.leader != me) {
+            self.rep.leader.take_over(previous, &self.rep.cfg);
         }
         if let Some(result) = self.rep.leader.solve(me, epoch, &merged, &self.rep.cfg, interval_s) {
             self.rep.result = Some((result, now));
