@@ -126,7 +126,7 @@ fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
     (out, ends)
 }
 
-/// A frame sealed by hand (the layout of DESIGN §5) under `mac_key`, whatever the header says.
+/// A frame sealed by hand (the layout in `src/rpc/frame.rs`) under `mac_key`, whatever the header says.
 fn forge(mac_key: &[u8; 32], kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> Vec<u8> {
     let len = (MIN_FRAME_LEN + payload.len()) as u32;
     let mut frame = len.to_be_bytes().to_vec();
@@ -190,7 +190,7 @@ fn accepted_payloads(received: &Received) -> Vec<Payload> {
     received.frames.iter().map(|(f, _)| f.payload.clone()).collect()
 }
 
-/// The MAC check, written again from the layout in DESIGN §5 rather than with the codec's
+/// The MAC check, written again from the layout in `src/rpc/frame.rs` rather than with the codec's
 /// own code: the prefix announces the rest, and the last 32 bytes are the keyed blake3 of
 /// everything before them, under the cluster key for a hello and the session key after it.
 fn independently_authentic(frame: &[u8], hello: bool) -> bool {

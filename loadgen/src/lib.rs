@@ -1,4 +1,4 @@
-//! `beehive-loadgen`: the load generator (DESIGN.md §8), and the demo origin it measures against.
+//! `beehive-loadgen`: the load generator, and the demo origin it measures against.
 //!
 //! Contract: [`run()`] takes a validated [`LoadConfig`] (targets, Zipf or uniform keys, closed or
 //! open loop, phases, bounds) and returns a [`Report`]: per-second and overall latency

@@ -1,4 +1,4 @@
-//! `beehive-proxy`: the HTTP face of a beehive node (DESIGN.md §6).
+//! `beehive-proxy`: the HTTP face of a beehive node.
 //!
 //! # Contract
 //!

@@ -34,7 +34,7 @@ pub struct ChordConfig {
     pub replication: ReplicationConfig,
 }
 
-/// Which replication scheme a cluster runs (DESIGN.md §4, "Baselines").
+/// Which replication scheme a cluster runs (docs/replication.md, "Baselines").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {

@@ -165,7 +165,7 @@ pub struct FileIntervals {
     pub replication_ms: Option<u64>,
 }
 
-/// Which replication the node runs (DESIGN §4 baselines); the core's own setting.
+/// Which replication the node runs (docs/replication.md, "Baselines"); the core's own setting.
 pub use beehive_replication::config::Mode;
 
 /// The cluster secret. Its `Debug` never shows it.

@@ -1,4 +1,4 @@
-//! The live node: the protocol core on real sockets (DESIGN §5, §7).
+//! The live node: the protocol core on real sockets (docs/architecture.md).
 //!
 //! # Contract
 //!

@@ -1,4 +1,4 @@
-//! Node-to-node RPC framing (DESIGN §5): authenticated, length-delimited frames that carry
+//! Node-to-node RPC framing (frame layout in `frame.rs`): authenticated, length-delimited frames that carry
 //! [`beehive_replication::Message`]s between nodes.
 //!
 //! # Contract

@@ -6,7 +6,7 @@
 //! object's current or previous level) and caps what one origin adds to a key in one interval
 //! at twice the largest other origin's count (or [`ORIGIN_FLOOR`]). A node that lies about
 //! hits therefore cannot move a home-only object at all, and can at most add a bounded share
-//! to an object it really holds (DESIGN.md §4: limit the scope of a fault).
+//! to an object it really holds (limit the scope of a fault).
 
 use super::levels::level_for_rate;
 use super::popularity::SmoothedRate;

@@ -24,7 +24,7 @@
 //! # α = 1
 //!
 //! At α = 1 the constraint is `Σ_{i<k'} −ln xᵢ = C·ln M` and `xᵢ ∝ bⁱ`, which gives exactly
-//! `xᵢ = M^(−C/k')·b^(i − (k'−1)/2)` — DESIGN.md's formula is right, and it is also the limit of
+//! `xᵢ = M^(−C/k')·b^(i − (k'−1)/2)` — the paper's formula, and also the limit of
 //! the general form as α → 1. We only take that branch for `|1 − α| < 1e-9`: the general form is
 //! evaluated as `ln xᵢ = (i·ln d + ln_1p(R/S)) / (1 − α)` with
 //! `R = −C' − Σ expm1(m·ln d)`, whose terms all share one sign, so there is no cancellation and

@@ -8,7 +8,7 @@
 //! simulator replays it bit for bit. Bad inputs (NaN, negative rates, impossible parameters)
 //! are errors or are ignored as documented, never panics.
 //!
-//! The pipeline, from a request to a level (DESIGN.md §4):
+//! The pipeline, from a request to a level (docs/replication.md):
 //!
 //! 1. the node that serves a request counts it in a [`SpaceSaving`] sketch (bounded memory);
 //! 2. each interval the drained counts travel toward each key's home, which keeps a

@@ -1,7 +1,7 @@
 //! Beehive on the node: counting served requests, the replication tick (counts toward homes,
 //! reports toward the leader, pulls from fingers), offers, copies and invalidation.
 //!
-//! Everything rides on one periodic pull per finger (DESIGN.md §4): counts for the keys whose
+//! Everything rides on one periodic pull per finger (docs/replication.md): counts for the keys whose
 //! next hop is that finger go up on the request, offers and the leader's result come back on
 //! the answer. Bodies never pass through the core: it asks the caller to fetch one
 //! ([`Event::FetchBody`]), and the caller reports a verified body with
