@@ -2,21 +2,20 @@
 //! where the variant says otherwise: a refused message is simply not applied.
 
 use crate::id::Id;
-use crate::message::RequestId;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProtocolError {
     /// A response to a request we never sent or already gave up on. Ignored; state unchanged.
     #[error("response {id} matches no outstanding request (late or forged); ignored")]
-    UnknownRequest { id: RequestId },
+    UnknownRequest { id: u64 },
     /// A response came from a peer other than the one asked. Ignored; the request stays open.
     #[error("response {id} came from {from:?}, but the request went to {to:?}; ignored")]
-    WrongResponder { id: RequestId, from: Id, to: Id },
+    WrongResponder { id: u64, from: Id, to: Id },
     /// The response does not answer the request (a pong to a lookup step, say). Ignored; the
     /// request stays open and will count as a miss if no proper answer follows.
     #[error("response {id} ({got}) does not answer a {expected} request; ignored")]
-    MismatchedResponse { id: RequestId, expected: &'static str, got: &'static str },
+    MismatchedResponse { id: u64, expected: &'static str, got: &'static str },
     /// A message listed more peers than any correct node ever does. Ignored.
     #[error("message lists {listed} peers, more than the limit of {max}; ignored")]
     TooManyPeers { listed: usize, max: usize },

@@ -5,13 +5,26 @@
 //! candidate instead of asking again. That is how a lookup routes around a dead node without
 //! any help from the rest of the ring.
 
+use crate::beehive::wire::ObjectInfo;
+use crate::error::ProtocolError;
 use crate::id::Id;
+use crate::message::{NextHop, Request};
 use crate::peer::Peer;
 use serde::{Deserialize, Serialize};
 
 /// Names a lookup started with [`crate::Node::lookup`]; echoed in its completion event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LookupId(pub u64);
+
+/// Who answered an object lookup, and with what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectAnswer {
+    /// The object's level as the holder knows it (the home-only level for a home that has no
+    /// result yet).
+    pub level: u8,
+    /// The body to fetch from the holder; `None` while its home has not fetched it yet.
+    pub object: Option<ObjectInfo>,
+}
 
 /// Why the node is looking a key up; decides what happens with the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +49,19 @@ pub(crate) const HOME_TRIES: usize = 2;
 /// How often one home may be asked over a whole lookup, however often it is named again: a
 /// dead home named over and over would otherwise keep a lookup busy until its hop limit.
 pub(crate) const HOME_TRIES_PER_LOOKUP: usize = 4;
+
+/// What an answer to one of the lookup's requests means for it.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// The node that answered is the key's home, or (with `Some`) holds the object.
+    Done(Option<ObjectAnswer>),
+    /// We are the first of the homes named: the key is ours after all (our predecessor
+    /// pointer was not yet set).
+    Ours,
+    /// Ask the next candidate. An `Err` says what was wrong with the answer; the lookup goes
+    /// on without it.
+    Continue(Result<(), ProtocolError>),
+}
 
 #[derive(Debug)]
 pub(crate) struct Lookup {
@@ -111,6 +137,73 @@ impl Lookup {
         }
         let others = || self.candidates.iter().filter(|p| !self.asked.contains(&p.id));
         others().find(|p| !suspected(p.id)).or_else(|| others().next()).map(|p| (*p, false))
+    }
+
+    /// The next request to send, counted as a hop; `None` when the lookup has run out of
+    /// candidates or of `max_hops`.
+    pub fn ask_next(
+        &mut self,
+        max_hops: u32,
+        suspected: impl Fn(Id) -> bool,
+    ) -> Option<(Peer, Request)> {
+        if self.hops >= max_hops {
+            return None;
+        }
+        let (p, as_home) = self.next_candidate(suspected)?;
+        self.mark_asked(p, as_home);
+        self.hops += 1;
+        let want_object = matches!(self.purpose, Purpose::Object(_));
+        Some((p, Request::FindNext { key: self.key, as_home, want_object }))
+    }
+
+    /// Takes `from`'s answer. Answers that do not bring the lookup closer to the key are
+    /// refused, so a confused or lying node cannot send it backwards.
+    pub fn answer(&mut self, me: Id, from: Id, hop: NextHop) -> Step {
+        let key = self.key;
+        match hop {
+            NextHop::Here => Step::Done(None),
+            NextHop::Have { level, object } => {
+                if !matches!(self.purpose, Purpose::Object(_)) {
+                    let e = ProtocolError::Malformed("object answer to a routing lookup");
+                    return Step::Continue(Err(e));
+                }
+                Step::Done(Some(ObjectAnswer { level, object }))
+            }
+            NextHop::Successors(list) => {
+                if let Some(first) = list.first() {
+                    if first.id != key && !key.in_open_closed(from, first.id) {
+                        let named = first.id;
+                        return Step::Continue(Err(ProtocolError::NotPastKey { key, from, named }));
+                    }
+                }
+                // Joins and merges never ask this.
+                let ours = matches!(
+                    self.purpose,
+                    Purpose::User(_) | Purpose::Object(_) | Purpose::FixFinger(_)
+                );
+                if ours && list.first().is_some_and(|p| p.id == me) {
+                    return Step::Ours;
+                }
+                self.name_homes(list.into_iter().filter(|p| p.id != me).collect());
+                Step::Continue(Ok(()))
+            }
+            NextHop::Closer(list) => {
+                let mut bad = None;
+                let progress: Vec<Peer> = list
+                    .into_iter()
+                    .filter(|p| {
+                        let ok = p.id.in_open(from, key);
+                        if !ok {
+                            bad.get_or_insert(p.id);
+                        }
+                        ok && p.id != me
+                    })
+                    .collect();
+                self.add_candidates(progress);
+                let refusal = bad.map(|named| ProtocolError::NoProgress { key, from, named });
+                Step::Continue(refusal.map_or(Ok(()), Err))
+            }
+        }
     }
 
     /// Records that `p` is being asked.

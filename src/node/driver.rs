@@ -12,7 +12,7 @@ use super::store::{BodyStore, StoredObject};
 use super::transport::{Inbound, Transport};
 use arc_swap::ArcSwap;
 use beehive_replication::beehive::wire::Offer;
-use beehive_replication::node::Served;
+use beehive_replication::node::ObjectAnswer;
 use beehive_replication::{Event, Id, LookupId, Message, Node, Peer, Time};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub enum Command {
 pub enum Found {
     /// `holder` answered after `hops` hops: the home, or (for an object lookup) a node with a
     /// copy; `served` is what it holds (object lookups only).
-    At { holder: Peer, hops: u32, served: Option<Served> },
+    At { holder: Peer, hops: u32, served: Option<ObjectAnswer> },
     /// The lookup ran out of candidates.
     Failed { hops: u32 },
 }

@@ -455,7 +455,7 @@ mod tests {
     fn lookups_move_the_hops_histogram_and_the_exposition_stays_one_document() {
         let m = Metrics::new("beehive", 1.0);
         let home = Peer::from_addr(([127, 0, 0, 1], 7000).into());
-        let served = beehive_replication::node::Served { level: 1, object: None };
+        let served = beehive_replication::node::ObjectAnswer { level: 1, object: None };
         for hops in [0, 2, 3] {
             m.observe_event(&Event::LookupDone {
                 id: LookupId(hops.into()),

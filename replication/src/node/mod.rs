@@ -5,10 +5,17 @@
 //! [`Node::poll_transmit`] and [`Node::poll_event`] until they return `None`, then sleeps until
 //! [`Node::poll_timeout`] (or the next message). The node never reads a clock: `now` comes in.
 //!
-//! Recovery is periodic, never reactive (Bamboo, seed `002_*`): a miss marks a peer suspected
+//! Recovery is periodic, never reactive (as in Bamboo): a miss marks a peer suspected
 //! and lookups route around it at once, but routing state is only rebuilt by the periodic
 //! stabilize, fix-fingers, check-predecessor and merge tasks, so a burst of losses cannot turn
 //! into a burst of repair traffic.
+
+mod event;
+mod lookups;
+mod objects;
+mod replication;
+mod ring;
+mod timers;
 
 use crate::config::ChordConfig;
 use crate::error::ProtocolError;
@@ -23,44 +30,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-mod replicate;
-
-use crate::beehive::wire::Offer;
-pub use replicate::KnownObject;
-use replicate::Replication;
-pub use replicate::{Served, NO_RESULT_LEVEL};
-
-/// A message the caller must deliver to `to`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transmit {
-    pub to: Peer,
-    pub message: Message,
-}
-
-/// Something the caller may want to act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The join lookup answered: `successor` is our first successor.
-    Joined { successor: Peer },
-    /// No seed answered; the node retries after a backoff.
-    JoinFailed,
-    /// A caller's lookup ended: `home` is successor(key) as the ring sees it. For an object
-    /// lookup ([`Node::fetch`]) `home` is the node that answered (the home or a holder of a
-    /// copy) and `served` says what it holds.
-    LookupDone { id: LookupId, key: Id, home: Peer, hops: u32, served: Option<Served> },
-    /// A caller's lookup ran out of candidates or hops.
-    LookupFailed { id: LookupId, key: Id, hops: u32 },
-    /// Our predecessor changed, so the arc of keys we are home for changed.
-    PredecessorChanged { old: Option<Peer>, new: Option<Peer> },
-    /// Fetch the body `offer` describes from `from`, check its blake3 against `offer.info.hash`,
-    /// then call [`Node::replica_stored`] (or [`Node::fetch_failed`]).
-    FetchBody { from: Peer, offer: Offer },
-    /// We are home for `key` and have no body: fetch it from the origin and call
-    /// [`Node::put_home`].
-    NeedObject { key: Id },
-    /// The core no longer holds `key` (lease expired, purged, home moved): drop the body.
-    Evict { key: Id },
-}
+pub use crate::lookup::ObjectAnswer;
+pub use event::{Event, Transmit};
+use replication::Replication;
+pub use replication::{KnownObject, NO_RESULT_LEVEL};
+use ring::RingView;
+use timers::{TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -103,22 +78,30 @@ struct Pending {
     awaiting: Awaiting,
 }
 
-/// The periodic tasks, each with its next deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The node's periodic tasks, in firing order (replication's follow, see
+/// [`Replication::handle_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
-    Stabilize,
-    FixFingers,
-    CheckPredecessor,
-    Merge,
     JoinRetry,
-    Replicate,
-    /// Sends the pushes gathered since it was armed (see `replicate.rs`).
-    Push,
-    /// The leader's solve, a little after its tick (see `replicate.rs`).
-    Solve,
+    Stabilize,
+    CheckPredecessor,
+    FixFingers,
+    Merge,
 }
 
-const TIMERS: usize = 8;
+impl TimerKind for Timer {
+    const ALL: &'static [Timer] = &[
+        Timer::JoinRetry,
+        Timer::Stabilize,
+        Timer::CheckPredecessor,
+        Timer::FixFingers,
+        Timer::Merge,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 const MAX_DEPARTED: usize = 16;
 
 /// One node's Chord state. See the module docs for the calling convention.
@@ -139,7 +122,7 @@ pub struct Node {
     next_request: RequestId,
     lookups: FastMap<u64, Lookup>,
     next_lookup: u64,
-    timers: [Option<Time>; TIMERS],
+    timers: Timers<Timer, { Timer::ALL.len() }>,
     next_finger: u32,
     stabilize_inflight: bool,
     ping_inflight: bool,
@@ -157,7 +140,7 @@ impl Node {
     /// The configuration must have passed [`ChordConfig::validate`].
     pub fn new(me: Peer, config: ChordConfig, now: Time) -> Self {
         let routing = Routing::new(me, config.successors);
-        let rep = Replication::new(config.replication.clone(), (me.id.0 >> 64) as u64);
+        let rep = Replication::new(me.id, config.replication.clone());
         let join_backoff = config.stabilize_interval;
         let mut node = Node {
             config,
@@ -173,7 +156,7 @@ impl Node {
             next_request: 1,
             lookups: FastMap::default(),
             next_lookup: 1,
-            timers: [None; TIMERS],
+            timers: Timers::default(),
             next_finger: 0,
             stabilize_inflight: false,
             ping_inflight: false,
@@ -201,7 +184,7 @@ impl Node {
             return;
         }
         self.phase = Phase::Joining;
-        self.timers = [None; TIMERS];
+        self.stop_timers();
         self.begin_lookup(now, me, Purpose::Join, Vec::new(), self.seeds.clone());
     }
 
@@ -212,34 +195,6 @@ impl Node {
         self.start_user_lookup(now, key, false)
     }
 
-    fn start_user_lookup(&mut self, now: Time, key: Id, want_object: bool) -> LookupId {
-        let id = LookupId(self.next_lookup);
-        let purpose = if want_object { Purpose::Object(id) } else { Purpose::User(id) };
-        let hop = self.routing.route(
-            key,
-            None,
-            false,
-            |p| self.peers.is_suspected(p),
-            self.config.lookup_candidates,
-        );
-        match hop {
-            NextHop::Here => {
-                self.next_lookup += 1;
-                let home = self.me();
-                self.events.push_back(Event::LookupDone { id, key, home, hops: 0, served: None });
-            }
-            NextHop::Successors(homes) => self.begin_lookup(now, key, purpose, homes, Vec::new()),
-            NextHop::Closer(candidates) => {
-                self.begin_lookup(now, key, purpose, Vec::new(), candidates)
-            }
-            // Routing alone never answers `Have`.
-            NextHop::Have { .. } => {}
-        }
-        id
-    }
-
-    /// Leaves the ring gracefully: tells the predecessor and successor to splice us out and
-    /// stops every periodic task. Outstanding lookups fail. Drain transmits afterwards.
     pub fn leave(&mut self, now: Time) {
         if self.phase == Phase::Left {
             return;
@@ -266,7 +221,7 @@ impl Node {
             }
         }
         self.phase = Phase::Left;
-        self.timers = [None; TIMERS];
+        self.stop_timers();
     }
 
     // ---------------------------------------------------------------- inputs
@@ -294,6 +249,7 @@ impl Node {
                     self.peers.heard_from(from.id, now);
                 }
                 let response = self.answer(now, from, body);
+                self.drain_replication(now);
                 self.transmits.push_back(Transmit {
                     to: from,
                     message: Message::Response { id, body: response },
@@ -316,21 +272,14 @@ impl Node {
                 self.on_miss(now, p);
             }
         }
-        for t in [
-            Timer::JoinRetry,
-            Timer::Stabilize,
-            Timer::CheckPredecessor,
-            Timer::FixFingers,
-            Timer::Merge,
-            Timer::Replicate,
-            Timer::Push,
-            Timer::Solve,
-        ] {
-            if self.timers[t as usize].is_some_and(|at| at <= now) {
-                self.timers[t as usize] = None;
+        for &t in Timer::ALL {
+            if self.timers.take_due(t, now) {
                 self.run_timer(now, t);
             }
         }
+        let joined = self.phase == Phase::Joined;
+        self.rep.handle_timeout(now, RingView::new(&self.routing, &self.peers), joined);
+        self.drain_replication(now);
     }
 
     // ---------------------------------------------------------------- outputs
@@ -348,7 +297,10 @@ impl Node {
     /// When [`Node::handle_timeout`] should next be called. `None` once the node has left
     /// and nothing is outstanding.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let timers = self.timers.iter().flatten().copied().min();
+        let timers = match (self.timers.next(), self.rep.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let requests = self.deadlines.first().map(|(t, _)| *t);
         match (timers, requests) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -431,13 +383,24 @@ impl Node {
                 self.splice_out(from, predecessor, successors);
                 Response::Ack
             }
-            Request::Pull(pull) => self.answer_pull(now, from, *pull),
-            Request::Cache { offer, holder } => self.answer_cache(offer, holder),
-            Request::Invalidate { key, min_version, arc_start, limit } => {
-                self.answer_invalidate(now, key, min_version, arc_start, limit)
+            Request::Pull(pull) => {
+                let ring = RingView::new(&self.routing, &self.peers);
+                self.rep.answer_pull(now, ring, from, *pull)
             }
-            Request::Push { offers } => self.answer_push(now, from, offers),
-            Request::Report(report) => self.answer_report(now, *report),
+            Request::Cache { offer, holder } => {
+                self.rep.answer_cache(RingView::new(&self.routing, &self.peers), offer, holder)
+            }
+            Request::Invalidate { key, min_version, arc_start, limit } => {
+                let ring = RingView::new(&self.routing, &self.peers);
+                self.rep.answer_invalidate(now, ring, key, min_version, arc_start, limit)
+            }
+            Request::Push { offers } => {
+                let ring = RingView::new(&self.routing, &self.peers);
+                self.rep.answer_push(now, ring, from, offers)
+            }
+            Request::Report(report) => {
+                self.rep.answer_report(RingView::new(&self.routing, &self.peers), *report)
+            }
         }
     }
 
@@ -526,7 +489,9 @@ impl Node {
                 return self.lookup_step(now, lid, from, hop)
             }
             (Awaiting::Offers, Response::Offers { list, result }) => {
-                self.offers_received(now, from, list, result)
+                let ring = RingView::new(&self.routing, &self.peers);
+                self.rep.offers_received(now, ring, from, list, result);
+                self.drain_replication(now);
             }
             _ => {}
         }
@@ -548,194 +513,6 @@ impl Node {
         self.routing.set_successors(list);
     }
 
-    // ---------------------------------------------------------------- lookups
-
-    fn begin_lookup(
-        &mut self,
-        now: Time,
-        key: Id,
-        purpose: Purpose,
-        homes: Vec<Peer>,
-        candidates: Vec<Peer>,
-    ) {
-        let me = self.me().id;
-        let lid = self.next_lookup;
-        self.next_lookup += 1;
-        let candidates = candidates.into_iter().filter(|p| p.id != me).collect();
-        let mut lookup = Lookup::new(key, purpose, candidates);
-        lookup.homes = homes.into_iter().filter(|p| p.id != me).collect();
-        self.lookups.insert(lid, lookup);
-        self.advance_lookup(now, lid);
-    }
-
-    /// Asks the best remaining candidate, or ends the lookup if none is left.
-    fn advance_lookup(&mut self, now: Time, lid: u64) {
-        let Some(l) = self.lookups.get_mut(&lid) else {
-            return;
-        };
-        let peers = &self.peers;
-        let next = if l.hops >= self.config.max_lookup_hops {
-            None
-        } else {
-            l.next_candidate(|p| peers.is_suspected(p))
-        };
-        match next {
-            None => self.finish_lookup(now, lid, None, None),
-            Some((p, as_home)) => {
-                l.mark_asked(p, as_home);
-                l.hops += 1;
-                let key = l.key;
-                let want_object = matches!(l.purpose, Purpose::Object(_));
-                let req = Request::FindNext { key, as_home, want_object };
-                self.send_request(now, p, req, Awaiting::Next(lid));
-            }
-        }
-    }
-
-    fn lookup_step(
-        &mut self,
-        now: Time,
-        lid: u64,
-        from: Peer,
-        hop: NextHop,
-    ) -> Result<(), ProtocolError> {
-        let me = self.me();
-        let Some(l) = self.lookups.get_mut(&lid) else { return Ok(()) };
-        let key = l.key;
-        match hop {
-            NextHop::Here => {
-                self.finish_lookup(now, lid, Some(from), None);
-                Ok(())
-            }
-            NextHop::Have { level, object } => {
-                if !matches!(l.purpose, Purpose::Object(_)) {
-                    self.advance_lookup(now, lid);
-                    return Err(ProtocolError::Malformed("object answer to a routing lookup"));
-                }
-                self.finish_lookup(now, lid, Some(from), Some(Served { level, object }));
-                Ok(())
-            }
-            NextHop::Successors(list) => {
-                if let Some(first) = list.first() {
-                    if first.id != key && !key.in_open_closed(from.id, first.id) {
-                        self.advance_lookup(now, lid);
-                        return Err(ProtocolError::NotPastKey {
-                            key,
-                            from: from.id,
-                            named: first.id,
-                        });
-                    }
-                }
-                // We are the first of the named homes: the key is ours after all (our
-                // predecessor pointer was not yet set). Joins and merges never ask this.
-                let ours = matches!(
-                    l.purpose,
-                    Purpose::User(_) | Purpose::Object(_) | Purpose::FixFinger(_)
-                );
-                if ours && list.first().is_some_and(|p| p.id == me.id) {
-                    let served = match l.purpose {
-                        Purpose::Object(_) => self.serve(now, key, Some(true)),
-                        _ => None,
-                    };
-                    self.finish_lookup(now, lid, Some(me), served);
-                    return Ok(());
-                }
-                l.name_homes(list.into_iter().filter(|p| p.id != me.id).collect());
-                self.advance_lookup(now, lid);
-                Ok(())
-            }
-            NextHop::Closer(list) => {
-                let mut bad = None;
-                let progress: Vec<Peer> = list
-                    .into_iter()
-                    .filter(|p| {
-                        let ok = p.id.in_open(from.id, key);
-                        if !ok {
-                            bad.get_or_insert(p.id);
-                        }
-                        ok && p.id != me.id
-                    })
-                    .collect();
-                let refusal =
-                    bad.map(|named| ProtocolError::NoProgress { key, from: from.id, named });
-                l.add_candidates(progress);
-                self.advance_lookup(now, lid);
-                refusal.map_or(Ok(()), Err)
-            }
-        }
-    }
-
-    fn finish_lookup(&mut self, now: Time, lid: u64, home: Option<Peer>, served: Option<Served>) {
-        let Some(l) = self.lookups.remove(&lid) else {
-            return;
-        };
-        let me = self.me();
-        match (l.purpose, home) {
-            (Purpose::User(id), Some(home)) => {
-                let done = Event::LookupDone { id, key: l.key, home, hops: l.hops, served: None };
-                self.events.push_back(done)
-            }
-            (Purpose::Object(id), Some(holder)) => {
-                let (key, hops) = (l.key, l.hops);
-                if let Some(s) = served {
-                    // Without a result here, only levels below the no-result level count.
-                    if s.level < self.rep.top_level(now) || self.rep.fresh_result(now).is_some() {
-                        self.note_hops(hops, s.level);
-                    }
-                    if self.rep.cfg.mode == crate::config::Mode::Passive && holder.id != me.id {
-                        let path = l.visited;
-                        self.cache_along(now, key, s, holder, path);
-                    }
-                }
-                self.events.push_back(Event::LookupDone { id, key, home: holder, hops, served });
-            }
-            (Purpose::User(id) | Purpose::Object(id), None) => {
-                self.events.push_back(Event::LookupFailed { id, key: l.key, hops: l.hops })
-            }
-            (Purpose::Join, Some(home)) if home.id != me.id && self.phase == Phase::Joining => {
-                self.routing.set_successors([home]);
-                self.phase = Phase::Joined;
-                self.join_backoff = self.config.stabilize_interval;
-                self.events.push_back(Event::Joined { successor: home });
-                self.start_timers(now);
-                // Stabilize right away so our successor learns of us without waiting.
-                self.timers[Timer::Stabilize as usize] = Some(now);
-            }
-            (Purpose::Join, _) => {
-                if self.phase == Phase::Joining {
-                    self.phase = Phase::Idle;
-                    self.events.push_back(Event::JoinFailed);
-                    self.timers[Timer::JoinRetry as usize] = Some(now + self.join_backoff);
-                    self.join_backoff = (self.join_backoff * 2).min(self.config.merge_interval);
-                }
-            }
-            (Purpose::FixFinger(j), Some(home)) => {
-                self.finger_inflight = false;
-                self.set_finger_and_beyond(j, home);
-            }
-            (Purpose::FixFinger(_), None) => self.finger_inflight = false,
-            (Purpose::Merge, Some(home)) => {
-                self.merge_inflight = false;
-                let succ = self.routing.successor();
-                if home.id != me.id && (succ.id == me.id || home.id.in_open(me.id, succ.id)) {
-                    self.routing.offer_successor(home);
-                }
-            }
-            (Purpose::Merge, None) => self.merge_inflight = false,
-        }
-    }
-
-    /// Sets finger j to `home`, and every higher finger whose target `home` also covers: one
-    /// lookup fixes a run of fingers in sparse regions of the ring.
-    fn set_finger_and_beyond(&mut self, j: u32, home: Peer) {
-        let me = self.me().id;
-        let target = me.finger_target(j);
-        let end = (j + 1..ID_BITS)
-            .find(|k| !me.finger_target(*k).in_open_closed(target, home.id))
-            .unwrap_or(ID_BITS);
-        self.routing.set_fingers(j..end, home);
-    }
-
     // ---------------------------------------------------------------- periodic tasks
 
     fn start_timers(&mut self, now: Time) {
@@ -746,12 +523,16 @@ impl Node {
             let frac = seed.rotate_left(salt * 16) % 1024;
             now + period * frac as u32 / 1024
         };
-        self.timers[Timer::Stabilize as usize] = Some(spread(self.config.stabilize_interval, 0));
-        self.timers[Timer::FixFingers as usize] = Some(spread(self.config.fix_fingers_interval, 1));
-        self.timers[Timer::CheckPredecessor as usize] =
-            Some(spread(self.config.check_predecessor_interval, 2));
-        self.timers[Timer::Merge as usize] = Some(now + self.config.merge_interval);
-        self.schedule_replication(now);
+        self.timers.set(Timer::Stabilize, spread(self.config.stabilize_interval, 0));
+        self.timers.set(Timer::FixFingers, spread(self.config.fix_fingers_interval, 1));
+        self.timers.set(Timer::CheckPredecessor, spread(self.config.check_predecessor_interval, 2));
+        self.timers.set(Timer::Merge, now + self.config.merge_interval);
+        self.rep.schedule(now);
+    }
+
+    fn stop_timers(&mut self) {
+        self.timers.clear_all();
+        self.rep.stop();
     }
 
     fn run_timer(&mut self, now: Time, timer: Timer) {
@@ -773,21 +554,6 @@ impl Node {
                 self.merge_probe(now);
                 self.config.merge_interval
             }
-            Timer::Replicate => {
-                self.replicate_tick(now);
-                if self.phase == Phase::Joined {
-                    self.schedule_replication(now);
-                }
-                return;
-            }
-            Timer::Push => {
-                self.flush_pushes(now);
-                return;
-            }
-            Timer::Solve => {
-                self.solve_tick(now);
-                return;
-            }
             Timer::JoinRetry => {
                 if self.phase == Phase::Idle {
                     let seeds = self.seeds.clone();
@@ -797,7 +563,7 @@ impl Node {
             }
         };
         if self.phase == Phase::Joined {
-            self.timers[timer as usize] = Some(now + period);
+            self.timers.set(timer, now + period);
         }
     }
 
@@ -916,6 +682,21 @@ impl Node {
     }
 
     // ---------------------------------------------------------------- sending and misses
+
+    /// Sends what replication asked for and passes its events on, in the order it queued
+    /// them; called after every call into it.
+    fn drain_replication(&mut self, now: Time) {
+        while let Some((to, body)) = self.rep.poll_send() {
+            let awaiting = match body {
+                Request::Pull(_) => Awaiting::Offers,
+                _ => Awaiting::Ack,
+            };
+            self.send_request(now, to, body, awaiting);
+        }
+        while let Some(event) = self.rep.poll_event() {
+            self.events.push_back(event);
+        }
+    }
 
     fn send_request(&mut self, now: Time, to: Peer, body: Request, awaiting: Awaiting) {
         let id = self.next_request;

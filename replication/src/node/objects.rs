@@ -1,0 +1,152 @@
+//! The node's object commands and operator view: each hands the replication sub-machine a
+//! view of the ring and sends what it asks for.
+
+use super::Node;
+use crate::beehive::wire::{LevelResult, ObjectInfo, Offer};
+use crate::id::Id;
+use crate::lookup::{LookupId, ObjectAnswer};
+use crate::node::event::Event;
+use crate::node::replication::KnownObject;
+use crate::node::ring::RingView;
+use crate::peer::Peer;
+use crate::time::Time;
+
+impl Node {
+    // ------------------------------------------------------------ commands
+
+    /// Starts an object lookup for `key`: like [`Node::lookup`], but any node holding a copy
+    /// answers, and the completion carries [`ObjectAnswer`]. A copy held here (or being home)
+    /// completes at once with 0 hops.
+    pub fn fetch(&mut self, now: Time, key: Id) -> LookupId {
+        if let Some(found) = self.serve(now, key, None) {
+            let id = LookupId(self.next_lookup);
+            self.next_lookup += 1;
+            let me = self.me();
+            self.rep.note_hops(0, found.level);
+            let done = Event::LookupDone { id, key, home: me, hops: 0, served: Some(found) };
+            self.events.push_back(done);
+            return id;
+        }
+        self.start_user_lookup(now, key, true)
+    }
+
+    /// A request for `key` was served from this node's own store without a lookup (the HTTP
+    /// face's local hit): counted for popularity and as a 0-hop lookup, exactly as
+    /// [`Node::fetch`] counts one. Returns `false` if the core holds no copy of `key` here
+    /// (the store kept a body the core has dropped; the caller should drop it too).
+    pub fn served_locally(&mut self, now: Time, key: Id) -> bool {
+        match self.serve(now, key, None) {
+            Some(found) if found.object.is_some() => {
+                self.rep.note_hops(0, found.level);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The caller fetched and verified the body `offer` describes (from [`Event::FetchBody`]).
+    /// Returns `false` if the copy is no longer wanted (the version was purged meanwhile): the
+    /// caller drops the body.
+    pub fn replica_stored(&mut self, now: Time, from: Peer, offer: Offer) -> bool {
+        let ring = RingView::new(&self.routing, &self.peers);
+        let stored = self.rep.replica_stored(now, ring, from, offer);
+        self.drain_replication(now);
+        stored
+    }
+
+    /// The body fetch for `key` failed (unreachable holder, hash mismatch): a later offer may
+    /// try again.
+    pub fn fetch_failed(&mut self, key: Id) {
+        self.rep.fetch_failed(key);
+    }
+
+    /// The home got `key`'s body from the origin (after [`Event::NeedObject`], or because the
+    /// content changed). A body with a new hash gets a new version, and every older version is
+    /// invalidated over the replica arc. Returns the version.
+    pub fn put_home(&mut self, now: Time, key: Id, hash: [u8; 32], size: u64) -> u64 {
+        let ring = RingView::new(&self.routing, &self.peers);
+        let version = self.rep.put_home(now, ring, key, hash, size);
+        self.drain_replication(now);
+        version
+    }
+
+    /// Purges `key` at its home: the body is dropped (the next request refetches it from the
+    /// origin) and every copy is invalidated over the replica arc. Returns `false` if this
+    /// node is not the key's home (the caller routes the purge there first).
+    pub fn purge(&mut self, now: Time, key: Id) -> bool {
+        let ring = RingView::new(&self.routing, &self.peers);
+        let purged = self.rep.purge(now, ring, key);
+        self.drain_replication(now);
+        purged
+    }
+
+    /// Serves `key` from here if we are its home or hold a valid copy, counting the request.
+    /// `named` is the lookup's `as_home` flag.
+    pub(super) fn serve(
+        &mut self,
+        now: Time,
+        key: Id,
+        named: Option<bool>,
+    ) -> Option<ObjectAnswer> {
+        let ring = RingView::new(&self.routing, &self.peers);
+        let found = self.rep.serve(now, ring, key, named);
+        self.drain_replication(now);
+        found
+    }
+
+    // ------------------------------------------------------------ accessors
+
+    /// The newest leader result this node has.
+    pub fn level_result(&self) -> Option<&LevelResult> {
+        self.rep.result()
+    }
+
+    /// Objects held here: home objects with a body, then valid copies.
+    pub fn stored_objects(&self, now: Time) -> usize {
+        self.rep.stored_objects(now)
+    }
+
+    /// The copy of `key` this node would serve now, if any (home or replica/cache).
+    pub fn holds(&self, now: Time, key: Id) -> Option<ObjectInfo> {
+        self.rep.holds(now, RingView::new(&self.routing, &self.peers), key)
+    }
+
+    /// The level the home set for `key`, if this node is its home.
+    pub fn home_level(&self, key: Id) -> Option<u8> {
+        self.rep.home_level(key)
+    }
+
+    /// Count entries refused at this home because their origin could not have served the key.
+    pub fn refused_counts(&self) -> u64 {
+        self.rep.refused_counts()
+    }
+
+    // ---- operator view (admin `/objects`, `/stats`): read-only, O(objects) per call.
+
+    /// Every object this node knows, for operators: those it is home for (with their
+    /// smoothed rate, body or not) and the valid copies it holds. Unordered; the admin
+    /// listener ranks them (see [`Node::top_objects`]).
+    pub fn known_objects(&self, now: Time) -> impl Iterator<Item = KnownObject> + '_ {
+        self.rep.known_objects(now, RingView::new(&self.routing, &self.peers))
+    }
+
+    /// The `n` hottest objects this node knows: lowest level first (a lower level means a
+    /// more popular object), then highest rate (homes only know rates), then key.
+    pub fn top_objects(&self, now: Time, n: usize) -> Vec<KnownObject> {
+        let hotter = |a: &KnownObject, b: &KnownObject| {
+            let rate = |o: &KnownObject| o.rate.unwrap_or(0.0);
+            a.level.cmp(&b.level).then(rate(b).total_cmp(&rate(a))).then(a.key.cmp(&b.key))
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        // O(objects) to find the top n, then sort only those.
+        let mut all: Vec<KnownObject> = self.known_objects(now).collect();
+        if all.len() > n {
+            all.select_nth_unstable_by(n - 1, hotter);
+            all.truncate(n);
+        }
+        all.sort_unstable_by(hotter);
+        all
+    }
+}

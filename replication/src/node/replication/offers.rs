@@ -1,0 +1,373 @@
+//! Offers: what a node tells its pullers it holds (answers to pulls, pushes), what it does
+//! with offers it gets (fetch, renew, withdraw), and the change log that lets a pull be
+//! answered with a delta.
+
+use super::{millis, Replication, Timer};
+use crate::beehive::holdings::{Considered, Demoted};
+use crate::beehive::wire::{
+    in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
+    MAX_OFFERS,
+};
+use crate::config::Mode;
+use crate::hash::FastSet;
+use crate::id::Id;
+use crate::message::{Request, Response};
+use crate::node::event::Event;
+use crate::node::ring::RingView;
+use crate::peer::Peer;
+use crate::time::Time;
+use std::time::Duration;
+
+/// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
+pub(super) const CHANGE_LOG_TICKS: usize = 8;
+/// A push goes out at once unless one went out less than an interval / this ago; then it
+/// waits for the end of that gap, gathering whatever else comes, one message per puller.
+/// At most this many push rounds per interval, so pushing keeps O(log N) messages per node
+/// per interval however many copies move, while a promotion still crosses a tree of depth
+/// log2 N within about an interval.
+pub(super) const PUSH_BATCHES: u32 = 16;
+
+impl Replication {
+    /// Closes a tick of the change log.
+    pub(super) fn roll_changes(&mut self) {
+        self.tick_gens.push_back(self.gen);
+        if self.tick_gens.len() > CHANGE_LOG_TICKS {
+            self.tick_gens.pop_front();
+        }
+        let floor = self.tick_gens.front().copied().unwrap_or(0);
+        self.changes.retain(|_, g| *g > floor);
+    }
+
+    /// Whether a delta since `since` can be answered from the change log.
+    fn covers(&self, since: u64) -> bool {
+        since <= self.gen && self.tick_gens.front().is_some_and(|floor| since >= *floor)
+    }
+
+    /// Whether a node that last pulled from us at `at` still gets our pushes.
+    pub(super) fn recent_puller(&self, at: Time, now: Time) -> bool {
+        at + self.cfg.interval * 2 > now
+    }
+
+    /// Takes `r` if it is newer than ours or ours has aged.
+    fn adopt(&mut self, now: Time, mut r: LevelResult) {
+        let age = self.cfg.interval * r.age;
+        if age >= self.max_age() {
+            return;
+        }
+        let take = match &self.result {
+            None => true,
+            Some((cur, at)) => r.newer_than(cur) || *at + self.max_age() <= now,
+        };
+        if take {
+            r.age = 0;
+            self.result = Some((r, now.saturating_sub(age)));
+        }
+    }
+
+    /// Our result as we pass it on: its age grows with the time we held it.
+    fn result_to_send(&self, now: Time, known: Option<(u64, Id)>) -> Option<LevelResult> {
+        let (r, at) = self.result.as_ref()?;
+        if known.is_some_and(|k| k >= (r.epoch, r.leader)) {
+            return None;
+        }
+        let held = now.saturating_sub(*at).as_nanos() / self.cfg.interval.as_nanos().max(1);
+        let mut out = r.clone();
+        out.age = u32::try_from(held).unwrap_or(u32::MAX);
+        Some(out)
+    }
+
+    // ------------------------------------------------------------ copies
+
+    /// The caller fetched and verified the body `offer` describes. Returns `false` if the
+    /// copy is no longer wanted.
+    pub fn replica_stored(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        offer: Offer,
+    ) -> bool {
+        let (until, cached) = match self.cfg.mode {
+            Mode::Passive => (now + self.cfg.cache_ttl, true),
+            _ => (now + Duration::from_millis(u64::from(offer.lease_ms)), false),
+        };
+        if ring.owns(offer.key) {
+            self.holdings.fetch_failed(offer.key);
+            return false;
+        }
+        let attach = !cached && offer.renewable;
+        let stored = self.holdings.store(&offer, attach.then_some(from.id), now, until, cached);
+        if stored {
+            self.touch(offer.key);
+            if !cached {
+                self.push_offers(now, ring, &[offer.key]);
+            }
+        }
+        stored
+    }
+
+    /// The body fetch for `key` failed: a later offer may try again.
+    pub fn fetch_failed(&mut self, key: Id) {
+        self.holdings.fetch_failed(key);
+    }
+
+    // ------------------------------------------------------------ requests we answer
+
+    pub fn answer_pull(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        pull: Pull,
+    ) -> Response {
+        let me = ring.me().id;
+        if self.cfg.mode == Mode::Beehive {
+            self.pullers.insert(from.id, (from, now));
+            for e in pull.counts {
+                if ring.owns(e.key) {
+                    self.homes.count(e);
+                } else if self.relay.len() < MAX_COUNT_ENTRIES * 4 && e.origin != me {
+                    self.relay.push(e);
+                }
+            }
+            if let Some(r) = pull.report {
+                self.take_report(ring, r);
+            }
+        }
+        let since = pull.since.filter(|g| self.covers(*g));
+        let full = pull.full || since.is_none();
+        let mut offers = Vec::new();
+        let mut withdrawn = Vec::new();
+        if let Some(g) = since {
+            // What changed since `g` (a full answer lists the offers anyway and only takes
+            // the withdrawals); in a delta the bulk renewal covers the rest.
+            let mut keys: Vec<Id> =
+                self.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
+            keys.sort_unstable();
+            for key in keys {
+                match self.offer_to(now, from.id, key) {
+                    Some(o) if !full => offers.push(o),
+                    Some(_) => {}
+                    None => withdrawn.push(Withdrawn { key, level: self.level_of(now, ring, key) }),
+                }
+            }
+        }
+        if full {
+            // Every object whose arc holds the puller.
+            let keys: Vec<Id> = self
+                .homes
+                .iter()
+                .map(|(k, _)| *k)
+                .chain(self.holdings.iter().map(|(k, _)| k))
+                .collect();
+            for key in keys {
+                offers.extend(self.offer_to(now, from.id, key));
+            }
+        }
+        offers.sort_unstable_by_key(|o| (o.level, o.key));
+        offers.dedup_by_key(|o| o.key);
+        offers.truncate(MAX_OFFERS);
+        withdrawn.truncate(MAX_OFFERS);
+        let renew = if full { Duration::ZERO } else { self.lease() / 2 };
+        let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms: millis(renew) };
+        Response::Offers { list, result: self.result_to_send(now, pull.known) }
+    }
+
+    /// The newest level we know for `key`, as its home or from a copy (or a dropped one).
+    fn level_of(&self, now: Time, ring: RingView<'_>, key: Id) -> Option<LevelStamp> {
+        match self.homes.get(key) {
+            Some(obj) if ring.owns(key) => Some(LevelStamp { level: obj.level, stamp: obj.stamp }),
+            _ => self.holdings.known_level(key, now),
+        }
+    }
+
+    /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
+    /// is left of its lease), if the object's arc holds `to`.
+    fn offer_to(&self, now: Time, to: Id, key: Id) -> Option<Offer> {
+        if let (Some(obj), Some(result)) = (self.homes.get(key), self.fresh_result(now)) {
+            if let Some(info) = obj.info {
+                if obj.level < result.top_level() && in_arc(to, key, obj.level) {
+                    let lease_ms = millis(self.lease());
+                    let (from_home, renewable) = (true, true);
+                    let (level, stamp) = (obj.level, obj.stamp);
+                    return Some(Offer { key, level, stamp, info, lease_ms, from_home, renewable });
+                }
+                return None;
+            }
+        }
+        let h = self.holdings.valid(key, now)?;
+        if h.cached || !in_arc(to, key, h.level) {
+            return None;
+        }
+        let lease_ms = millis(h.until.saturating_sub(now));
+        // Attached to a renewing source and renewed since the last tick: a detached copy is
+        // dying, and the copies downstream of it must not outlive it.
+        let renewable = h.source.is_some() && h.renewed_at >= self.previous_tick;
+        let (level, stamp, info) = (h.level, h.stamp, h.info);
+        Some(Offer { key, level, stamp, info, lease_ms, from_home: false, renewable })
+    }
+
+    pub fn answer_push(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        offers: Vec<Offer>,
+    ) -> Response {
+        if self.cfg.mode == Mode::Beehive {
+            self.take_offers(now, ring, from, offers);
+        }
+        Response::Ack
+    }
+
+    // ------------------------------------------------------------ answers we get
+
+    pub fn offers_received(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        list: OfferList,
+        result: Option<LevelResult>,
+    ) {
+        if let Some(r) = result {
+            self.adopt(now, r);
+        }
+        if list.full && list.offers.len() < MAX_OFFERS {
+            // Everything this finger offers us (not cut at the cap): copies it renewed that
+            // it no longer offers stop following it.
+            let offered: FastSet<Id> = list.offers.iter().map(|o| o.key).collect();
+            for key in self.holdings.detach_all_but(from.id, &offered) {
+                self.touch(key);
+            }
+        }
+        self.take_offers(now, ring, from, list.offers);
+        for w in list.withdrawn {
+            if let Some(level) = w.level {
+                self.withdrawn_at(now, ring, from, w.key, level);
+            }
+            if self.holdings.detach(w.key, from.id) {
+                self.touch(w.key);
+            }
+        }
+        if !list.full && list.renew_ms > 0 {
+            let lease = Duration::from_millis(u64::from(list.renew_ms));
+            self.holdings.renew_from(from.id, now, lease);
+        }
+        self.seen.insert(from.id, list.gen);
+    }
+
+    /// `from` withdrew `key` at `level`: drop our copy if we lie outside that arc (and tell
+    /// our own pullers, through the change log), or take the level if we lie inside. Only a
+    /// node between us and the home, or the one our copy follows, can tell us.
+    fn withdrawn_at(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        key: Id,
+        level: LevelStamp,
+    ) {
+        let me = ring.me().id;
+        let follows = self.holdings.valid(key, now).is_some_and(|h| h.source == Some(from.id));
+        if !(follows || from.id.in_open_closed(me, key))
+            || !self.plausible_stamp(now, level.stamp)
+            || ring.owns(key)
+        {
+            return;
+        }
+        let inside = in_arc(me, key, level.level);
+        // Lookups this copy already answered may still come for the body (in a live ring:
+        // a fetch a few round trips later); it expires, and is evicted, after that.
+        let grace = now + self.cfg.interval / 8;
+        let forget_at = now + self.lease();
+        match self.holdings.demote(key, level, inside, grace, forget_at) {
+            Demoted::Dropped | Demoted::Relevelled => self.touch(key),
+            Demoted::Noted | Demoted::Ignored => {}
+        }
+    }
+
+    /// Offers from `from` (pulled or pushed): renew the copies we have, fetch the others.
+    fn take_offers(&mut self, now: Time, ring: RingView<'_>, from: Peer, offers: Vec<Offer>) {
+        let me = ring.me().id;
+        for offer in offers {
+            // Only from between us and the home: renewals flow away from the home.
+            if !in_arc(me, offer.key, offer.level)
+                || !(offer.from_home || from.id.in_open_closed(me, offer.key))
+                || !self.plausible_stamp(now, offer.stamp)
+                || ring.owns(offer.key)
+            {
+                continue;
+            }
+            // A budget caps what this node stores, whatever the leader asked for: its
+            // solution lags a catalogue that is still being discovered (M underestimated
+            // means "everything everywhere"). At the budget no new copy is fetched; past it
+            // (its own objects grew) none is renewed either, and copies lapse.
+            let new = !self.holdings.has(offer.key);
+            if self.budget_excess(usize::from(new)) > 0 {
+                continue;
+            }
+            // A copy the offerer no longer renews must not be stretched by its bulk renewals.
+            let attach = offer.renewable;
+            match self.holdings.consider(&offer, from.id, now, attach) {
+                Considered::Fetch => self.event(Event::FetchBody { from, offer }),
+                Considered::Renewed { changed: true } => self.touch(offer.key),
+                Considered::Renewed { .. } | Considered::Ignored => {}
+            }
+            if !attach && self.holdings.detach(offer.key, from.id) {
+                self.touch(offer.key);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ pushes
+
+    /// Queues our offers of `keys` for the nodes that pulled from us lately. A home pushes
+    /// every level change (and a body fetched for a promotion); a node pushes every copy it
+    /// stores on down the tree.
+    pub(super) fn push_offers(&mut self, now: Time, ring: RingView<'_>, keys: &[Id]) {
+        if self.cfg.mode != Mode::Beehive || keys.is_empty() {
+            return;
+        }
+        self.to_push.extend_from_slice(keys);
+        if self.timers.get(Timer::Push).is_some() {
+            return;
+        }
+        let next = self.last_push.map(|t| t + self.cfg.interval / PUSH_BATCHES);
+        match next {
+            Some(at) if at > now => self.timers.set(Timer::Push, at),
+            _ => self.flush_pushes(now, ring),
+        }
+    }
+
+    /// Sends the queued offers to the pullers that would take them (we are the home, or lie
+    /// between them and the key): one message per puller.
+    pub(super) fn flush_pushes(&mut self, now: Time, ring: RingView<'_>) {
+        self.timers.clear(Timer::Push);
+        self.last_push = Some(now);
+        let mut keys = std::mem::take(&mut self.to_push);
+        keys.sort_unstable();
+        keys.dedup();
+        let me = ring.me().id;
+        let keys: Vec<(Id, bool)> = keys.into_iter().map(|k| (k, ring.owns(k))).collect();
+        let mut pullers: Vec<Peer> = self
+            .pullers
+            .values()
+            .filter(|(_, at)| self.recent_puller(*at, now))
+            .map(|(p, _)| *p)
+            .collect();
+        pullers.sort_unstable_by_key(|p| p.id);
+        for p in pullers {
+            let mut offers: Vec<Offer> = keys
+                .iter()
+                .filter(|(k, home)| *home || me.in_open_closed(p.id, *k))
+                .filter_map(|(k, _)| self.offer_to(now, p.id, *k))
+                .collect();
+            if offers.is_empty() {
+                continue;
+            }
+            offers.truncate(MAX_OFFERS);
+            self.send(p, Request::Push { offers });
+        }
+    }
+}
