@@ -33,14 +33,18 @@ impl Node {
     /// A request for `key` was served from this node's own store without a lookup (the HTTP
     /// face's local hit): counted for popularity and as a 0-hop lookup, exactly as
     /// [`Node::fetch`] counts one. Returns `false` if the core holds no copy of `key` here
-    /// (the store kept a body the core has dropped; the caller should drop it too).
+    /// and this node is not its home (the store kept a body the core has dropped; the caller
+    /// should drop it too).
     pub fn served_locally(&mut self, now: Time, key: Id) -> bool {
         match self.serve(now, key, None) {
             Some(found) if found.object.is_some() => {
                 self.rep.note_hops(0, found.level);
                 true
             }
-            _ => false,
+            // The home's body is the loader's: it is stored before the core hears of it, so a
+            // hit can be counted before the core knows the object. Dropping it here would make
+            // the next request fetch from the origin again.
+            _ => RingView::new(&self.routing, &self.peers).owns(key),
         }
     }
 
@@ -148,5 +152,28 @@ impl Node {
         }
         all.sort_unstable_by(hotter);
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChordConfig;
+    use std::time::Duration;
+
+    fn peer(id: u128, port: u16) -> Peer {
+        Peer { id: Id(id), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+
+    /// A hit at the home may be counted before the core hears that the loader stored the
+    /// body: the home keeps it. A node that is not the home and holds no copy drops it.
+    #[test]
+    fn a_local_hit_keeps_the_home_s_body_before_the_core_knows_it() {
+        const ME: u128 = 1 << 127;
+        let mut n = Node::new(peer(ME, 7000), ChordConfig::default(), Duration::ZERO);
+        n.routing_mut().set_successors([peer(ME + 1000, 7001)]);
+        n.routing_mut().set_predecessor(Some(peer(ME - 1000, 7002)));
+        assert!(n.served_locally(Duration::ZERO, Id(ME - 5)), "home key");
+        assert!(!n.served_locally(Duration::ZERO, Id(ME + 5)), "successor's key");
     }
 }
