@@ -1,8 +1,9 @@
 //! Retransmission timeouts from measured round trips (Jacobson/Karels, RFC 6298).
 //!
-//! Bamboo's lesson (seed `002_*`): a timeout that is too long stalls lookups behind dead
-//! peers, one that is too short turns congestion into false suspicion. Each peer gets its own
-//! estimate, bounded below by a floor and above by a ceiling.
+//! Bamboo's lesson (Rhea et al., "Handling Churn in a DHT", USENIX 2004): a timeout that is
+//! too long stalls lookups behind dead peers, one that is too short turns congestion into
+//! false suspicion. Each peer gets its own estimate, bounded below by a floor and above by a
+//! ceiling.
 
 use std::time::Duration;
 

@@ -66,7 +66,7 @@ fn beehive_cuts_hops_far_below_chord_and_passive() {
     // Plain Chord at N = 128 with 8 successors: about ½·log2(N/8) + 1 = 3 hops.
     assert!((2.5..3.5).contains(&chord), "chord {chord}");
     assert!(passive < chord, "passive {passive} vs chord {chord}");
-    // C = 1: within a third of it here (the closed-loop error is reported in the README).
+    // C = 1: within a third of it here (the closed-loop error is in docs/experiments.md).
     assert!(
         (0.66..1.33).contains(&beehive),
         "beehive {beehive} (chord {chord}, passive {passive})"

@@ -11,7 +11,7 @@
 //! | `GET /objects?top=N` | the N (≤ 256) hottest objects this node knows, hottest first: [`ObjectView`] |
 //! | `GET /stats` | counters an operator watches, see below |
 //! | `GET /` or `/dashboard` | the dashboard: one HTML page that polls the three JSON routes |
-//! | `PUT /objects/NAME` | stores the request body under key blake3(NAME) (until the HTTP face can) |
+//! | `PUT /objects/NAME` | stores the request body under key blake3(NAME), to try handoff by hand |
 //!
 //! `/stats` is one JSON object; counters are totals since the node started (the dashboard
 //! takes differences between polls for rates and windowed averages):

@@ -184,7 +184,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A named origin site (used by the HTTP face, which comes later).
+/// A named origin site, served by the HTTP face as `NAME.<suffix>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub host: String,

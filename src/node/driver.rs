@@ -3,7 +3,7 @@
 //! Every input (a message from the transport, the core's timer, a command) is fed to the core
 //! and followed at once by draining every output: transmits go to the transport, events to
 //! the log, and a fresh [`RingSnapshot`] is published for readers that must never wait for
-//! the core (admin, and later the HTTP path). The core's own request timeouts turn silence
+//! the core (the admin listener and the dashboard). The core's own request timeouts turn silence
 //! into misses and answers into RTT samples; the driver only times round trips for metrics.
 
 use super::metrics::{KindLabel, Metrics};

@@ -1,6 +1,6 @@
 //! The routing state as readers outside the driver see it: an immutable snapshot the driver
-//! publishes after every input, read lock-free (`ArcSwap`) by the admin listener and, later,
-//! the HTTP request path. Nobody but the driver ever touches the core.
+//! publishes after every input, read lock-free (`ArcSwap`) by the admin listener (the HTTP
+//! path asks the driver through commands instead). Nobody but the driver ever touches the core.
 
 use beehive_replication::beehive::wire::arc_start;
 use beehive_replication::node::KnownObject;

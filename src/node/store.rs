@@ -1,7 +1,8 @@
 //! Object bodies a node holds, keyed by ring id, with their blake3 hash.
 //!
-//! A trait so the HTTP face's object store (moka with a byte weigher, later) can stand in for
-//! the in-memory map used today. Bodies are `Bytes`: serving one is a reference-count bump.
+//! A trait, so that a running node keeps its bodies in the HTTP face's byte-bounded
+//! `ObjectStore` (`SharedStore` in `cluster.rs`) while tests and the RPC bench use the plain
+//! map [`MemoryStore`]. Bodies are `Bytes`: serving one is a reference-count bump.
 
 use beehive_replication::Id;
 use bytes::Bytes;

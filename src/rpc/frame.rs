@@ -32,7 +32,9 @@ pub const MAC_LEN: usize = blake3::OUT_LEN;
 pub const MIN_FRAME_LEN: usize = HEADER_LEN + MAC_LEN;
 /// Bytes every frame costs on the wire beyond its payload.
 pub const OVERHEAD: usize = PREFIX_LEN + HEADER_LEN + MAC_LEN;
-/// Default cap on the length prefix. The largest message today (64 IPv6 peers) is under 3 KiB.
+/// Default cap on the length prefix. The largest protocol message (a peer list at its cap of 64
+/// IPv6 peers) is under 3 KiB; a node that carries object bodies raises the cap to fit its
+/// `max_body_bytes` ([`super::FrameCodec::with_max_frame_length`]).
 pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
 /// Cap on frames before the peer's hello is authenticated: a hello is a few dozen bytes.
 pub const UNAUTHENTICATED_MAX_FRAME_LEN: usize = 4 * 1024;

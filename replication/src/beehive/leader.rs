@@ -78,10 +78,10 @@ impl Leader {
     }
 
     /// Continues from `previous`, a result another leader published: leadership moved (a
-    /// join or a crash near key 0). Starting from nothing, the new leader's first results
-    /// took M from the fitted curve alone, the initial hop cost and no correction, and under
-    /// churn the stored copies doubled within three intervals of a handoff (hops 1.24, then
-    /// 0.80).
+    /// join or a crash near key 0). The new leader keeps its predecessor's M, hop cost and
+    /// correction: starting from nothing, its first results would take M from the fitted
+    /// curve alone, the initial hop cost and no correction, and the ring would add copies and
+    /// drop them again for several intervals after every handoff.
     pub fn take_over(&mut self, previous: &LevelResult, cfg: &ReplicationConfig) {
         let mut next = Leader::new(cfg);
         if previous.hop_cost.is_finite() {
@@ -155,15 +155,15 @@ impl Leader {
             self.last_stored.replace(stored).is_none_or(|s| (stored / s - 1.0).abs() >= SETTLED);
         let settled =
             !moving && self.asked.is_some_and(|a| (objects / a.objects - 1.0).abs() < SETTLED);
-        // The ring's first convergence is placement catching up, all of it: at N = 1 024 the
-        // average comes down from 1.2 to 1.0 over 100 s with M and the stored copies moving a
-        // few per cent per interval, and steering on that wound the target down to 0.88; the
-        // copies that added outlasted the correction (0.946 for C = 1). So no copies are
-        // added by steering until the ring has once stored what it was asked for. Not a test
-        // on every interval: stored and asked are both noisy, and a gate on them blocks the
-        // corrections one way more often than the other, so the target ratchets.
-        // Settled too: in the first intervals, while M is a fraction of the catalogue, the
-        // ring briefly stores more than the small model asks.
+        // The ring's first convergence is placement catching up, all of it: the average comes
+        // down toward C over many intervals while M and the stored copies still move a few
+        // per cent per interval, and steering on that lowers the target; the copies that adds
+        // outlast the correction. So no copies are added by steering until the ring has once
+        // stored what it was asked for. A one-time gate, not a test on every interval: stored
+        // and asked are both noisy, and a gate on them would block corrections one way more
+        // often than the other, so the target would ratchet. Settled too: in the first
+        // intervals, while M is a fraction of the catalogue, the ring briefly stores more
+        // than the small model asks.
         if settled && self.asked.is_some_and(|a| stored >= a.stored_per_node) {
             self.placed_once = true;
         }

@@ -146,7 +146,8 @@ pub struct LevelResult {
     /// operators to compare with what nodes really store.
     pub model_stored_per_node: f64,
     /// Intervals since the leader issued it, added to by every node that passes it on, so a
-    /// result cannot circulate for ever (seed `003_*`: the ARPANET's immortal updates).
+    /// result cannot circulate for ever (the ARPANET's 1980 outage, RFC 789: routing updates
+    /// that each looked newer than another circulated until the network was reset).
     pub age: u32,
 }
 

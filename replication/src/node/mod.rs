@@ -9,6 +9,15 @@
 //! and lookups route around it at once, but routing state is only rebuilt by the periodic
 //! stabilize, fix-fingers, check-predecessor and merge tasks, so a burst of losses cannot turn
 //! into a burst of repair traffic.
+//!
+//! Why one file of this size: the Chord handlers here (join, stabilize and notify,
+//! check-predecessor, fix-fingers, merge, leave) and the request bookkeeping all act on the
+//! same few fields — routing, peer standing, pending requests and their deadlines — under
+//! one set of invariants: every request has a deadline, a response is taken only from the
+//! peer asked and only of the kind awaited, a miss is counted once. Kept together, those
+//! invariants can be checked in one read. What does not touch them lives in its own module:
+//! lookups (`lookups`), object commands (`objects`), Beehive (`replication`),
+//! the timer table (`timers`) and the events (`event`).
 
 mod event;
 mod lookups;

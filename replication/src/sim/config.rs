@@ -26,9 +26,9 @@ impl Default for Latency {
     }
 }
 
-/// Churn as in the Bamboo test (seed `002_*`): new nodes arrive as a Poisson process, and
-/// every arrival makes a random live node crash, so N stays constant and session times are
-/// exponential with mean N / rate.
+/// Churn as in Bamboo's churn experiments (Rhea et al., USENIX 2004): new nodes arrive as a
+/// Poisson process, and every arrival makes a random live node crash, so N stays constant and
+/// session times are exponential with mean N / rate.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Churn {
     /// Arrivals (and departures) per second across the whole ring.
