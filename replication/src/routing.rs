@@ -216,7 +216,10 @@ impl Routing {
         let me = self.me.id;
         let joining = asker.filter(|a| *a == key);
         let usable = |p: &Peer| Some(p.id) != joining;
-        if joining != Some(me) && self.is_home(key, named, suspected) {
+        // A joiner whose id is our predecessor's is that node started again at the same
+        // address: we are its successor, though by our view the key is not ours.
+        let rejoining = joining.is_some() && self.predecessor.is_some_and(|p| p.id == key);
+        if joining != Some(me) && (rejoining || self.is_home(key, named, suspected)) {
             return NextHop::Here;
         }
         // The first successor at or past the key is its home; should it be dead, the ones
@@ -305,6 +308,15 @@ mod tests {
         let r = sample();
         assert_eq!(r.route(Id(70), None, false, never, 3), NextHop::Here);
         assert_eq!(r.route(Id(100), None, false, never, 3), NextHop::Here);
+    }
+
+    #[test]
+    fn a_restarted_predecessor_joining_again_is_answered_here() {
+        // Node 50 restarted at the same address asks where to join: here, its successor,
+        // although its id is outside our arc while we still hold its previous run.
+        let r = sample();
+        assert_eq!(r.route(Id(50), Some(Id(50)), true, never, 3), NextHop::Here);
+        assert_ne!(r.route(Id(50), None, true, never, 3), NextHop::Here);
     }
 
     #[test]
