@@ -33,9 +33,20 @@ struct Plan {
     entries: usize,
     rate: u32,
     run: Duration,
-    /// One kill -9 and restart this often.
+    /// One disruption this often.
     every: Duration,
     objects: u64,
+    disruption: Disruption,
+}
+
+/// What happens to a node every `Plan::every`.
+#[derive(Clone, Copy, PartialEq)]
+enum Disruption {
+    /// `kill -9`, then started again at the same address.
+    KillRestart,
+    /// `SIGSTOP` for the given time, then `SIGCONT`: a node that holds its connections open
+    /// and answers nothing, the hardest failure to detect.
+    Stop(Duration),
 }
 
 /// What the load saw.
@@ -221,9 +232,18 @@ fn churn(plan: &Plan, check: impl FnOnce(&Outcome)) -> Outcome {
     while start.elapsed() + plan.every * 2 <= plan.run {
         std::thread::sleep(plan.every);
         let victim = rng.random_range(plan.entries..plan.nodes);
-        nodes[victim].signal("-KILL");
-        let _ = nodes[victim].wait_exit(Duration::from_secs(5));
-        nodes[victim] = start_command(node_cmd(ports[victim], Some(seed), origin.addr));
+        match plan.disruption {
+            Disruption::KillRestart => {
+                nodes[victim].signal("-KILL");
+                let _ = nodes[victim].wait_exit(Duration::from_secs(5));
+                nodes[victim] = start_command(node_cmd(ports[victim], Some(seed), origin.addr));
+            }
+            Disruption::Stop(pause) => {
+                nodes[victim].signal("-STOP");
+                std::thread::sleep(pause);
+                nodes[victim].signal("-CONT");
+            }
+        }
         last_restart = Instant::now();
         restarts += 1;
     }
@@ -285,8 +305,25 @@ fn a_ring_under_kill_9_churn_answers_every_request_with_the_origin_s_bytes() {
         run: Duration::from_secs(25),
         every: Duration::from_secs(4),
         objects: 300,
+        disruption: Disruption::KillRestart,
     };
     churn(&plan, |o| check(&plan, o, 0.005, 1000.0, 3.0));
+}
+
+/// A node frozen with SIGSTOP keeps its sockets open and answers nothing: lookups through it
+/// must time out and go around it, and it must take its place again after SIGCONT.
+#[test]
+fn a_ring_answers_around_a_frozen_node() {
+    let plan = Plan {
+        nodes: 6,
+        entries: 2,
+        rate: 150,
+        run: Duration::from_secs(24),
+        every: Duration::from_secs(4),
+        objects: 300,
+        disruption: Disruption::Stop(Duration::from_secs(3)),
+    };
+    churn(&plan, |o| check(&plan, o, 0.01, 3000.0, 2.0));
 }
 
 /// The operator-sized run of issue 18: 8 nodes, 300 req/s, a kill and restart every 5 s.
@@ -300,6 +337,7 @@ fn eight_nodes_under_churn_at_300_requests_per_second() {
         run: Duration::from_secs(90),
         every: Duration::from_secs(5),
         objects: 1000,
+        disruption: Disruption::KillRestart,
     };
     churn(&plan, |o| {
         check(&plan, o, 0.0005, 300.0, 1.1);
