@@ -6,10 +6,11 @@
 //! others). A non-cacheable result goes to the caller that started the load only; the callers
 //! that joined it get [`ClusterError::Pass`], so a `Set-Cookie` is never handed to two clients.
 
-use crate::cluster::{ClusterError, LoadRequest, ObjectKey};
+use crate::cluster::{ClusterError, LoadRequest};
 use crate::config::ProxyConfig;
 use crate::host::Target;
 use crate::key::path_of;
+use crate::key::ObjectKey;
 use crate::metrics::ProxyMetrics;
 use crate::object::{make_policy, unix_ms, vary_names, vary_values, CachedObject};
 use crate::origin::{OriginClient, OriginError};

@@ -1,7 +1,7 @@
 //! The node's object store: encoded objects (home copies and replicas alike) in a moka cache
 //! bounded by bytes, evicting by moka's TinyLFU admission and LRU eviction.
 
-use crate::cluster::ObjectKey;
+use crate::key::ObjectKey;
 use bytes::Bytes;
 use moka::sync::Cache;
 
