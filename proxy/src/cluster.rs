@@ -29,7 +29,14 @@ pub struct Fetched {
     pub level: Option<u8>,
     /// Whether the home may share this object (false: served once, not stored anywhere).
     pub cacheable: bool,
+    /// The blake3 hash of `object` when the node that produced it already knew it (the home
+    /// stored it), so a node keeping it need not hash it again.
+    pub hash: Option<[u8; 32]>,
 }
+
+/// What asking the cluster for an object comes to: the one outcome type from the home's
+/// loader through the wire to the entry node's proxy.
+pub type Fetch = Result<Fetched, ClusterError>;
 
 /// Why the cluster could not produce an object.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -51,15 +58,11 @@ pub enum ClusterError {
 /// [`LocalCluster`](crate::local::LocalCluster) (one node, no ring).
 pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// Gets the object for `key`: from a copy on the lookup path, or from the home, which
-    /// loads it from the origin with `load` when it has none, or when `refresh` is set and its
-    /// own copy is stale (the entry node's copy was stale). Concurrent fetches of one key are
-    /// coalesced by the implementation on each node, and the home loads once per key.
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>>;
+    /// loads it from the origin with `load` when it has none or its copy is stale. `refresh`
+    /// skips the copies on the path and asks the home (the entry node's own copy was stale,
+    /// and replicas may be as stale). Concurrent fetches of one key are coalesced on each
+    /// node, and the home loads once per key.
+    fn fetch(&self, key: ObjectKey, load: LoadRequest, refresh: bool) -> BoxFuture<'_, Fetch>;
 
     /// Counts one request served from this node's own store, for popularity (Beehive counts
     /// at the node that serves).

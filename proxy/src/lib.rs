@@ -57,10 +57,10 @@ mod respond;
 pub mod server;
 pub mod store;
 
-pub use cluster::{BoxFuture, Cluster, ClusterError, Fetched, LoadRequest};
+pub use cluster::{BoxFuture, Cluster, ClusterError, Fetch, Fetched, LoadRequest};
 pub use config::ProxyConfig;
 pub use key::ObjectKey;
-pub use loader::{Loaded, Loader};
+pub use loader::Loader;
 pub use local::LocalCluster;
 pub use metrics::{CacheResult, MetricsSnapshot, ProxyMetrics};
 pub use object::{CachedObject, DecodeError};

@@ -6,7 +6,7 @@
 //! others). A non-cacheable result goes to the caller that started the load only; the callers
 //! that joined it get [`ClusterError::Pass`], so a `Set-Cookie` is never handed to two clients.
 
-use crate::cluster::{ClusterError, LoadRequest};
+use crate::cluster::{ClusterError, Fetch, Fetched, LoadRequest};
 use crate::config::ProxyConfig;
 use crate::host::Target;
 use crate::key::path_of;
@@ -83,25 +83,12 @@ impl LoadSpec {
     }
 }
 
-/// A loaded object.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The encoded [`CachedObject`].
-    pub object: Bytes,
-    /// Whether it may be stored and shared (false: serve it to this one request only).
-    pub cacheable: bool,
-    /// The blake3 hash of `object` as the store keeps it; `None` when not cacheable.
-    pub hash: Option<[u8; 32]>,
+/// An object the store holds, with the hash it keeps, as the home's answer.
+fn from_store((object, hash): (Bytes, [u8; 32])) -> Fetched {
+    Fetched { object, hops: 0, level: None, cacheable: true, hash: Some(hash) }
 }
 
-impl Loaded {
-    /// An object the store holds, with the hash it keeps.
-    fn stored((object, hash): (Bytes, [u8; 32])) -> Self {
-        Loaded { object, cacheable: true, hash: Some(hash) }
-    }
-}
-
-type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, ClusterError>>>;
+type SharedLoad = Shared<BoxFuture<'static, Fetch>>;
 
 /// The origin side of a node: a cheap-to-clone handle.
 #[derive(Clone)]
@@ -169,14 +156,9 @@ impl Loader {
     }
 
     /// Loads `key`: the store's copy while fresh, otherwise from the origin (revalidating a
-    /// stale copy). `refresh` needs no special case here: a stale home copy is never returned
-    /// unless the origin fails within stale-if-error.
-    pub async fn load(
-        &self,
-        key: ObjectKey,
-        req: LoadRequest,
-        _refresh: bool,
-    ) -> Result<Loaded, ClusterError> {
+    /// stale copy; a stale copy is returned only when the origin fails within
+    /// stale-if-error). The answer has 0 hops and no level; the ring fills those in.
+    pub async fn load(&self, key: ObjectKey, req: LoadRequest) -> Fetch {
         if self.inner.pass_memo.contains_key(&key) {
             return Err(ClusterError::Pass);
         }
@@ -209,7 +191,7 @@ impl Loader {
         }
     }
 
-    async fn load_now(&self, key: ObjectKey, req: &LoadRequest) -> Result<Loaded, ClusterError> {
+    async fn load_now(&self, key: ObjectKey, req: &LoadRequest) -> Fetch {
         let spec = LoadSpec::decode(req).ok_or_else(|| ClusterError::Origin {
             status: 400,
             message: "malformed load request".into(),
@@ -220,7 +202,7 @@ impl Loader {
         let old = old_stored.as_ref().and_then(|(b, _)| CachedObject::decode(b).ok());
         if let (Some(o), Some(stored)) = (&old, &old_stored) {
             if !o.is_stale(now_ms) {
-                return Ok(Loaded::stored(stored.clone()));
+                return Ok(from_store(stored.clone()));
             }
         }
         let stale_ok = |o: &CachedObject| {
@@ -248,7 +230,7 @@ impl Loader {
                 inner.metrics.origin_error();
                 if let (Some(o), Some(stored)) = (&old, old_stored) {
                     if stale_ok(o) {
-                        return Ok(Loaded::stored(stored));
+                        return Ok(from_store(stored));
                     }
                 }
                 return Err(ClusterError::Origin { status: e.status(), message: e.to_string() });
@@ -274,7 +256,7 @@ impl Loader {
             Some(o) if whole.head.status.is_server_error() && stale_ok(&o) => {
                 inner.metrics.origin_error();
                 if let Some(stored) = old_stored {
-                    return Ok(Loaded::stored(stored));
+                    return Ok(from_store(stored));
                 }
                 (whole.head.status, whole.head.headers, whole.body)
             }
@@ -306,7 +288,7 @@ impl Loader {
             }
             None
         };
-        Ok(Loaded { object: bytes, cacheable, hash })
+        Ok(Fetched { object: bytes, hops: 0, level: None, cacheable, hash })
     }
 }
 

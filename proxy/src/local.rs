@@ -1,6 +1,6 @@
 //! One node on its own: the [`Cluster`] for a proxy without a ring.
 
-use crate::cluster::{BoxFuture, Cluster, ClusterError, Fetched, LoadRequest};
+use crate::cluster::{BoxFuture, Cluster, ClusterError, Fetch, LoadRequest};
 use crate::key::ObjectKey;
 use crate::loader::Loader;
 
@@ -20,16 +20,9 @@ impl LocalCluster {
 }
 
 impl Cluster for LocalCluster {
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
-        Box::pin(async move {
-            let l = self.loader.load(key, load, refresh).await?;
-            Ok(Fetched { object: l.object, hops: 0, level: None, cacheable: l.cacheable })
-        })
+    fn fetch(&self, key: ObjectKey, load: LoadRequest, _refresh: bool) -> BoxFuture<'_, Fetch> {
+        // The loader is the home: it revalidates a stale copy whether asked to or not.
+        Box::pin(self.loader.load(key, load))
     }
 
     fn served_locally(&self, _key: ObjectKey) {}

@@ -360,7 +360,7 @@ impl Proxy {
             }
         }
         if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
-            self.store.insert(key, f.object);
+            self.store.keep(key, f.object, f.hash);
         }
         if allow_variant && f.cacheable && !obj.vary_matches(client) {
             if let Some(names) = vary_names(&obj.headers) {
@@ -415,7 +415,7 @@ impl Proxy {
                     && (held || this.cluster.keeps_fetched())
                     && CachedObject::decode(&f.object).is_ok()
                 {
-                    this.store.insert(key, f.object);
+                    this.store.keep(key, f.object, f.hash);
                 }
             }
             this.refreshing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);

@@ -62,6 +62,16 @@ impl ObjectStore {
         self.cache.insert(key, Stored { bytes: object, hash });
     }
 
+    /// Stores `object`, hashing it unless `hash` (already checked by the caller) is given.
+    pub fn keep(&self, key: ObjectKey, object: Bytes, hash: Option<[u8; 32]>) {
+        match hash {
+            Some(hash) => self.insert_hashed(key, object, hash),
+            None => {
+                self.insert(key, object);
+            }
+        }
+    }
+
     /// Drops `key`.
     pub fn remove(&self, key: &ObjectKey) {
         self.cache.invalidate(key);

@@ -14,6 +14,7 @@
 use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
 use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
+use beehive_proxy::{ClusterError, Fetch, Fetched, LoadRequest};
 use beehive_replication::{Id, Message, Peer};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -76,17 +77,6 @@ impl BodyError {
     }
 }
 
-/// What a home answers to [`BodyMsg::Load`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadAnswer {
-    /// The encoded object, and whether it may be shared.
-    Loaded { body: Bytes, cacheable: bool },
-    /// The origin failed; `status` is what the entry node answers its client.
-    Failed { status: u16, message: String },
-    /// Not carried by the ring (too large): the entry node goes to the origin itself.
-    Pass,
-}
-
 /// A boxed future, so [`HomeService`] stays object safe.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -94,7 +84,7 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// task of its own, so a slow origin never holds up the connection.
 pub trait HomeService: Send + Sync + std::fmt::Debug {
     /// Gives the object for `key`, loading it from its origin with `load` if needed.
-    fn load(&self, key: Id, load: Bytes, refresh: bool) -> BoxFuture<LoadAnswer>;
+    fn load(&self, key: Id, load: LoadRequest) -> BoxFuture<Fetch>;
     /// Purges `key` here and over its replica arc; `false` if this node is not its home.
     fn purge(&self, key: Id) -> BoxFuture<bool>;
     /// A leaving predecessor handed us `key` (already in the store): take it on as home.
@@ -233,7 +223,7 @@ impl Transport {
             Ok(BodyMsg::Found { body, .. }) if blake3::hash(&body).as_bytes() != &hash => {
                 Err(BodyError::HashMismatch)
             }
-            Ok(BodyMsg::Found { body, .. }) => Ok(Bytes::from(body)),
+            Ok(BodyMsg::Found { body, .. }) => Ok(body),
             Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
             Ok(_) => Err(BodyError::Malformed),
             Err(e) => Err(e),
@@ -253,36 +243,21 @@ impl Transport {
     }
 
     /// Asks `home` for the object `key`, to be loaded from its origin if it has none. The
-    /// answer is checked against the body cap; its hash is what the caller stores it under.
-    pub async fn load_from(
-        &self,
-        home: Peer,
-        key: Id,
-        load: Bytes,
-        refresh: bool,
-        wait: Duration,
-    ) -> Result<LoadAnswer, BodyError> {
-        let load = load.to_vec();
+    /// answer is checked against the body cap; a transfer that fails is `Unavailable`.
+    pub async fn load_from(&self, home: Peer, key: Id, load: LoadRequest, wait: Duration) -> Fetch {
         let answer =
-            self.request_body(home, move |id| BodyMsg::Load { id, key, load, refresh }, wait).await;
-        let result = match answer {
+            self.request_body(home, move |id| BodyMsg::Load { id, key, load: load.0 }, wait).await;
+        let answer = match answer {
             Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.inner.max_body => {
                 Err(BodyError::TooLarge)
             }
-            Ok(BodyMsg::Loaded { body, cacheable, .. }) => {
-                Ok(LoadAnswer::Loaded { body: Bytes::from(body), cacheable })
-            }
-            Ok(BodyMsg::LoadFailed { status, message, .. }) => {
-                Ok(LoadAnswer::Failed { status, message })
-            }
-            Ok(BodyMsg::Pass { .. }) => Ok(LoadAnswer::Pass),
-            Ok(_) => Err(BodyError::Malformed),
+            Ok(answer) => fetch_of(answer).ok_or(BodyError::Malformed),
             Err(e) => Err(e),
         };
-        if let Err(e) = &result {
+        answer.unwrap_or_else(|e| {
             self.inner.metrics.reject_body(e.reason());
-        }
-        result
+            Err(ClusterError::Unavailable(format!("home {}: {e}", home.addr)))
+        })
     }
 
     /// Asks `home` to purge `key`. `Ok(false)`: it is not the home (the ring moved).
@@ -304,7 +279,6 @@ impl Transport {
         if body.len() > self.inner.max_body {
             return Err(BodyError::TooLarge);
         }
-        let body = body.to_vec();
         match self.request_body(to, move |id| BodyMsg::Store { id, key, body }, wait).await? {
             BodyMsg::Stored { accepted, .. } => Ok(accepted),
             _ => Err(BodyError::Malformed),
@@ -532,7 +506,7 @@ impl Inner {
                 let answer = match self.store.get(key) {
                     Some(o) if o.hash == hash => {
                         self.metrics.bodies_served.inc();
-                        BodyMsg::Found { id, body: o.body.to_vec() }
+                        BodyMsg::Found { id, body: o.body }
                     }
                     _ => BodyMsg::Missing { id },
                 };
@@ -541,7 +515,7 @@ impl Inner {
             Payload::Body(BodyMsg::Store { id, key, body }) => {
                 let accepted = body.len() <= self.max_body;
                 if accepted {
-                    let object = StoredObject::new(Bytes::from(body));
+                    let object = StoredObject::new(body);
                     let (hash, size) = (object.hash, object.body.len() as u64);
                     self.store.put(key, object);
                     self.metrics.handoff_received.inc();
@@ -553,26 +527,13 @@ impl Inner {
                 }
                 sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
             }
-            Payload::Body(BodyMsg::Load { id, key, load, refresh }) => {
+            Payload::Body(BodyMsg::Load { id, key, load }) => {
                 self.answer_later(
                     from,
-                    async move |home: Arc<dyn HomeService>| match home
-                        .load(key, Bytes::from(load), refresh)
-                        .await
-                    {
-                        LoadAnswer::Loaded { body, cacheable } => {
-                            BodyMsg::Loaded { id, body: body.to_vec(), cacheable }
-                        }
-                        LoadAnswer::Failed { status, message } => {
-                            BodyMsg::LoadFailed { id, status, message }
-                        }
-                        LoadAnswer::Pass => BodyMsg::Pass { id },
+                    async move |home: Arc<dyn HomeService>| {
+                        answer_of(id, home.load(key, LoadRequest(load)).await)
                     },
-                    BodyMsg::LoadFailed {
-                        id,
-                        status: 503,
-                        message: "node not serving HTTP".into(),
-                    },
+                    answer_of(id, Err(ClusterError::Unavailable("node not serving HTTP".into()))),
                 );
                 true
             }
@@ -597,4 +558,32 @@ impl Inner {
             Payload::Hello(_) => false,
         }
     }
+}
+
+/// A home's [`Fetch`] as the answer to [`BodyMsg::Load`] `id`. Hops and level are the
+/// asker's business; an `Unavailable` home answers 502 like a failed origin.
+fn answer_of(id: u64, fetch: Fetch) -> BodyMsg {
+    match fetch {
+        Ok(f) => BodyMsg::Loaded { id, body: f.object, cacheable: f.cacheable },
+        Err(ClusterError::Origin { status, message }) => {
+            BodyMsg::LoadFailed { id, status, message }
+        }
+        Err(ClusterError::Pass) => BodyMsg::Pass { id },
+        Err(ClusterError::Unavailable(message)) => BodyMsg::LoadFailed { id, status: 502, message },
+    }
+}
+
+/// The [`Fetch`] an answer to [`BodyMsg::Load`] stands for (0 hops, no level); `None` for
+/// any other message.
+fn fetch_of(answer: BodyMsg) -> Option<Fetch> {
+    Some(match answer {
+        BodyMsg::Loaded { body, cacheable, .. } => {
+            Ok(Fetched { object: body, hops: 0, level: None, cacheable, hash: None })
+        }
+        BodyMsg::LoadFailed { status, message, .. } => {
+            Err(ClusterError::Origin { status, message })
+        }
+        BodyMsg::Pass { .. } => Err(ClusterError::Pass),
+        _ => return None,
+    })
 }
