@@ -30,6 +30,7 @@
 //! * [`cluster`] — the trait the node implements
 //! * [`local`] — [`LocalCluster`], the one-node implementation
 //! * [`config`] — [`ProxyConfig`], defaults and validation
+//! * [`flight`] — [`Flights`], coalescing of concurrent fetches of one key
 //! * [`host`] — Host header → origin, and open mode's address classifier (SSRF guard)
 //! * [`key`] — [`ObjectKey`], cache key normalisation and variant keys
 //! * [`object`] — the cached object, its encoding, cache policy construction
@@ -44,6 +45,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod flight;
 pub mod host;
 pub mod key;
 pub mod limits;
@@ -59,6 +61,7 @@ pub mod store;
 
 pub use cluster::{BoxFuture, Cluster, ClusterError, Fetch, Fetched, LoadRequest};
 pub use config::ProxyConfig;
+pub use flight::Flights;
 pub use key::ObjectKey;
 pub use loader::Loader;
 pub use local::LocalCluster;

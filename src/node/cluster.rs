@@ -9,20 +9,19 @@
 //! origin (coalesced there per key) and takes it on ([`Command::PutHome`]). A stale copy at the
 //! entry node goes to the home directly (`refresh`), which revalidates it with the origin.
 //!
-//! Concurrent misses for one key on one node share one fetch; since only homes load from
-//! origins, the origin sees one request per object however many nodes miss at once.
+//! Concurrent misses for one key on one node share one fetch ([`Flights`], as the home's
+//! loads do); since only homes load from origins, the origin sees one request per object
+//! however many nodes miss at once.
 
 use super::driver::{Command, Found};
-use super::store::{BodyStore, StoredObject};
 use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
 use beehive_proxy::{
-    BoxFuture, Cluster, ClusterError, Fetch, Fetched, LoadRequest, Loader, ObjectKey, ObjectStore,
+    BoxFuture, Cluster, ClusterError, Fetch, Fetched, Flights, LoadRequest, Loader, ObjectKey,
+    ObjectStore,
 };
 use beehive_replication::node::NO_RESULT_LEVEL;
 use beehive_replication::{Id, Peer};
-use futures_util::future::{FutureExt, Shared};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,16 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 /// is shorter, so an origin timeout comes back as a 504, not as this).
 const BODY_WAIT: Duration = Duration::from_secs(15);
 
-type SharedFetch = Shared<BoxFuture<'static, Fetch>>;
-
 /// The ring as the HTTP face sees it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RingCluster {
-    inner: Arc<Inner>,
+    ring: Arc<Ring>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Ring {
     name: String,
     me: Peer,
     commands: mpsc::Sender<Command>,
@@ -48,7 +45,7 @@ struct Inner {
     store: ObjectStore,
     loader: Loader,
     /// Misses in flight on this node, per (key, refresh).
-    inflight: Mutex<HashMap<(Id, bool), SharedFetch>>,
+    misses: Flights<(ObjectKey, bool)>,
 }
 
 /// The level to report for `level`: `None` for the core's "home only, no leader result yet"
@@ -72,7 +69,7 @@ impl RingCluster {
         store: ObjectStore,
         loader: Loader,
     ) -> Self {
-        let inner = Inner {
+        let ring = Ring {
             name,
             me,
             commands,
@@ -80,13 +77,13 @@ impl RingCluster {
             transport,
             store,
             loader,
-            inflight: Mutex::new(HashMap::new()),
+            misses: Flights::default(),
         };
-        RingCluster { inner: Arc::new(inner) }
+        RingCluster { ring: Arc::new(ring) }
     }
 }
 
-impl Inner {
+impl Ring {
     async fn ask(&self, make: impl FnOnce(oneshot::Sender<Found>) -> Command) -> Found {
         let (reply, answer) = oneshot::channel();
         if self.commands.send(make(reply)).await.is_err() {
@@ -193,48 +190,34 @@ impl Inner {
 
 impl Cluster for RingCluster {
     fn fetch(&self, key: ObjectKey, load: LoadRequest, refresh: bool) -> BoxFuture<'_, Fetch> {
-        let slot = (ring_id(key), refresh);
-        let shared = {
-            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            inflight
-                .entry(slot)
-                .or_insert_with(|| {
-                    let inner = self.inner.clone();
-                    let fut: BoxFuture<'static, _> = Box::pin(async move {
-                        let result = inner.clone().fetch(key, load, refresh).await;
-                        inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
-                        result
-                    });
-                    fut.shared()
-                })
-                .clone()
-        };
-        Box::pin(shared)
+        let ring = self.ring.clone();
+        let start = move || ring.fetch(key, load, refresh);
+        Box::pin(self.ring.misses.join((key, refresh), start))
     }
 
     fn served_locally(&self, key: ObjectKey) {
         // Best effort: a full queue loses a count, never a request.
-        let _ = self.inner.served.try_send(ring_id(key));
+        let _ = self.ring.served.try_send(ring_id(key));
     }
 
     fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
         Box::pin(async move {
-            let inner = &self.inner;
+            let ring = &self.ring;
             let id = ring_id(key);
-            inner.store.remove(&key);
+            ring.store.remove(&key);
             let Found::At { holder, .. } =
-                inner.ask(|reply| Command::Lookup { key: id, reply }).await
+                ring.ask(|reply| Command::Lookup { key: id, reply }).await
             else {
                 return Err(ClusterError::Unavailable("no home found for the purge".into()));
             };
-            let done =
-                if holder.id == inner.me.id {
-                    inner.purge_here(key).await
-                } else {
-                    inner.transport.purge_at(holder, id, BODY_WAIT).await.map_err(|e| {
-                        ClusterError::Unavailable(format!("home {}: {e}", holder.addr))
-                    })?
-                };
+            let done = if holder.id == ring.me.id {
+                ring.purge_here(key).await
+            } else {
+                ring.transport
+                    .purge_at(holder, id, BODY_WAIT)
+                    .await
+                    .map_err(|e| ClusterError::Unavailable(format!("home {}: {e}", holder.addr)))?
+            };
             if done {
                 Ok(())
             } else {
@@ -244,7 +227,7 @@ impl Cluster for RingCluster {
     }
 
     fn node_name(&self) -> &str {
-        &self.inner.name
+        &self.ring.name
     }
 
     fn keeps_fetched(&self) -> bool {
@@ -254,43 +237,16 @@ impl Cluster for RingCluster {
 
 impl HomeService for RingCluster {
     fn load(&self, key: Id, load: LoadRequest) -> HomeFuture<Fetch> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.load_here(ObjectKey(key.0), load).await })
+        let ring = self.ring.clone();
+        Box::pin(async move { ring.load_here(ObjectKey(key.0), load).await })
     }
 
     fn purge(&self, key: Id) -> HomeFuture<bool> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.purge_here(ObjectKey(key.0)).await })
+        let ring = self.ring.clone();
+        Box::pin(async move { ring.purge_here(ObjectKey(key.0)).await })
     }
 
     fn adopt(&self, key: Id, hash: [u8; 32], size: u64) {
-        let _ = self.inner.commands.try_send(Command::PutHome { key, hash, size });
-    }
-}
-
-/// The proxy's object store is the node's body store: replicas fetched by the driver and
-/// bodies served to other nodes live in the one byte-bounded cache.
-#[derive(Debug, Clone)]
-pub struct SharedStore(pub ObjectStore);
-
-impl BodyStore for SharedStore {
-    fn get(&self, key: Id) -> Option<StoredObject> {
-        let (body, hash) = self.0.get_hashed(&ObjectKey(key.0))?;
-        Some(StoredObject { body, hash })
-    }
-
-    fn put(&self, key: Id, object: StoredObject) {
-        self.0.insert_hashed(ObjectKey(key.0), object.body, object.hash);
-    }
-
-    fn remove(&self, key: Id) {
-        self.0.remove(&ObjectKey(key.0));
-    }
-
-    fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
-        let mut keys: Vec<_> =
-            self.0.keys().into_iter().map(|(k, len, hash)| (Id(k.0), len, hash)).collect();
-        keys.sort_by_key(|(k, _, _)| *k);
-        keys
+        let _ = self.ring.commands.try_send(Command::PutHome { key, hash, size });
     }
 }

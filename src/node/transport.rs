@@ -102,11 +102,11 @@ pub struct TransportConfig {
 /// Cheap to clone; every clone is the same transport.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    inner: Arc<Inner>,
+    wire: Arc<Wire>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Wire {
     me: Peer,
     key: MacKey,
     max_frame: usize,
@@ -147,7 +147,7 @@ impl Transport {
         store: Arc<dyn BodyStore>,
     ) -> (Transport, mpsc::Receiver<Inbound>) {
         let (inbound, rx) = mpsc::channel(4096);
-        let inner = Inner {
+        let wire = Wire {
             me: config.me,
             key: config.key,
             max_frame: config.max_body_bytes.saturating_add(BODY_FRAME_SLACK),
@@ -162,23 +162,23 @@ impl Transport {
             next_body_id: AtomicU64::new(1),
             home: std::sync::OnceLock::new(),
         };
-        (Transport { inner: Arc::new(inner) }, rx)
+        (Transport { wire: Arc::new(wire) }, rx)
     }
 
     pub fn me(&self) -> Peer {
-        self.inner.me
+        self.wire.me
     }
 
     /// The frame length cap this transport uses (and expects of its peers).
     pub fn max_frame_length(&self) -> usize {
-        self.inner.max_frame
+        self.wire.max_frame
     }
 
     /// Queues a protocol message for `to`. Never waits: if the peer is unreachable (in
     /// backoff) or its queue is full the message is dropped and counted.
     pub fn send_message(&self, to: Peer, msg: Message) {
-        self.inner.metrics.rpc_sent.get_or_create(&KindLabel { kind: msg.kind() }).inc();
-        self.inner.send(to, Payload::Message(msg));
+        self.wire.metrics.rpc_sent.get_or_create(&KindLabel { kind: msg.kind() }).inc();
+        self.wire.send(to, Payload::Message(msg));
     }
 
     /// Accepts connections until `stop` turns true. Each runs in its own task.
@@ -192,9 +192,9 @@ impl Transport {
             };
             match accepted {
                 Ok((stream, _)) => {
-                    let inner = self.inner.clone();
+                    let wire = self.wire.clone();
                     tokio::spawn(async move {
-                        inner.run(stream, None).await;
+                        wire.run(stream, None).await;
                         drop(permit);
                     });
                 }
@@ -217,7 +217,7 @@ impl Transport {
     ) -> Result<Bytes, BodyError> {
         let answer = self.request_body(from, |id| BodyMsg::Fetch { id, key, hash }, wait).await;
         let result = match answer {
-            Ok(BodyMsg::Found { body, .. }) if body.len() > self.inner.max_body => {
+            Ok(BodyMsg::Found { body, .. }) if body.len() > self.wire.max_body => {
                 Err(BodyError::TooLarge)
             }
             Ok(BodyMsg::Found { body, .. }) if blake3::hash(&body).as_bytes() != &hash => {
@@ -230,16 +230,16 @@ impl Transport {
         };
         match &result {
             Ok(_) => {
-                self.inner.metrics.bodies_fetched.inc();
+                self.wire.metrics.bodies_fetched.inc();
             }
-            Err(e) => self.inner.metrics.reject_body(e.reason()),
+            Err(e) => self.wire.metrics.reject_body(e.reason()),
         }
         result
     }
 
     /// Installs what answers loads and purges for the objects this node is home for.
     pub fn set_home_service(&self, home: Arc<dyn HomeService>) {
-        let _ = self.inner.home.set(home);
+        let _ = self.wire.home.set(home);
     }
 
     /// Asks `home` for the object `key`, to be loaded from its origin if it has none. The
@@ -248,14 +248,14 @@ impl Transport {
         let answer =
             self.request_body(home, move |id| BodyMsg::Load { id, key, load: load.0 }, wait).await;
         let answer = match answer {
-            Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.inner.max_body => {
+            Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.wire.max_body => {
                 Err(BodyError::TooLarge)
             }
             Ok(answer) => fetch_of(answer).ok_or(BodyError::Malformed),
             Err(e) => Err(e),
         };
         answer.unwrap_or_else(|e| {
-            self.inner.metrics.reject_body(e.reason());
+            self.wire.metrics.reject_body(e.reason());
             Err(ClusterError::Unavailable(format!("home {}: {e}", home.addr)))
         })
     }
@@ -276,7 +276,7 @@ impl Transport {
         body: Bytes,
         wait: Duration,
     ) -> Result<bool, BodyError> {
-        if body.len() > self.inner.max_body {
+        if body.len() > self.wire.max_body {
             return Err(BodyError::TooLarge);
         }
         match self.request_body(to, move |id| BodyMsg::Store { id, key, body }, wait).await? {
@@ -291,12 +291,12 @@ impl Transport {
         make: impl FnOnce(u64) -> BodyMsg,
         wait: Duration,
     ) -> Result<BodyMsg, BodyError> {
-        let id = self.inner.next_body_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.wire.next_body_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.waiting).insert(id, tx);
-        self.inner.send(to, Payload::Body(make(id)));
+        lock(&self.wire.waiting).insert(id, tx);
+        self.wire.send(to, Payload::Body(make(id)));
         let answer = timeout(wait, rx).await;
-        lock(&self.inner.waiting).remove(&id);
+        lock(&self.wire.waiting).remove(&id);
         match answer {
             Ok(Ok(msg)) => Ok(msg),
             Ok(Err(_)) => Err(BodyError::ConnectionLost),
@@ -305,7 +305,7 @@ impl Transport {
     }
 }
 
-impl Inner {
+impl Wire {
     fn send(self: &Arc<Self>, to: Peer, mut payload: Payload) {
         if to.id == self.me.id {
             self.metrics.drop_send("to_self");
@@ -335,8 +335,8 @@ impl Inner {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         conns.insert(to.id, Conn { tx, generation });
         drop(conns);
-        let inner = self.clone();
-        tokio::spawn(async move { inner.dial(to, rx, generation).await });
+        let wire = self.clone();
+        tokio::spawn(async move { wire.dial(to, rx, generation).await });
     }
 
     async fn dial(self: Arc<Self>, to: Peer, rx: mpsc::Receiver<Payload>, generation: u64) {
@@ -485,10 +485,10 @@ impl Inner {
             self.send(to, Payload::Body(unavailable));
             return;
         };
-        let inner = self.clone();
+        let wire = self.clone();
         tokio::spawn(async move {
             let answer = work(home).await;
-            inner.send(to, Payload::Body(answer));
+            wire.send(to, Payload::Body(answer));
         });
     }
 
