@@ -16,6 +16,7 @@
 
 mod support;
 
+use beehive::rpc::frame::VERSION;
 use beehive::rpc::{Frame, FrameCodec, Hello, MacKey, Payload};
 use beehive_replication::{Id, Message, Peer, Request, Response};
 use bytes::BytesMut;
@@ -239,7 +240,7 @@ fn hostile_frames_close_the_connection_are_counted_and_the_node_keeps_serving() 
         ("too_large", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("too_large", 100_000_000u32.to_be_bytes().to_vec()),
         ("truncated", [&10u32.to_be_bytes()[..], &[1u8; 10]].concat()),
-        ("bad_mac", [&60u32.to_be_bytes()[..], &[1u8; 60]].concat()),
+        ("bad_mac", [&60u32.to_be_bytes()[..], &[VERSION; 60]].concat()),
     ];
     for (reason, bytes) in cases {
         let before = rejected(reason);

@@ -8,12 +8,12 @@
 
 use beehive::rpc::frame::{
     DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, NONCE_LEN, OVERHEAD, PREFIX_LEN,
-    SESSION_CONTEXT, UNAUTHENTICATED_MAX_FRAME_LEN,
+    SESSION_CONTEXT, UNAUTHENTICATED_MAX_FRAME_LEN, VERSION,
 };
 use beehive::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Nonce, Payload};
 use beehive_replication::message::MAX_LISTED_PEERS;
 use beehive_replication::{Id, Message, NextHop, Peer, Request, Response};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use std::net::SocketAddr;
 use tokio_util::codec::{Decoder, Encoder};
@@ -91,10 +91,16 @@ fn payloads() -> Vec<Payload> {
     all.extend(all_messages().into_iter().map(Payload::Message));
     all.extend([
         Payload::Body(BodyMsg::Fetch { id: 7, key: Id(3), hash: [1; 32] }),
-        Payload::Body(BodyMsg::Found { id: 7, body: vec![0xab; 3000] }),
+        Payload::Body(BodyMsg::Found { id: 7, body: Bytes::from(vec![0xab; 3000]) }),
         Payload::Body(BodyMsg::Missing { id: 8 }),
-        Payload::Body(BodyMsg::Store { id: 9, key: Id(u128::MAX), body: vec![] }),
+        Payload::Body(BodyMsg::Store { id: 9, key: Id(u128::MAX), body: Bytes::new() }),
         Payload::Body(BodyMsg::Stored { id: 9, accepted: true }),
+        Payload::Body(BodyMsg::Load { id: 10, key: Id(5), load: Bytes::from_static(b"{}") }),
+        Payload::Body(BodyMsg::Loaded { id: 10, body: Bytes::from(vec![1; 500]), cacheable: true }),
+        Payload::Body(BodyMsg::LoadFailed { id: 11, status: 504, message: "timeout".into() }),
+        Payload::Body(BodyMsg::Pass { id: 12 }),
+        Payload::Body(BodyMsg::Purge { id: 13, key: Id(6) }),
+        Payload::Body(BodyMsg::Purged { id: 13, done: false }),
     ]);
     all
 }
@@ -130,7 +136,7 @@ fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
 fn forge(mac_key: &[u8; 32], kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> Vec<u8> {
     let len = (MIN_FRAME_LEN + payload.len()) as u32;
     let mut frame = len.to_be_bytes().to_vec();
-    frame.extend_from_slice(&[1, kind]);
+    frame.extend_from_slice(&[VERSION, kind]);
     frame.extend_from_slice(&seq.to_be_bytes());
     frame.extend_from_slice(&request_id.to_be_bytes());
     frame.extend_from_slice(payload);
@@ -326,7 +332,7 @@ fn an_oversized_length_prefix_is_too_large_without_allocating() {
 
 #[test]
 fn the_cap_is_small_until_the_hello_is_authenticated() {
-    let big = Payload::Body(BodyMsg::Found { id: 1, body: vec![3; 20_000] });
+    let big = Payload::Body(BodyMsg::Found { id: 1, body: Bytes::from(vec![3; 20_000]) });
     let items = [hello(peer_v4(1)), big];
     let (bytes, ends) = encode_all(key(), &items);
     // A stranger's first frame may not be big.
@@ -391,7 +397,7 @@ fn garbage_is_refused() {
     // A length that fits, then junk: refused on version or MAC.
     let mut junk = 60u32.to_be_bytes().to_vec();
     junk.extend((0..60u8).map(|i| i.wrapping_mul(37)));
-    junk[PREFIX_LEN] = 1; // the right version, so the MAC is what refuses it
+    junk[PREFIX_LEN] = VERSION; // the right version, so the MAC is what refuses it
     assert_reason(&feed_whole(&junk), "bad_mac");
     junk[PREFIX_LEN] = 7;
     assert_reason(&feed_whole(&junk), "bad_version");
@@ -408,9 +414,13 @@ fn garbage_is_refused() {
 fn another_protocol_version_is_bad_version() {
     let (bytes, _) = encode_all(key(), &payloads()[..1]);
     let mut bumped = bytes.to_vec();
-    bumped[PREFIX_LEN] = 2;
+    let other = VERSION.wrapping_add(1);
+    bumped[PREFIX_LEN] = other;
     let received = feed_whole(&bumped);
-    assert!(matches!(received.error, Some(FrameError::BadVersion { got: 2, expected: 1 })));
+    assert!(matches!(
+        received.error,
+        Some(FrameError::BadVersion { got, expected: VERSION }) if got == other
+    ));
 }
 
 #[test]

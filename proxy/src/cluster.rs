@@ -5,6 +5,7 @@
 //! proxy alone decodes it. A *load request* is equally opaque: what the home needs to fetch the
 //! object from its origin, produced by the entry node's proxy and consumed by the home's.
 
+use crate::key::ObjectKey;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,22 +13,6 @@ use thiserror::Error;
 
 /// A boxed future, so [`Cluster`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// An object's name on the ring: the first 16 bytes of the blake3 hash of its normalised
-/// cache key (big-endian), which is also its ring id. 128 bits keep accidental collisions out
-/// of reach for any catalogue a cluster can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey(pub u128);
-
-impl ObjectKey {
-    /// The key of a normalised cache key string.
-    pub fn of(normalised: &str) -> Self {
-        let digest = blake3::hash(normalised.as_bytes());
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&digest.as_bytes()[..16]);
-        ObjectKey(u128::from_be_bytes(first))
-    }
-}
 
 /// What a home needs to load an object from its origin (encoded by the proxy).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +29,14 @@ pub struct Fetched {
     pub level: Option<u8>,
     /// Whether the home may share this object (false: served once, not stored anywhere).
     pub cacheable: bool,
+    /// The blake3 hash of `object` when the node that produced it already knew it (the home
+    /// stored it), so a node keeping it need not hash it again.
+    pub hash: Option<[u8; 32]>,
 }
+
+/// What asking the cluster for an object comes to: the one outcome type from the home's
+/// loader through the wire to the entry node's proxy.
+pub type Fetch = Result<Fetched, ClusterError>;
 
 /// Why the cluster could not produce an object.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -63,18 +55,14 @@ pub enum ClusterError {
 }
 
 /// The cluster as the proxy sees it. Implemented by the node (on the ring) and by
-/// [`LocalCluster`] (one node, no ring).
+/// [`LocalCluster`](crate::local::LocalCluster) (one node, no ring).
 pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// Gets the object for `key`: from a copy on the lookup path, or from the home, which
-    /// loads it from the origin with `load` when it has none, or when `refresh` is set and its
-    /// own copy is stale (the entry node's copy was stale). Concurrent fetches of one key are
-    /// coalesced by the implementation on each node, and the home loads once per key.
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>>;
+    /// loads it from the origin with `load` when it has none or its copy is stale. `refresh`
+    /// skips the copies on the path and asks the home (the entry node's own copy was stale,
+    /// and replicas may be as stale). Concurrent fetches of one key are coalesced on each
+    /// node, and the home loads once per key.
+    fn fetch(&self, key: ObjectKey, load: LoadRequest, refresh: bool) -> BoxFuture<'_, Fetch>;
 
     /// Counts one request served from this node's own store, for popularity (Beehive counts
     /// at the node that serves).
@@ -93,45 +81,5 @@ pub trait Cluster: Send + Sync + std::fmt::Debug + 'static {
     /// refreshed in place.
     fn keeps_fetched(&self) -> bool {
         true
-    }
-}
-
-/// One node on its own: every key's home is here, so a fetch is a load (0 hops) and a purge
-/// drops the key from the store.
-#[derive(Debug, Clone)]
-pub struct LocalCluster {
-    loader: crate::loader::Loader,
-    name: String,
-}
-
-impl LocalCluster {
-    /// A one-node cluster loading through `loader`.
-    pub fn new(loader: crate::loader::Loader, name: impl Into<String>) -> Self {
-        LocalCluster { loader, name: name.into() }
-    }
-}
-
-impl Cluster for LocalCluster {
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
-        Box::pin(async move {
-            let l = self.loader.load(key, load, refresh).await?;
-            Ok(Fetched { object: l.object, hops: 0, level: None, cacheable: l.cacheable })
-        })
-    }
-
-    fn served_locally(&self, _key: ObjectKey) {}
-
-    fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
-        self.loader.purge(&key);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn node_name(&self) -> &str {
-        &self.name
     }
 }

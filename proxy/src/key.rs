@@ -1,9 +1,24 @@
 //! The normalised cache key: `http://host:port/path?query`, lowercased host, tracking
 //! parameters dropped, query optionally sorted. Its blake3 is the object's [`ObjectKey`].
 
-use crate::cluster::ObjectKey;
 use crate::config::ProxyConfig;
 use crate::host::Target;
+
+/// An object's name on the ring: the first 16 bytes of the blake3 hash of its normalised
+/// cache key (big-endian), which is also its ring id. 128 bits keep accidental collisions out
+/// of reach for any catalogue a cluster can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(pub u128);
+
+impl ObjectKey {
+    /// The key of a normalised cache key string.
+    pub fn of(normalised: &str) -> Self {
+        let digest = blake3::hash(normalised.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_bytes()[..16]);
+        ObjectKey(u128::from_be_bytes(first))
+    }
+}
 
 /// The normalised cache key of `path_and_query` at `target`. It is also the URL the origin is
 /// asked for, so one key always names one origin resource.

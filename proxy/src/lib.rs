@@ -5,7 +5,7 @@
 //! This crate knows nothing of Chord. It serves HTTP, maps CDN host names to origins, keeps
 //! the node's object store and loads objects from origins; it reaches the rest of the cluster
 //! only through the [`Cluster`] trait, which the `beehive` binary implements on the ring (and
-//! which [`cluster::LocalCluster`] implements for one node on its own).
+//! which [`local::LocalCluster`] implements for one node on its own).
 //!
 //! A request passes through named phases (see [`server`]): admission (rate limit, host
 //! mapping, method) → local lookup → cluster fetch → store → respond (conditional, range,
@@ -27,10 +27,12 @@
 //!
 //! # Module map
 //!
-//! * [`cluster`] — the trait the node implements, and the one-node implementation
+//! * [`cluster`] — the trait the node implements
+//! * [`local`] — [`LocalCluster`], the one-node implementation
 //! * [`config`] — [`ProxyConfig`], defaults and validation
+//! * [`flight`] — [`Flights`], coalescing of concurrent fetches of one key
 //! * [`host`] — Host header → origin, and open mode's address classifier (SSRF guard)
-//! * [`key`] — cache key normalisation and variant keys
+//! * [`key`] — [`ObjectKey`], cache key normalisation and variant keys
 //! * [`object`] — the cached object, its encoding, cache policy construction
 //! * [`store`] — [`ObjectStore`], the byte-bounded moka cache of encoded objects
 //! * [`origin`] — the HTTP client towards origins, with timeouts
@@ -43,10 +45,12 @@
 
 pub mod cluster;
 pub mod config;
+pub mod flight;
 pub mod host;
 pub mod key;
 pub mod limits;
 pub mod loader;
+pub mod local;
 pub mod metrics;
 pub mod object;
 pub mod origin;
@@ -55,11 +59,12 @@ mod respond;
 pub mod server;
 pub mod store;
 
-pub use cluster::{
-    BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, LocalCluster, ObjectKey,
-};
+pub use cluster::{BoxFuture, Cluster, ClusterError, Fetch, Fetched, LoadRequest};
 pub use config::ProxyConfig;
-pub use loader::{Loaded, Loader};
+pub use flight::Flights;
+pub use key::ObjectKey;
+pub use loader::Loader;
+pub use local::LocalCluster;
 pub use metrics::{CacheResult, MetricsSnapshot, ProxyMetrics};
 pub use object::{CachedObject, DecodeError};
 pub use server::Proxy;

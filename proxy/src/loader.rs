@@ -2,24 +2,22 @@
 //!
 //! The entry node encodes a [`LoadSpec`] into the opaque [`LoadRequest`]; whichever node is
 //! the object's home decodes it and calls [`Loader::load`]. Concurrent loads of one key share
-//! one spawned task (so a client that goes away does not cancel the origin fetch for the
-//! others). A non-cacheable result goes to the caller that started the load only; the callers
-//! that joined it get [`ClusterError::Pass`], so a `Set-Cookie` is never handed to two clients.
+//! one [`Flights`] flight.
 
-use crate::cluster::{ClusterError, LoadRequest, ObjectKey};
+use crate::cluster::{ClusterError, Fetch, Fetched, LoadRequest};
 use crate::config::ProxyConfig;
+use crate::flight::Flights;
 use crate::host::Target;
 use crate::key::path_of;
+use crate::key::ObjectKey;
 use crate::metrics::ProxyMetrics;
 use crate::object::{make_policy, unix_ms, vary_names, vary_values, CachedObject};
 use crate::origin::{OriginClient, OriginError};
 use crate::store::ObjectStore;
 use bytes::Bytes;
-use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How long a key found unshareable (Set-Cookie, no-store, too large...) is answered with
@@ -82,46 +80,31 @@ impl LoadSpec {
     }
 }
 
-/// A loaded object.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The encoded [`CachedObject`].
-    pub object: Bytes,
-    /// Whether it may be stored and shared (false: serve it to this one request only).
-    pub cacheable: bool,
-    /// The blake3 hash of `object` as the store keeps it; `None` when not cacheable.
-    pub hash: Option<[u8; 32]>,
+/// An object the store holds, with the hash it keeps, as the home's answer.
+fn from_store((object, hash): (Bytes, [u8; 32])) -> Fetched {
+    Fetched { object, hops: 0, level: None, cacheable: true, hash: Some(hash) }
 }
-
-impl Loaded {
-    /// An object the store holds, with the hash it keeps.
-    fn stored((object, hash): (Bytes, [u8; 32])) -> Self {
-        Loaded { object, cacheable: true, hash: Some(hash) }
-    }
-}
-
-type SharedLoad = Shared<BoxFuture<'static, Result<Loaded, ClusterError>>>;
 
 /// The origin side of a node: a cheap-to-clone handle.
 #[derive(Clone)]
 pub struct Loader {
-    inner: Arc<Inner>,
+    state: Arc<LoaderState>,
 }
 
-struct Inner {
+struct LoaderState {
     store: ObjectStore,
     origin: OriginClient,
     metrics: Arc<ProxyMetrics>,
     default_ttl: Duration,
     stale_if_error: Duration,
     max_object_bytes: usize,
-    inflight: Mutex<HashMap<ObjectKey, SharedLoad>>,
+    loads: Flights<ObjectKey>,
     pass_memo: moka::sync::Cache<ObjectKey, ()>,
 }
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loader").field("store", &self.inner.store).finish_non_exhaustive()
+        f.debug_struct("Loader").field("store", &self.state.store).finish_non_exhaustive()
     }
 }
 
@@ -129,14 +112,14 @@ impl Loader {
     /// A loader keeping what it loads in `store`.
     pub fn new(config: &ProxyConfig, store: ObjectStore) -> Self {
         Loader {
-            inner: Arc::new(Inner {
+            state: Arc::new(LoaderState {
                 store,
                 origin: OriginClient::new(config),
                 metrics: Arc::new(ProxyMetrics::default()),
                 default_ttl: config.default_ttl,
                 stale_if_error: config.stale_if_error,
                 max_object_bytes: config.max_object_bytes,
-                inflight: Mutex::new(HashMap::new()),
+                loads: Flights::default(),
                 pass_memo: moka::sync::Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(HIT_FOR_PASS)
@@ -147,83 +130,53 @@ impl Loader {
 
     /// The store this loader fills.
     pub fn store(&self) -> &ObjectStore {
-        &self.inner.store
+        &self.state.store
     }
 
     /// The origin client (the proxy uses it to pass requests through).
     pub fn origin(&self) -> &OriginClient {
-        &self.inner.origin
+        &self.state.origin
     }
 
     /// The counters shared with the proxy.
     pub fn metrics(&self) -> Arc<ProxyMetrics> {
-        self.inner.metrics.clone()
+        self.state.metrics.clone()
     }
 
     /// Forgets `key`: its stored copy and any hit-for-pass mark. The node calls this when a
     /// purge reaches the home.
     pub fn purge(&self, key: &ObjectKey) {
-        self.inner.store.remove(key);
-        self.inner.pass_memo.invalidate(key);
+        self.state.store.remove(key);
+        self.state.pass_memo.invalidate(key);
     }
 
     /// Loads `key`: the store's copy while fresh, otherwise from the origin (revalidating a
-    /// stale copy). `refresh` needs no special case here: a stale home copy is never returned
-    /// unless the origin fails within stale-if-error.
-    pub async fn load(
-        &self,
-        key: ObjectKey,
-        req: LoadRequest,
-        _refresh: bool,
-    ) -> Result<Loaded, ClusterError> {
-        if self.inner.pass_memo.contains_key(&key) {
+    /// stale copy; a stale copy is returned only when the origin fails within
+    /// stale-if-error). The answer has 0 hops and no level; the ring fills those in.
+    pub async fn load(&self, key: ObjectKey, req: LoadRequest) -> Fetch {
+        if self.state.pass_memo.contains_key(&key) {
             return Err(ClusterError::Pass);
         }
-        let (shared, leader) = {
-            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match inflight.get(&key) {
-                Some(s) => (s.clone(), false),
-                None => {
-                    let this = self.clone();
-                    let task = tokio::spawn(async move {
-                        let r = this.load_now(key, &req).await;
-                        this.inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-                        r
-                    });
-                    let s = async move {
-                        task.await.unwrap_or_else(|e| {
-                            Err(ClusterError::Unavailable(format!("load task failed: {e}")))
-                        })
-                    }
-                    .boxed()
-                    .shared();
-                    inflight.insert(key, s.clone());
-                    (s, true)
-                }
-            }
-        };
-        match shared.await {
-            Ok(l) if !l.cacheable && !leader => Err(ClusterError::Pass),
-            r => r,
-        }
+        let this = self.clone();
+        self.state.loads.join(key, move || async move { this.load_now(key, &req).await }).await
     }
 
-    async fn load_now(&self, key: ObjectKey, req: &LoadRequest) -> Result<Loaded, ClusterError> {
+    async fn load_now(&self, key: ObjectKey, req: &LoadRequest) -> Fetch {
         let spec = LoadSpec::decode(req).ok_or_else(|| ClusterError::Origin {
             status: 400,
             message: "malformed load request".into(),
         })?;
-        let inner = &self.inner;
+        let state = &self.state;
         let now_ms = unix_ms(SystemTime::now());
-        let old_stored = inner.store.get_hashed(&key);
+        let old_stored = state.store.get_hashed(&key);
         let old = old_stored.as_ref().and_then(|(b, _)| CachedObject::decode(b).ok());
         if let (Some(o), Some(stored)) = (&old, &old_stored) {
             if !o.is_stale(now_ms) {
-                return Ok(Loaded::stored(stored.clone()));
+                return Ok(from_store(stored.clone()));
             }
         }
         let stale_ok = |o: &CachedObject| {
-            o.staleness_ms(unix_ms(SystemTime::now())) <= inner.stale_if_error.as_millis() as u64
+            o.staleness_ms(unix_ms(SystemTime::now())) <= state.stale_if_error.as_millis() as u64
         };
         let mut headers = spec.header_map();
         if let Some(o) = &old {
@@ -234,20 +187,20 @@ impl Loader {
                 headers.insert(http::header::IF_MODIFIED_SINCE, v.clone());
             }
         }
-        inner.metrics.origin_fetch();
+        state.metrics.origin_fetch();
         let path = path_of(&spec.url);
-        let res = inner.origin.fetch_whole(&spec.target, path, headers, inner.max_object_bytes);
+        let res = state.origin.fetch_whole(&spec.target, path, headers, state.max_object_bytes);
         let whole = match res.await {
             Ok(w) => w,
             Err(OriginError::TooLarge) => {
-                inner.pass_memo.insert(key, ());
+                state.pass_memo.insert(key, ());
                 return Err(ClusterError::Pass);
             }
             Err(e) => {
-                inner.metrics.origin_error();
+                state.metrics.origin_error();
                 if let (Some(o), Some(stored)) = (&old, old_stored) {
                     if stale_ok(o) {
-                        return Ok(Loaded::stored(stored));
+                        return Ok(from_store(stored));
                     }
                 }
                 return Err(ClusterError::Origin { status: e.status(), message: e.to_string() });
@@ -271,15 +224,15 @@ impl Loader {
             }
             // `old` was decoded from `old_stored`, so both are there.
             Some(o) if whole.head.status.is_server_error() && stale_ok(&o) => {
-                inner.metrics.origin_error();
+                state.metrics.origin_error();
                 if let Some(stored) = old_stored {
-                    return Ok(Loaded::stored(stored));
+                    return Ok(from_store(stored));
                 }
                 (whole.head.status, whole.head.headers, whole.body)
             }
             _ => (whole.head.status, whole.head.headers, whole.body),
         };
-        let policy = make_policy(&req_parts, status, &headers, now, inner.default_ttl);
+        let policy = make_policy(&req_parts, status, &headers, now, state.default_ttl);
         let names = vary_names(&headers);
         let cacheable = policy.is_storable()
             && names.is_some()
@@ -297,15 +250,15 @@ impl Loader {
         };
         let bytes = object.encode();
         let hash = if cacheable {
-            Some(inner.store.insert(key, bytes.clone()))
+            Some(state.store.insert(key, bytes.clone()))
         } else {
-            inner.store.remove(&key);
+            state.store.remove(&key);
             if !status.is_server_error() {
-                inner.pass_memo.insert(key, ());
+                state.pass_memo.insert(key, ());
             }
             None
         };
-        Ok(Loaded { object: bytes, cacheable, hash })
+        Ok(Fetched { object: bytes, hops: 0, level: None, cacheable, hash })
     }
 }
 

@@ -2,14 +2,23 @@
 //! rewrites `Location`, adds the CDN headers, and shapes every error as a status with a
 //! one-line body.
 
-use crate::metrics::CacheResult;
+use crate::host::Target;
+use crate::metrics::{CacheResult, ProxyMetrics};
+use crate::object::CachedObject;
 use crate::range::{if_range_holds, not_modified, parse_range, RangeAnswer};
-use crate::server::{Body, Ctx, Proxy, Served};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The boxed error of response bodies (origin streams can fail mid-way).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type.
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A whole body.
 pub(crate) fn full(b: impl Into<Bytes>) -> Body {
@@ -21,18 +30,56 @@ pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-impl Proxy {
+/// A request past admission: who asked, under which name, for which origin.
+pub(crate) struct Admitted {
+    pub(crate) peer: SocketAddr,
+    /// The Host the client used, lowercased (for `Location` rewriting).
+    pub(crate) host_header: String,
+    pub(crate) target: Target,
+    pub(crate) head: bool,
+}
+
+/// An object the cache path found for a request, and how it found it.
+pub(crate) struct Reply {
+    pub(crate) object: Arc<CachedObject>,
+    pub(crate) result: CacheResult,
+    pub(crate) hops: u32,
+    pub(crate) level: Option<u8>,
+}
+
+/// Shapes this node's responses. Built once per proxy, so the headers every response carries
+/// are not formatted again per request.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    /// `Via: 1.1 <node> (beehive)`; `None` when the name is not a valid header value.
+    via: Option<HeaderValue>,
+    /// `X-Beehive-Node`.
+    node: Option<HeaderValue>,
+    metrics: Arc<ProxyMetrics>,
+}
+
+impl Responder {
+    /// A responder for the node `via_name` (its configured name) known to the cluster as
+    /// `node_name`, counting into `metrics`.
+    pub(crate) fn new(via_name: &str, node_name: &str, metrics: Arc<ProxyMetrics>) -> Self {
+        Responder {
+            via: HeaderValue::from_str(&format!("1.1 {via_name} (beehive)")).ok(),
+            node: HeaderValue::from_str(node_name).ok(),
+            metrics,
+        }
+    }
+
     /// Phase: respond — conditional requests, ranges, header rewriting.
-    pub(crate) fn respond(
+    pub(crate) fn reply(
         &self,
-        ctx: &Ctx,
+        ctx: &Admitted,
         req_headers: &HeaderMap,
-        served: Served,
+        served: Reply,
     ) -> Response<Body> {
         let obj = served.object;
         let mut headers = obj.headers.clone();
         headers.remove(header::CONTENT_LENGTH);
-        self.rewrite_location(ctx, &mut headers);
+        rewrite_location(ctx, &mut headers);
         let age = obj.policy.age(SystemTime::now()).as_secs();
         headers.insert(header::AGE, HeaderValue::from(age));
         self.decorate(&mut headers, served.result, served.hops, served.level);
@@ -80,31 +127,6 @@ impl Proxy {
         res
     }
 
-    /// Rewrites a `Location` on the origin's own host to the CDN name the client used.
-    pub(crate) fn rewrite_location(&self, ctx: &Ctx, headers: &mut HeaderMap) {
-        let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-            return;
-        };
-        let t = &ctx.target;
-        let mut prefixes = vec![format!("http://{}:{}", t.host, t.port)];
-        if t.port == 80 {
-            prefixes.push(format!("http://{}", t.host));
-        }
-        let lower = loc.to_ascii_lowercase();
-        for p in prefixes {
-            if let Some(rest) = lower.strip_prefix(&p) {
-                if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
-                    let tail = &loc[p.len()..];
-                    let new = format!("http://{}{}", ctx.host_header, tail);
-                    if let Ok(v) = HeaderValue::from_str(&new) {
-                        headers.insert(header::LOCATION, v);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
     /// Adds `Via`, `X-Cache`, `X-Beehive-Hops`, `X-Beehive-Level` and `X-Beehive-Node`.
     pub(crate) fn decorate(
         &self,
@@ -113,9 +135,8 @@ impl Proxy {
         hops: u32,
         level: Option<u8>,
     ) {
-        let via = format!("1.1 {} (beehive)", self.config.node_name);
-        if let Ok(v) = HeaderValue::from_str(&via) {
-            headers.append(header::VIA, v);
+        if let Some(v) = &self.via {
+            headers.append(header::VIA, v.clone());
         }
         headers
             .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(result.as_str()));
@@ -126,8 +147,8 @@ impl Proxy {
                 HeaderValue::from(u16::from(l)),
             );
         }
-        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
-            headers.insert(HeaderName::from_static("x-beehive-node"), v);
+        if let Some(v) = &self.node {
+            headers.insert(HeaderName::from_static("x-beehive-node"), v.clone());
         }
     }
 
@@ -140,12 +161,37 @@ impl Proxy {
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {} (beehive)", self.config.node_name)) {
-            h.insert(header::VIA, v);
+        if let Some(v) = &self.via {
+            h.insert(header::VIA, v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(self.cluster.node_name()) {
-            h.insert(HeaderName::from_static("x-beehive-node"), v);
+        if let Some(v) = &self.node {
+            h.insert(HeaderName::from_static("x-beehive-node"), v.clone());
         }
         res
+    }
+}
+
+/// Rewrites a `Location` on the origin's own host to the CDN name the client used.
+pub(crate) fn rewrite_location(ctx: &Admitted, headers: &mut HeaderMap) {
+    let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let t = &ctx.target;
+    let mut prefixes = vec![format!("http://{}:{}", t.host, t.port)];
+    if t.port == 80 {
+        prefixes.push(format!("http://{}", t.host));
+    }
+    let lower = loc.to_ascii_lowercase();
+    for p in prefixes {
+        if let Some(rest) = lower.strip_prefix(&p) {
+            if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+                let tail = &loc[p.len()..];
+                let new = format!("http://{}{}", ctx.host_header, tail);
+                if let Ok(v) = HeaderValue::from_str(&new) {
+                    headers.insert(header::LOCATION, v);
+                }
+                return;
+            }
+        }
     }
 }

@@ -11,21 +11,21 @@
 //! [`variant_key`]`(url, values)`, fetched through the cluster like any other object, with the
 //! varying request headers forwarded. PURGE removes the primary key; other variants age out.
 
-use crate::cluster::{Cluster, ClusterError, ObjectKey};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::ProxyConfig;
-use crate::host::{map_host, Target};
+use crate::host::map_host;
+use crate::key::ObjectKey;
 use crate::key::{normalise, variant_key};
 use crate::limits::{purge_allowed, ClientLimits};
 use crate::loader::{LoadSpec, Loader, FORWARDED};
 use crate::metrics::{CacheResult, ProxyMetrics};
 use crate::object::{unix_ms, vary_names, vary_values, CachedObject};
 use crate::origin::OriginError;
-use crate::respond::empty;
+use crate::respond::{empty, rewrite_location, Admitted, Reply, Responder};
 use crate::store::ObjectStore;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -40,10 +40,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-/// The boxed error of response bodies (origin streams can fail mid-way).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The response body type.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub use crate::respond::{Body, BoxError};
 
 /// How long graceful shutdown waits for open connections.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -52,12 +49,13 @@ const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
 /// The HTTP face of one node.
 pub struct Proxy {
-    pub(crate) config: ProxyConfig,
-    pub(crate) cluster: Arc<dyn Cluster>,
+    config: ProxyConfig,
+    cluster: Arc<dyn Cluster>,
     store: ObjectStore,
     loader: Loader,
     limits: ClientLimits,
-    pub(crate) metrics: Arc<ProxyMetrics>,
+    metrics: Arc<ProxyMetrics>,
+    responder: Responder,
     /// Keys with a background refresh under way, so a stale hot object triggers one at a time.
     refreshing: Mutex<HashSet<ObjectKey>>,
     /// Decoded forms of stored objects, so a hit does not parse its metadata again. An entry
@@ -78,14 +76,6 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// A response produced from an object.
-pub(crate) struct Served {
-    pub(crate) object: Arc<CachedObject>,
-    pub(crate) result: CacheResult,
-    pub(crate) hops: u32,
-    pub(crate) level: Option<u8>,
-}
-
 /// Why the cache path produced no object.
 enum Miss {
     /// Fetch from the origin for this request alone.
@@ -102,15 +92,6 @@ impl From<ClusterError> for Miss {
             ClusterError::Unavailable(m) => Miss::Fail(502, format!("cluster unavailable: {m}")),
         }
     }
-}
-
-/// The per-request context the phases share.
-pub(crate) struct Ctx {
-    pub(crate) peer: SocketAddr,
-    /// The Host the client used, lowercased (for `Location` rewriting).
-    pub(crate) host_header: String,
-    pub(crate) target: Target,
-    pub(crate) head: bool,
 }
 
 impl Proxy {
@@ -130,7 +111,9 @@ impl Proxy {
                 u32::try_from(bytes.len() + obj.body.len()).unwrap_or(u32::MAX)
             })
             .build();
+        let responder = Responder::new(&config.node_name, cluster.node_name(), metrics.clone());
         Proxy {
+            responder,
             config,
             cluster,
             store,
@@ -220,7 +203,7 @@ impl Proxy {
         // Phase: admission.
         if let Err(wait) = self.limits.check(peer.ip()) {
             self.metrics.rate_limited();
-            let mut r = self.error(429, "rate limited");
+            let mut r = self.responder.error(429, "rate limited");
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             return r;
@@ -229,13 +212,13 @@ impl Proxy {
             req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from)
         });
         let Some(host_header) = host_header else {
-            return self.error(400, "missing Host header");
+            return self.responder.error(400, "missing Host header");
         };
         let target = match map_host(&host_header, &self.config) {
             Ok(t) => t,
-            Err(e) => return self.error(400, &e.to_string()),
+            Err(e) => return self.responder.error(400, &e.to_string()),
         };
-        let ctx = Ctx {
+        let ctx = Admitted {
             peer,
             host_header: host_header.to_ascii_lowercase(),
             head: req.method() == Method::HEAD,
@@ -248,7 +231,7 @@ impl Proxy {
         }
         if method != Method::GET && method != Method::HEAD {
             if ctx.target.open {
-                return self.error(405, "method not allowed in open mode");
+                return self.responder.error(405, "method not allowed in open mode");
             }
             let (parts, body) = req.into_parts();
             let body = match self.read_body(&parts.headers, body).await {
@@ -270,9 +253,9 @@ impl Proxy {
             headers: forwarded(&headers, FORWARDED.iter().copied()),
         };
         match self.lookup(key, spec, &headers, true).await {
-            Ok(served) => self.respond(&ctx, &headers, served),
+            Ok(reply) => self.responder.reply(&ctx, &headers, reply),
             Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
-            Err(Miss::Fail(status, msg)) => self.error(status, &msg),
+            Err(Miss::Fail(status, msg)) => self.responder.error(status, &msg),
         }
     }
 
@@ -283,7 +266,7 @@ impl Proxy {
         mut spec: LoadSpec,
         client: &HeaderMap,
         allow_variant: bool,
-    ) -> Result<Served, Miss> {
+    ) -> Result<Reply, Miss> {
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
         let local = self.store.get(&key).and_then(|b| self.decode_stored(key, b));
@@ -307,7 +290,7 @@ impl Proxy {
                             .satisfies_without_revalidation())
                 {
                     self.cluster.served_locally(key);
-                    return Ok(Served {
+                    return Ok(Reply {
                         object: obj.clone(),
                         result: CacheResult::Hit,
                         hops: 0,
@@ -318,7 +301,7 @@ impl Proxy {
                 if obj.is_stale(now_ms) && obj.staleness_ms(now_ms) <= swr {
                     self.refresh_in_background(key, spec.clone());
                     self.cluster.served_locally(key);
-                    return Ok(Served {
+                    return Ok(Reply {
                         object: obj.clone(),
                         result: CacheResult::Stale,
                         hops: 0,
@@ -337,7 +320,7 @@ impl Proxy {
                 if o.staleness_ms(unix_ms(SystemTime::now()))
                     <= self.config.stale_if_error.as_millis() as u64 =>
             {
-                Ok(Served { object: o.clone(), result: CacheResult::Stale, hops: 0, level: None })
+                Ok(Reply { object: o.clone(), result: CacheResult::Stale, hops: 0, level: None })
             }
             _ => Err(Miss::Fail(status, msg)),
         };
@@ -377,7 +360,7 @@ impl Proxy {
             }
         }
         if f.cacheable && (local.is_some() || self.cluster.keeps_fetched()) {
-            self.store.insert(key, f.object);
+            self.store.keep(key, f.object, f.hash);
         }
         if allow_variant && f.cacheable && !obj.vary_matches(client) {
             if let Some(names) = vary_names(&obj.headers) {
@@ -391,7 +374,7 @@ impl Proxy {
         } else {
             CacheResult::Miss
         };
-        Ok(Served { object: obj, result, hops: f.hops, level: f.level })
+        Ok(Reply { object: obj, result, hops: f.hops, level: f.level })
     }
 
     /// The decoded form of `bytes`, the store's object for `key`: from the decoded cache when
@@ -413,7 +396,7 @@ impl Proxy {
         names: &[String],
         mut spec: LoadSpec,
         client: &HeaderMap,
-    ) -> Result<Served, Miss> {
+    ) -> Result<Reply, Miss> {
         let key = variant_key(&spec.url, &vary_values(names, client));
         add_forwarded(&mut spec, client, names);
         self.lookup(key, spec, client, false).await
@@ -432,7 +415,7 @@ impl Proxy {
                     && (held || this.cluster.keeps_fetched())
                     && CachedObject::decode(&f.object).is_ok()
                 {
-                    this.store.insert(key, f.object);
+                    this.store.keep(key, f.object, f.hash);
                 }
             }
             this.refreshing.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
@@ -442,7 +425,7 @@ impl Proxy {
     /// Sends the request to the origin for this client alone and streams the answer back.
     async fn pass(
         &self,
-        ctx: &Ctx,
+        ctx: &Admitted,
         method: Method,
         path: &str,
         mut headers: HeaderMap,
@@ -455,8 +438,8 @@ impl Proxy {
         match origin.send(&ctx.target, method, path, headers, body).await {
             Ok(res) => {
                 let (mut parts, body) = res.into_parts();
-                self.rewrite_location(ctx, &mut parts.headers);
-                self.decorate(&mut parts.headers, CacheResult::Pass, 0, None);
+                rewrite_location(ctx, &mut parts.headers);
+                self.responder.decorate(&mut parts.headers, CacheResult::Pass, 0, None);
                 self.metrics.response(parts.status.as_u16(), Some(CacheResult::Pass), 0);
                 let body = if ctx.head { empty() } else { body.map_err(BoxError::from).boxed() };
                 Response::from_parts(parts, body)
@@ -465,22 +448,22 @@ impl Proxy {
                 if e != OriginError::TooLarge {
                     self.metrics.origin_error();
                 }
-                self.error(e.status(), &e.to_string())
+                self.responder.error(e.status(), &e.to_string())
             }
         }
     }
 
     /// PURGE: loopback or the admin token; purges the cluster and this node's copy.
-    async fn purge(&self, ctx: &Ctx, req: &Request<Incoming>, path: &str) -> Response<Body> {
+    async fn purge(&self, ctx: &Admitted, req: &Request<Incoming>, path: &str) -> Response<Body> {
         let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if !purge_allowed(ctx.peer.ip(), auth, self.config.admin_token.as_deref()) {
-            return self.error(403, "purge not allowed");
+            return self.responder.error(403, "purge not allowed");
         }
         let key = ObjectKey::of(&normalise(&ctx.target, path, &self.config));
         self.store.remove(&key);
         match self.cluster.purge(key).await {
-            Ok(()) => self.error(200, "purged"),
-            Err(e) => self.error(502, &format!("purge failed: {e}")),
+            Ok(()) => self.responder.error(200, "purged"),
+            Err(e) => self.responder.error(502, &format!("purge failed: {e}")),
         }
     }
 
@@ -497,18 +480,18 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
-            return Err(self.error(413, "request body too large"));
+            return Err(self.responder.error(413, "request body too large"));
         }
         let read = Limited::new(body, max).collect();
         let Ok(read) = tokio::time::timeout(self.config.origin_timeout, read).await else {
-            return Err(self.error(408, "request body not received in time"));
+            return Err(self.responder.error(408, "request body not received in time"));
         };
         match read {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(self.error(413, "request body too large"))
+                Err(self.responder.error(413, "request body too large"))
             }
-            Err(_) => Err(self.error(400, "request body could not be read")),
+            Err(_) => Err(self.responder.error(400, "request body could not be read")),
         }
     }
 }

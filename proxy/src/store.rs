@@ -1,7 +1,7 @@
 //! The node's object store: encoded objects (home copies and replicas alike) in a moka cache
 //! bounded by bytes, evicting by moka's TinyLFU admission and LRU eviction.
 
-use crate::cluster::ObjectKey;
+use crate::key::ObjectKey;
 use bytes::Bytes;
 use moka::sync::Cache;
 
@@ -60,6 +60,16 @@ impl ObjectStore {
     /// Stores `object` whose blake3 hash the caller has already checked to be `hash`.
     pub fn insert_hashed(&self, key: ObjectKey, object: Bytes, hash: [u8; 32]) {
         self.cache.insert(key, Stored { bytes: object, hash });
+    }
+
+    /// Stores `object`, hashing it unless `hash` (already checked by the caller) is given.
+    pub fn keep(&self, key: ObjectKey, object: Bytes, hash: Option<[u8; 32]>) {
+        match hash {
+            Some(hash) => self.insert_hashed(key, object, hash),
+            None => {
+                self.insert(key, object);
+            }
+        }
     }
 
     /// Drops `key`.

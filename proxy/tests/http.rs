@@ -2,7 +2,7 @@
 //! [`LocalCluster`], and raw HTTP/1.1 over `TcpStream` as the client. Every wait is bounded.
 
 use beehive_proxy::{
-    BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, Loader, LocalCluster, ObjectKey,
+    BoxFuture, Cluster, ClusterError, Fetch, Fetched, LoadRequest, Loader, LocalCluster, ObjectKey,
     ObjectStore, Proxy, ProxyConfig,
 };
 use bytes::Bytes;
@@ -592,15 +592,10 @@ struct RingLike {
 }
 
 impl Cluster for RingLike {
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
+    fn fetch(&self, key: ObjectKey, load: LoadRequest, _refresh: bool) -> BoxFuture<'_, Fetch> {
         Box::pin(async move {
-            let l = self.loader.load(key, load, refresh).await?;
-            Ok(Fetched { object: l.object, hops: 2, level: Some(1), cacheable: l.cacheable })
+            let l = self.loader.load(key, load).await?;
+            Ok(Fetched { hops: 2, level: Some(1), ..l })
         })
     }
 

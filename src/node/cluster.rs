@@ -7,23 +7,21 @@
 //! hash the lookup returned. A lookup that ends at a home without a body turns into a
 //! [`BodyMsg::Load`](crate::rpc::BodyMsg::Load) to that home, which loads the object from the
 //! origin (coalesced there per key) and takes it on ([`Command::PutHome`]). A stale copy at the
-//! entry node goes to the home directly (`refresh`), which revalidates with the origin.
+//! entry node goes to the home directly (`refresh`), which revalidates it with the origin.
 //!
-//! Concurrent misses for one key on one node share one fetch; since only homes load from
-//! origins, the origin sees one request per object however many nodes miss at once.
+//! Concurrent misses for one key on one node share one fetch ([`Flights`], as the home's
+//! loads do); since only homes load from origins, the origin sees one request per object
+//! however many nodes miss at once.
 
 use super::driver::{Command, Found};
-use super::store::{BodyStore, StoredObject};
-use super::transport::{BoxFuture as HomeFuture, HomeService, LoadAnswer, Transport};
+use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
 use beehive_proxy::{
-    BoxFuture, Cluster, ClusterError, Fetched, LoadRequest, Loader, ObjectKey, ObjectStore,
+    BoxFuture, Cluster, ClusterError, Fetch, Fetched, Flights, LoadRequest, Loader, ObjectKey,
+    ObjectStore,
 };
 use beehive_replication::node::NO_RESULT_LEVEL;
 use beehive_replication::{Id, Peer};
-use bytes::Bytes;
-use futures_util::future::{FutureExt, Shared};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,16 +29,14 @@ use tokio::sync::{mpsc, oneshot};
 /// is shorter, so an origin timeout comes back as a 504, not as this).
 const BODY_WAIT: Duration = Duration::from_secs(15);
 
-type SharedFetch = Shared<BoxFuture<'static, Result<Fetched, ClusterError>>>;
-
 /// The ring as the HTTP face sees it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RingCluster {
-    inner: Arc<Inner>,
+    ring: Arc<Ring>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Ring {
     name: String,
     me: Peer,
     commands: mpsc::Sender<Command>,
@@ -49,7 +45,7 @@ struct Inner {
     store: ObjectStore,
     loader: Loader,
     /// Misses in flight on this node, per (key, refresh).
-    inflight: Mutex<HashMap<(Id, bool), SharedFetch>>,
+    misses: Flights<(ObjectKey, bool)>,
 }
 
 /// The level to report for `level`: `None` for the core's "home only, no leader result yet"
@@ -73,7 +69,7 @@ impl RingCluster {
         store: ObjectStore,
         loader: Loader,
     ) -> Self {
-        let inner = Inner {
+        let ring = Ring {
             name,
             me,
             commands,
@@ -81,13 +77,13 @@ impl RingCluster {
             transport,
             store,
             loader,
-            inflight: Mutex::new(HashMap::new()),
+            misses: Flights::default(),
         };
-        RingCluster { inner: Arc::new(inner) }
+        RingCluster { ring: Arc::new(ring) }
     }
 }
 
-impl Inner {
+impl Ring {
     async fn ask(&self, make: impl FnOnce(oneshot::Sender<Found>) -> Command) -> Found {
         let (reply, answer) = oneshot::channel();
         if self.commands.send(make(reply)).await.is_err() {
@@ -97,15 +93,10 @@ impl Inner {
     }
 
     /// One miss, start to end (see the module docs).
-    async fn fetch(
-        self: Arc<Self>,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> Result<Fetched, ClusterError> {
+    async fn fetch(self: Arc<Self>, key: ObjectKey, load: LoadRequest, refresh: bool) -> Fetch {
         let id = ring_id(key);
         if refresh {
-            return self.load_at_home(key, load, true).await;
+            return self.load_at_home(key, load).await;
         }
         match self.ask(|reply| Command::Fetch { key: id, reply }).await {
             Found::Failed { hops } => {
@@ -120,45 +111,44 @@ impl Inner {
                             hops,
                             level: shown(served.level),
                             cacheable: true,
+                            hash: Some(info.hash),
                         }),
                         Err(e) => {
                             tracing::debug!(?id, peer = ?holder, error = %e, "copy unavailable");
-                            self.load_at_home(key, load, false).await
+                            self.load_at_home(key, load).await
                         }
                     }
                 }
-                Some(_) => match self.store.get(&key) {
-                    Some(object) => {
-                        Ok(Fetched { object, hops, level: shown(served.level), cacheable: true })
-                    }
-                    None => self.load_at_home(key, load, false).await,
+                Some(_) => match self.store.get_hashed(&key) {
+                    Some((object, hash)) => Ok(Fetched {
+                        object,
+                        hops,
+                        level: shown(served.level),
+                        cacheable: true,
+                        hash: Some(hash),
+                    }),
+                    None => self.load_at_home(key, load).await,
                 },
-                None => self.load_from(holder, hops, shown(served.level), key, load, false).await,
+                None => self.load_from(holder, hops, shown(served.level), key, load).await,
             },
             Found::At { holder, hops, served: None } => {
-                self.load_from(holder, hops, None, key, load, false).await
+                self.load_from(holder, hops, None, key, load).await
             }
         }
     }
 
     /// Finds `key`'s home with a plain lookup and loads from it.
-    async fn load_at_home(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> Result<Fetched, ClusterError> {
+    async fn load_at_home(&self, key: ObjectKey, load: LoadRequest) -> Fetch {
         match self.ask(|reply| Command::Lookup { key: ring_id(key), reply }).await {
-            Found::At { holder, hops, .. } => {
-                self.load_from(holder, hops, None, key, load, refresh).await
-            }
+            Found::At { holder, hops, .. } => self.load_from(holder, hops, None, key, load).await,
             Found::Failed { hops } => {
                 Err(ClusterError::Unavailable(format!("no home found after {hops} hops")))
             }
         }
     }
 
-    /// Loads `key` at `home` (which may be this node).
+    /// Loads `key` at `home` (which may be this node); the answer carries this lookup's
+    /// `hops` and `level`.
     async fn load_from(
         &self,
         home: Peer,
@@ -166,23 +156,13 @@ impl Inner {
         level: Option<u8>,
         key: ObjectKey,
         load: LoadRequest,
-        refresh: bool,
-    ) -> Result<Fetched, ClusterError> {
-        if home.id == self.me.id {
-            let loaded = self.load_here(key, load, refresh).await?;
-            return Ok(Fetched { object: loaded.0, hops, level, cacheable: loaded.1 });
-        }
-        let id = ring_id(key);
-        match self.transport.load_from(home, id, load.0, refresh, BODY_WAIT).await {
-            Ok(LoadAnswer::Loaded { body, cacheable }) => {
-                Ok(Fetched { object: body, hops, level, cacheable })
-            }
-            Ok(LoadAnswer::Failed { status, message }) => {
-                Err(ClusterError::Origin { status, message })
-            }
-            Ok(LoadAnswer::Pass) => Err(ClusterError::Pass),
-            Err(e) => Err(ClusterError::Unavailable(format!("home {}: {e}", home.addr))),
-        }
+    ) -> Fetch {
+        let fetched = if home.id == self.me.id {
+            self.load_here(key, load).await
+        } else {
+            self.transport.load_from(home, ring_id(key), load, BODY_WAIT).await
+        };
+        fetched.map(|f| Fetched { hops, level, ..f })
     }
 
     /// Purges `key` as its home: the core invalidates it over the replica arc, and the
@@ -198,70 +178,46 @@ impl Inner {
     }
 
     /// Loads `key` as its home: from the store or the origin, then tells the core.
-    async fn load_here(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> Result<(Bytes, bool), ClusterError> {
-        let loaded = self.loader.load(key, load, refresh).await?;
+    async fn load_here(&self, key: ObjectKey, load: LoadRequest) -> Fetch {
+        let loaded = self.loader.load(key, load).await?;
         if let Some(hash) = loaded.hash {
             let size = loaded.object.len() as u64;
             let _ = self.commands.send(Command::PutHome { key: ring_id(key), hash, size }).await;
         }
-        Ok((loaded.object, loaded.cacheable))
+        Ok(loaded)
     }
 }
 
 impl Cluster for RingCluster {
-    fn fetch(
-        &self,
-        key: ObjectKey,
-        load: LoadRequest,
-        refresh: bool,
-    ) -> BoxFuture<'_, Result<Fetched, ClusterError>> {
-        let slot = (ring_id(key), refresh);
-        let shared = {
-            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            inflight
-                .entry(slot)
-                .or_insert_with(|| {
-                    let inner = self.inner.clone();
-                    let fut: BoxFuture<'static, _> = Box::pin(async move {
-                        let result = inner.clone().fetch(key, load, refresh).await;
-                        inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
-                        result
-                    });
-                    fut.shared()
-                })
-                .clone()
-        };
-        Box::pin(shared)
+    fn fetch(&self, key: ObjectKey, load: LoadRequest, refresh: bool) -> BoxFuture<'_, Fetch> {
+        let ring = self.ring.clone();
+        let start = move || ring.fetch(key, load, refresh);
+        Box::pin(self.ring.misses.join((key, refresh), start))
     }
 
     fn served_locally(&self, key: ObjectKey) {
         // Best effort: a full queue loses a count, never a request.
-        let _ = self.inner.served.try_send(ring_id(key));
+        let _ = self.ring.served.try_send(ring_id(key));
     }
 
     fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {
         Box::pin(async move {
-            let inner = &self.inner;
+            let ring = &self.ring;
             let id = ring_id(key);
-            inner.store.remove(&key);
+            ring.store.remove(&key);
             let Found::At { holder, .. } =
-                inner.ask(|reply| Command::Lookup { key: id, reply }).await
+                ring.ask(|reply| Command::Lookup { key: id, reply }).await
             else {
                 return Err(ClusterError::Unavailable("no home found for the purge".into()));
             };
-            let done =
-                if holder.id == inner.me.id {
-                    inner.purge_here(key).await
-                } else {
-                    inner.transport.purge_at(holder, id, BODY_WAIT).await.map_err(|e| {
-                        ClusterError::Unavailable(format!("home {}: {e}", holder.addr))
-                    })?
-                };
+            let done = if holder.id == ring.me.id {
+                ring.purge_here(key).await
+            } else {
+                ring.transport
+                    .purge_at(holder, id, BODY_WAIT)
+                    .await
+                    .map_err(|e| ClusterError::Unavailable(format!("home {}: {e}", holder.addr)))?
+            };
             if done {
                 Ok(())
             } else {
@@ -271,7 +227,7 @@ impl Cluster for RingCluster {
     }
 
     fn node_name(&self) -> &str {
-        &self.inner.name
+        &self.ring.name
     }
 
     fn keeps_fetched(&self) -> bool {
@@ -280,55 +236,17 @@ impl Cluster for RingCluster {
 }
 
 impl HomeService for RingCluster {
-    fn load(&self, key: Id, load: Bytes, refresh: bool) -> HomeFuture<LoadAnswer> {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            match inner.load_here(ObjectKey(key.0), LoadRequest(load), refresh).await {
-                Ok((body, cacheable)) => LoadAnswer::Loaded { body, cacheable },
-                Err(ClusterError::Origin { status, message }) => {
-                    LoadAnswer::Failed { status, message }
-                }
-                Err(ClusterError::Pass) => LoadAnswer::Pass,
-                Err(ClusterError::Unavailable(message)) => {
-                    LoadAnswer::Failed { status: 502, message }
-                }
-            }
-        })
+    fn load(&self, key: Id, load: LoadRequest) -> HomeFuture<Fetch> {
+        let ring = self.ring.clone();
+        Box::pin(async move { ring.load_here(ObjectKey(key.0), load).await })
     }
 
     fn purge(&self, key: Id) -> HomeFuture<bool> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.purge_here(ObjectKey(key.0)).await })
+        let ring = self.ring.clone();
+        Box::pin(async move { ring.purge_here(ObjectKey(key.0)).await })
     }
 
     fn adopt(&self, key: Id, hash: [u8; 32], size: u64) {
-        let _ = self.inner.commands.try_send(Command::PutHome { key, hash, size });
-    }
-}
-
-/// The proxy's object store is the node's body store: replicas fetched by the driver and
-/// bodies served to other nodes live in the one byte-bounded cache.
-#[derive(Debug, Clone)]
-pub struct SharedStore(pub ObjectStore);
-
-impl BodyStore for SharedStore {
-    fn get(&self, key: Id) -> Option<StoredObject> {
-        let (body, hash) = self.0.get_hashed(&ObjectKey(key.0))?;
-        Some(StoredObject { body, hash })
-    }
-
-    fn put(&self, key: Id, object: StoredObject) {
-        self.0.insert_hashed(ObjectKey(key.0), object.body, object.hash);
-    }
-
-    fn remove(&self, key: Id) {
-        self.0.remove(&ObjectKey(key.0));
-    }
-
-    fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
-        let mut keys: Vec<_> =
-            self.0.keys().into_iter().map(|(k, len, hash)| (Id(k.0), len, hash)).collect();
-        keys.sort_by_key(|(k, _, _)| *k);
-        keys
+        let _ = self.ring.commands.try_send(Command::PutHome { key, hash, size });
     }
 }

@@ -170,7 +170,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let proxy_config = proxy_config(config, me);
     proxy_config.validate()?;
     let objects = ObjectStore::new(proxy_config.store_bytes);
-    let store: Arc<dyn BodyStore> = Arc::new(cluster::SharedStore(objects.clone()));
+    let store: Arc<dyn BodyStore> = Arc::new(objects.clone());
     let transport_config = TransportConfig {
         me,
         key: MacKey::derive(config.secret.expose()),

@@ -1,9 +1,11 @@
 //! Object bodies a node holds, keyed by ring id, with their blake3 hash.
 //!
-//! A trait, so that a running node keeps its bodies in the HTTP face's byte-bounded
-//! `ObjectStore` (`SharedStore` in `cluster.rs`) while tests and the RPC bench use the plain
-//! map [`MemoryStore`]. Bodies are `Bytes`: serving one is a reference-count bump.
+//! A trait so the transport and the driver can work on the HTTP face's [`ObjectStore`] (a
+//! running node: replicas fetched by the driver and bodies served to other nodes live in the
+//! proxy's one byte-bounded cache) or on a plain map (tests). Bodies are `Bytes`: serving one
+//! is a reference-count bump.
 
+use beehive_proxy::{ObjectKey, ObjectStore};
 use beehive_replication::Id;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -56,5 +58,27 @@ impl BodyStore for MemoryStore {
     fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         objects.iter().map(|(k, o)| (*k, o.body.len(), o.hash)).collect()
+    }
+}
+
+impl BodyStore for ObjectStore {
+    fn get(&self, key: Id) -> Option<StoredObject> {
+        let (body, hash) = self.get_hashed(&ObjectKey(key.0))?;
+        Some(StoredObject { body, hash })
+    }
+
+    fn put(&self, key: Id, object: StoredObject) {
+        self.insert_hashed(ObjectKey(key.0), object.body, object.hash);
+    }
+
+    fn remove(&self, key: Id) {
+        ObjectStore::remove(self, &ObjectKey(key.0));
+    }
+
+    fn list(&self) -> Vec<(Id, usize, [u8; 32])> {
+        let mut keys: Vec<_> =
+            self.keys().into_iter().map(|(k, len, hash)| (Id(k.0), len, hash)).collect();
+        keys.sort_by_key(|(k, _, _)| *k);
+        keys
     }
 }

@@ -14,6 +14,7 @@
 use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
 use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
+use beehive_proxy::{ClusterError, Fetch, Fetched, LoadRequest};
 use beehive_replication::{Id, Message, Peer};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -76,17 +77,6 @@ impl BodyError {
     }
 }
 
-/// What a home answers to [`BodyMsg::Load`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadAnswer {
-    /// The encoded object, and whether it may be shared.
-    Loaded { body: Bytes, cacheable: bool },
-    /// The origin failed; `status` is what the entry node answers its client.
-    Failed { status: u16, message: String },
-    /// Not carried by the ring (too large): the entry node goes to the origin itself.
-    Pass,
-}
-
 /// A boxed future, so [`HomeService`] stays object safe.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -94,7 +84,7 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// task of its own, so a slow origin never holds up the connection.
 pub trait HomeService: Send + Sync + std::fmt::Debug {
     /// Gives the object for `key`, loading it from its origin with `load` if needed.
-    fn load(&self, key: Id, load: Bytes, refresh: bool) -> BoxFuture<LoadAnswer>;
+    fn load(&self, key: Id, load: LoadRequest) -> BoxFuture<Fetch>;
     /// Purges `key` here and over its replica arc; `false` if this node is not its home.
     fn purge(&self, key: Id) -> BoxFuture<bool>;
     /// A leaving predecessor handed us `key` (already in the store): take it on as home.
@@ -112,11 +102,11 @@ pub struct TransportConfig {
 /// Cheap to clone; every clone is the same transport.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    inner: Arc<Inner>,
+    wire: Arc<Wire>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Wire {
     me: Peer,
     key: MacKey,
     max_frame: usize,
@@ -157,7 +147,7 @@ impl Transport {
         store: Arc<dyn BodyStore>,
     ) -> (Transport, mpsc::Receiver<Inbound>) {
         let (inbound, rx) = mpsc::channel(4096);
-        let inner = Inner {
+        let wire = Wire {
             me: config.me,
             key: config.key,
             max_frame: config.max_body_bytes.saturating_add(BODY_FRAME_SLACK),
@@ -172,23 +162,23 @@ impl Transport {
             next_body_id: AtomicU64::new(1),
             home: std::sync::OnceLock::new(),
         };
-        (Transport { inner: Arc::new(inner) }, rx)
+        (Transport { wire: Arc::new(wire) }, rx)
     }
 
     pub fn me(&self) -> Peer {
-        self.inner.me
+        self.wire.me
     }
 
     /// The frame length cap this transport uses (and expects of its peers).
     pub fn max_frame_length(&self) -> usize {
-        self.inner.max_frame
+        self.wire.max_frame
     }
 
     /// Queues a protocol message for `to`. Never waits: if the peer is unreachable (in
     /// backoff) or its queue is full the message is dropped and counted.
     pub fn send_message(&self, to: Peer, msg: Message) {
-        self.inner.metrics.rpc_sent.get_or_create(&KindLabel { kind: msg.kind() }).inc();
-        self.inner.send(to, Payload::Message(msg));
+        self.wire.metrics.rpc_sent.get_or_create(&KindLabel { kind: msg.kind() }).inc();
+        self.wire.send(to, Payload::Message(msg));
     }
 
     /// Accepts connections until `stop` turns true. Each runs in its own task.
@@ -202,9 +192,9 @@ impl Transport {
             };
             match accepted {
                 Ok((stream, _)) => {
-                    let inner = self.inner.clone();
+                    let wire = self.wire.clone();
                     tokio::spawn(async move {
-                        inner.run(stream, None).await;
+                        wire.run(stream, None).await;
                         drop(permit);
                     });
                 }
@@ -227,62 +217,47 @@ impl Transport {
     ) -> Result<Bytes, BodyError> {
         let answer = self.request_body(from, |id| BodyMsg::Fetch { id, key, hash }, wait).await;
         let result = match answer {
-            Ok(BodyMsg::Found { body, .. }) if body.len() > self.inner.max_body => {
+            Ok(BodyMsg::Found { body, .. }) if body.len() > self.wire.max_body => {
                 Err(BodyError::TooLarge)
             }
             Ok(BodyMsg::Found { body, .. }) if blake3::hash(&body).as_bytes() != &hash => {
                 Err(BodyError::HashMismatch)
             }
-            Ok(BodyMsg::Found { body, .. }) => Ok(Bytes::from(body)),
+            Ok(BodyMsg::Found { body, .. }) => Ok(body),
             Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
             Ok(_) => Err(BodyError::Malformed),
             Err(e) => Err(e),
         };
         match &result {
             Ok(_) => {
-                self.inner.metrics.bodies_fetched.inc();
+                self.wire.metrics.bodies_fetched.inc();
             }
-            Err(e) => self.inner.metrics.reject_body(e.reason()),
+            Err(e) => self.wire.metrics.reject_body(e.reason()),
         }
         result
     }
 
     /// Installs what answers loads and purges for the objects this node is home for.
     pub fn set_home_service(&self, home: Arc<dyn HomeService>) {
-        let _ = self.inner.home.set(home);
+        let _ = self.wire.home.set(home);
     }
 
     /// Asks `home` for the object `key`, to be loaded from its origin if it has none. The
-    /// answer is checked against the body cap; its hash is what the caller stores it under.
-    pub async fn load_from(
-        &self,
-        home: Peer,
-        key: Id,
-        load: Bytes,
-        refresh: bool,
-        wait: Duration,
-    ) -> Result<LoadAnswer, BodyError> {
-        let load = load.to_vec();
+    /// answer is checked against the body cap; a transfer that fails is `Unavailable`.
+    pub async fn load_from(&self, home: Peer, key: Id, load: LoadRequest, wait: Duration) -> Fetch {
         let answer =
-            self.request_body(home, move |id| BodyMsg::Load { id, key, load, refresh }, wait).await;
-        let result = match answer {
-            Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.inner.max_body => {
+            self.request_body(home, move |id| BodyMsg::Load { id, key, load: load.0 }, wait).await;
+        let answer = match answer {
+            Ok(BodyMsg::Loaded { body, .. }) if body.len() > self.wire.max_body => {
                 Err(BodyError::TooLarge)
             }
-            Ok(BodyMsg::Loaded { body, cacheable, .. }) => {
-                Ok(LoadAnswer::Loaded { body: Bytes::from(body), cacheable })
-            }
-            Ok(BodyMsg::LoadFailed { status, message, .. }) => {
-                Ok(LoadAnswer::Failed { status, message })
-            }
-            Ok(BodyMsg::Pass { .. }) => Ok(LoadAnswer::Pass),
-            Ok(_) => Err(BodyError::Malformed),
+            Ok(answer) => fetch_of(answer).ok_or(BodyError::Malformed),
             Err(e) => Err(e),
         };
-        if let Err(e) = &result {
-            self.inner.metrics.reject_body(e.reason());
-        }
-        result
+        answer.unwrap_or_else(|e| {
+            self.wire.metrics.reject_body(e.reason());
+            Err(ClusterError::Unavailable(format!("home {}: {e}", home.addr)))
+        })
     }
 
     /// Asks `home` to purge `key`. `Ok(false)`: it is not the home (the ring moved).
@@ -301,10 +276,9 @@ impl Transport {
         body: Bytes,
         wait: Duration,
     ) -> Result<bool, BodyError> {
-        if body.len() > self.inner.max_body {
+        if body.len() > self.wire.max_body {
             return Err(BodyError::TooLarge);
         }
-        let body = body.to_vec();
         match self.request_body(to, move |id| BodyMsg::Store { id, key, body }, wait).await? {
             BodyMsg::Stored { accepted, .. } => Ok(accepted),
             _ => Err(BodyError::Malformed),
@@ -317,12 +291,12 @@ impl Transport {
         make: impl FnOnce(u64) -> BodyMsg,
         wait: Duration,
     ) -> Result<BodyMsg, BodyError> {
-        let id = self.inner.next_body_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.wire.next_body_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.inner.waiting).insert(id, tx);
-        self.inner.send(to, Payload::Body(make(id)));
+        lock(&self.wire.waiting).insert(id, tx);
+        self.wire.send(to, Payload::Body(make(id)));
         let answer = timeout(wait, rx).await;
-        lock(&self.inner.waiting).remove(&id);
+        lock(&self.wire.waiting).remove(&id);
         match answer {
             Ok(Ok(msg)) => Ok(msg),
             Ok(Err(_)) => Err(BodyError::ConnectionLost),
@@ -331,7 +305,7 @@ impl Transport {
     }
 }
 
-impl Inner {
+impl Wire {
     fn send(self: &Arc<Self>, to: Peer, mut payload: Payload) {
         if to.id == self.me.id {
             self.metrics.drop_send("to_self");
@@ -361,8 +335,8 @@ impl Inner {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         conns.insert(to.id, Conn { tx, generation });
         drop(conns);
-        let inner = self.clone();
-        tokio::spawn(async move { inner.dial(to, rx, generation).await });
+        let wire = self.clone();
+        tokio::spawn(async move { wire.dial(to, rx, generation).await });
     }
 
     async fn dial(self: Arc<Self>, to: Peer, rx: mpsc::Receiver<Payload>, generation: u64) {
@@ -511,10 +485,10 @@ impl Inner {
             self.send(to, Payload::Body(unavailable));
             return;
         };
-        let inner = self.clone();
+        let wire = self.clone();
         tokio::spawn(async move {
             let answer = work(home).await;
-            inner.send(to, Payload::Body(answer));
+            wire.send(to, Payload::Body(answer));
         });
     }
 
@@ -532,7 +506,7 @@ impl Inner {
                 let answer = match self.store.get(key) {
                     Some(o) if o.hash == hash => {
                         self.metrics.bodies_served.inc();
-                        BodyMsg::Found { id, body: o.body.to_vec() }
+                        BodyMsg::Found { id, body: o.body }
                     }
                     _ => BodyMsg::Missing { id },
                 };
@@ -541,7 +515,7 @@ impl Inner {
             Payload::Body(BodyMsg::Store { id, key, body }) => {
                 let accepted = body.len() <= self.max_body;
                 if accepted {
-                    let object = StoredObject::new(Bytes::from(body));
+                    let object = StoredObject::new(body);
                     let (hash, size) = (object.hash, object.body.len() as u64);
                     self.store.put(key, object);
                     self.metrics.handoff_received.inc();
@@ -553,26 +527,13 @@ impl Inner {
                 }
                 sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
             }
-            Payload::Body(BodyMsg::Load { id, key, load, refresh }) => {
+            Payload::Body(BodyMsg::Load { id, key, load }) => {
                 self.answer_later(
                     from,
-                    async move |home: Arc<dyn HomeService>| match home
-                        .load(key, Bytes::from(load), refresh)
-                        .await
-                    {
-                        LoadAnswer::Loaded { body, cacheable } => {
-                            BodyMsg::Loaded { id, body: body.to_vec(), cacheable }
-                        }
-                        LoadAnswer::Failed { status, message } => {
-                            BodyMsg::LoadFailed { id, status, message }
-                        }
-                        LoadAnswer::Pass => BodyMsg::Pass { id },
+                    async move |home: Arc<dyn HomeService>| {
+                        answer_of(id, home.load(key, LoadRequest(load)).await)
                     },
-                    BodyMsg::LoadFailed {
-                        id,
-                        status: 503,
-                        message: "node not serving HTTP".into(),
-                    },
+                    answer_of(id, Err(ClusterError::Unavailable("node not serving HTTP".into()))),
                 );
                 true
             }
@@ -597,4 +558,32 @@ impl Inner {
             Payload::Hello(_) => false,
         }
     }
+}
+
+/// A home's [`Fetch`] as the answer to [`BodyMsg::Load`] `id`. Hops and level are the
+/// asker's business; an `Unavailable` home answers 502 like a failed origin.
+fn answer_of(id: u64, fetch: Fetch) -> BodyMsg {
+    match fetch {
+        Ok(f) => BodyMsg::Loaded { id, body: f.object, cacheable: f.cacheable },
+        Err(ClusterError::Origin { status, message }) => {
+            BodyMsg::LoadFailed { id, status, message }
+        }
+        Err(ClusterError::Pass) => BodyMsg::Pass { id },
+        Err(ClusterError::Unavailable(message)) => BodyMsg::LoadFailed { id, status: 502, message },
+    }
+}
+
+/// The [`Fetch`] an answer to [`BodyMsg::Load`] stands for (0 hops, no level); `None` for
+/// any other message.
+fn fetch_of(answer: BodyMsg) -> Option<Fetch> {
+    Some(match answer {
+        BodyMsg::Loaded { body, cacheable, .. } => {
+            Ok(Fetched { object: body, hops: 0, level: None, cacheable, hash: None })
+        }
+        BodyMsg::LoadFailed { status, message, .. } => {
+            Err(ClusterError::Origin { status, message })
+        }
+        BodyMsg::Pass { .. } => Err(ClusterError::Pass),
+        _ => return None,
+    })
 }

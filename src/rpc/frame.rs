@@ -16,12 +16,12 @@
 //! the private `payload` module so it can be swapped without touching the layout or the MAC.
 
 use beehive_replication::{Id, Message, Peer};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. A frame with any other version is refused.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.
@@ -68,7 +68,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The kind for a kind byte, or `None` for a byte no version-1 node sends.
+    /// The kind for a kind byte, or `None` for a byte this version never sends.
     pub fn from_byte(byte: u8) -> Option<Kind> {
         match byte {
             1 => Some(Kind::Hello),
@@ -104,18 +104,18 @@ pub enum BodyMsg {
     /// "Send me the body of `key`, whose blake3 is `hash`."
     Fetch { id: u64, key: Id, hash: [u8; 32] },
     /// The body asked for. The asker checks it against the hash it asked with.
-    Found { id: u64, body: Vec<u8> },
+    Found { id: u64, body: Bytes },
     /// "I do not hold that object (or not that version of it)."
     Missing { id: u64 },
     /// "Keep this object": a leaving node hands its home objects to its successor.
-    Store { id: u64, key: Id, body: Vec<u8> },
+    Store { id: u64, key: Id, body: Bytes },
     /// The answer to `Store`: `accepted` is false when the receiver refused (size cap).
     Stored { id: u64, accepted: bool },
     /// "You are `key`'s home: give me the object, loading it from the origin with `load` (the
-    /// HTTP face's opaque request) if you have none, or if `refresh` and yours is stale."
-    Load { id: u64, key: Id, load: Vec<u8>, refresh: bool },
+    /// HTTP face's opaque request) if you have none or yours is stale."
+    Load { id: u64, key: Id, load: Bytes },
     /// The answer to `Load`: the encoded object, and whether it may be shared.
-    Loaded { id: u64, body: Vec<u8>, cacheable: bool },
+    Loaded { id: u64, body: Bytes, cacheable: bool },
     /// The answer to `Load` when the origin failed: the HTTP status the entry node gives.
     LoadFailed { id: u64, status: u16, message: String },
     /// The answer to `Load` for an object the ring does not carry (too large): the entry

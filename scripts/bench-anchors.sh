@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Puts a beehive node into the caching-proxy anchor table (nginx static file, nginx
+# proxy_cache, Varnish) of the sibling bench tool, in the same run, so its numbers read as
+# ratios. Builds the release binary first unless --no-build.
+#
+#   scripts/bench-anchors.sh                                   # full table (~15 min)
+#   scripts/bench-anchors.sh --runs 3 --modes pinned --dists zipf --only "static-1k nginx"
+#   scripts/bench-anchors.sh --ring --only "beehive beehive-ring"   # beehive alone: local, 1 hop
+#   ANCHORS=/path/to/anchors.sh scripts/bench-anchors.sh ...
+#
+# Options of this script (everything else goes to anchors.sh unchanged):
+#   --no-build    use the binary as it is        --ring   also measure `beehive-ring`
+#   --out DIR     results directory (default target/bench/<UTC timestamp>)
+#   --baseline BIN  also measure another beehive binary as `beehive-base` (one node), so a
+#                 change is judged before/after in the same run
+# Targets: `beehive` is one node, so every request after the warm-up is a local hit.
+# `beehive-ring` is two nodes without replication (`--mode chord`); wrk talks to the one that
+# joined, so the objects homed at the other (about half) are served over one hop, a body
+# fetch over the RPC transport, on every request. With --only, name the beehive targets too.
+# Environment: ANCHORS (the anchors.sh to run; default ../shared/bench/anchors.sh beside the
+# repository), BEEHIVE_BIN (default target/release/beehive), BEEHIVE_PORT (default 8080; the
+# ring's second node and the RPC/admin ports use the next ones).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+anchors=${ANCHORS:-$repo/../shared/bench/anchors.sh}
+bin=${BEEHIVE_BIN:-$repo/target/release/beehive}
+port=${BEEHIVE_PORT:-8080}
+
+build=1 ring=0 out="" base="" pass=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --no-build) build=0 ;;
+    --ring) ring=1 ;;
+    --baseline) base=$2; shift ;;
+    --out) out=$2; shift ;;
+    --out=*) out=${1#--out=} ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) pass+=("$1") ;;
+  esac
+  shift
+done
+
+if [[ ! -x $anchors ]]; then
+  echo "bench-anchors: no anchors.sh at $anchors; set ANCHORS=/path/to/bench/anchors.sh" >&2
+  exit 2
+fi
+if [[ $build == 1 ]]; then
+  (cd "$repo" && cargo build --release --locked --bin beehive >&2)
+fi
+if [[ ! -x $bin ]]; then
+  echo "bench-anchors: no beehive binary at $bin (build it, or set BEEHIVE_BIN)" >&2
+  exit 2
+fi
+out=${out:-$repo/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out"
+
+# One node. CMD runs under `bash -c` in the target's process group (anchors.sh stops the
+# group), with BENCH_RUN, BENCH_ORIGIN and BENCH_WORKERS set; tokio gets as many workers
+# as the server side has cores.
+node() { # node <http port> <rpc port> <admin port> [extra flags...]
+  local http=$1 rpc=$2 admin=$3; shift 3
+  printf 'TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret" --origin site=http://$BENCH_ORIGIN --rate-per-sec 100000000 %s' \
+    "$bin" "$http" "$rpc" "$admin" "$*"
+}
+secret='head -c 32 /dev/urandom | base64 > "$BENCH_RUN/secret"'
+host=site.beehive.localhost
+
+targets=(
+  --target "beehive=http://127.0.0.1:$port" --host "beehive=$host:$port"
+  --start "beehive=$secret; exec $(node "$port" $((port + 10)) $((port + 11)))"
+)
+if [[ $ring == 1 ]]; then
+  p2=$((port + 2))
+  first=$(node $((port + 1)) $((port + 20)) $((port + 21)) --mode chord)
+  second=$(node "$p2" $((port + 22)) $((port + 23)) --mode chord --join 127.0.0.1:$((port + 20)))
+  # The second node joins once the first is up; both stay in the target's process group.
+  targets+=(
+    --target "beehive-ring=http://127.0.0.1:$p2" --host "beehive-ring=$host:$p2"
+    --start "beehive-ring=$secret; $first & sleep 1; $second & wait"
+  )
+fi
+
+if [[ -n $base ]]; then
+  [[ -x $base ]] || { echo "bench-anchors: no baseline binary at $base" >&2; exit 2; }
+  pb=$((port + 3))
+  targets+=(
+    --target "beehive-base=http://127.0.0.1:$pb" --host "beehive-base=$host:$pb"
+    --start "beehive-base=$secret; exec $(bin=$base node "$pb" $((port + 30)) $((port + 31)))"
+  )
+fi
+
+echo "bench-anchors: $anchors -> $out" >&2
+exec "$anchors" --out "$out" "${targets[@]}" "${pass[@]}"
