@@ -95,8 +95,10 @@ fn sixteen_live_nodes_converge_near_c_and_recover_after_a_reversal() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let json = scratch("sixteen.json");
     // Replication interval 1 s; 25 s of warm-up, then 30 s measured with the popularity
-    // reversed at 15 s.
+    // reversed at 15 s. No store budget: Beehive aims at C = 1 (a budget would set C).
     demo(&[
+        "--budget",
+        "0",
         "--nodes",
         "16",
         "--duration",
