@@ -463,3 +463,42 @@ fn the_example_config_lists_every_setting_at_its_default() {
         }
     }
 }
+
+/// `beehive node --check` in a child process: flags over `BEEHIVE_*` over the file over the
+/// defaults, printed as a file that reads back; an unknown key exits 2 and names itself.
+#[test]
+fn node_check_prints_the_layers_merged() {
+    let dir = std::env::temp_dir().join(format!("beehive-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "mode = \"chord\"\nsuccessors = 3\ntarget_hops = 0.5\n").unwrap();
+    let check = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_beehive"));
+        cmd.args(["node", "--check", "--config", file.to_str().unwrap()]).args(extra);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BEEHIVE_")) {
+            cmd.env_remove(key);
+        }
+        cmd.env("BEEHIVE_SECRET", "a-test-secret-of-enough-bytes")
+            .env("BEEHIVE_MODE", "passive")
+            .env("BEEHIVE_SUCCESSORS", "5")
+            .output()
+            .unwrap()
+    };
+    let out = check(&["--successors", "7"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("a-test-secret"), "the secret was printed");
+    let effective: Settings = toml::from_str(&stdout).expect("--check prints a config file");
+    assert_eq!(effective.mode, Some(Mode::Passive), "the environment beats the file");
+    assert_eq!(effective.successors, Some(7), "a flag beats the environment");
+    assert_eq!(effective.target_hops, Some(0.5), "the file beats the default");
+    let defaults = Settings::of(&NodeConfig::default());
+    assert_eq!(effective.intervals, defaults.intervals, "the rest are the defaults");
+
+    std::fs::write(&file, "mode = \"chord\"\nsucessors = 3\n").unwrap();
+    let out = check(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field `sucessors`"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
