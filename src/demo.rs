@@ -2,6 +2,8 @@
 //! nodes (real child processes on loopback), warms the cache, drives a Zipf load through every
 //! node with a popularity reversal halfway, prints the report, and stops every child by PID.
 //! `--compare` does it once per mode (same seed, fresh cluster each) and prints one table.
+//! Every node gets the same store budget (objects), so the modes compare at equal storage:
+//! passive caching evicts its least recently used copies, Beehive picks the C that fits.
 
 use anyhow::{bail, Context, Result};
 use beehive::launch::{self, Proc};
@@ -51,9 +53,14 @@ pub struct DemoArgs {
     /// deployment uses 10 s).
     #[arg(long, default_value_t = 1000)]
     pub replication_ms: u64,
-    /// Beehive's target average hops C.
+    /// Beehive's target average hops C (used with --budget 0 only: a budget sets C).
     #[arg(long, default_value_t = 1.0)]
     pub target_hops: f64,
+    /// Objects each node may store, its own and copies, in every mode (equal storage).
+    /// Default: objects/nodes + objects/8, room for about one in eight objects as copies.
+    /// 0: no budget (passive caching then keeps every object it passes for its TTL).
+    #[arg(long, value_name = "OBJECTS")]
+    pub budget: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Write the report(s) as JSON (the loadgen's schema; an array of {mode, report} with
@@ -97,6 +104,7 @@ impl Cluster {
         )?;
         let origin_addr = origin.addr("http")?;
         let secret = format!("demo secret {:032x}", rand::random::<u128>());
+        let budget = budget(args);
         let mut nodes: Vec<Proc> = Vec::new();
         for i in 0..args.nodes {
             let mut node_args: Vec<String> = [
@@ -134,6 +142,9 @@ impl Cluster {
                 "--origin".into(),
                 format!("site=http://{origin_addr}"),
             ]);
+            if budget > 0 {
+                node_args.extend(["--budget".into(), budget.to_string()]);
+            }
             if let Some(first) = nodes.first() {
                 node_args.extend(["--join".into(), first.addr("rpc")?.to_string()]);
             }
@@ -172,6 +183,29 @@ impl Cluster {
     }
 }
 
+/// Reads every node's `/stats`: objects stored per node (home and copies), and bodies copied
+/// between nodes so far (replica and cache fetches), summed over the ring.
+fn storage(admins: &[SocketAddr]) -> Result<(f64, u64)> {
+    let (mut stored, mut copied) = (0u64, 0u64);
+    for a in admins {
+        let (status, body) =
+            launch::http(*a, "GET", "/stats", b"").with_context(|| format!("{a}: no /stats"))?;
+        if status != 200 {
+            bail!("{a}: /stats answered {status}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let n = |path: &[&str]| path.iter().fold(&v, |v, k| &v[*k]).as_u64().unwrap_or(0);
+        stored += n(&["store", "home_objects"]) + n(&["store", "replica_objects"]);
+        copied += n(&["replication", "fetches"]);
+    }
+    Ok((stored as f64 / admins.len().max(1) as f64, copied))
+}
+
+/// The per-node object budget: as given, else objects/nodes + objects/8 (0: none).
+fn budget(args: &DemoArgs) -> u64 {
+    args.budget.unwrap_or(args.objects / args.nodes.max(1) as u64 + args.objects / 8)
+}
+
 /// The successor-list length for a ring of `n`: ⌈log2 n⌉, at least 2.
 fn successors(n: usize) -> usize {
     (usize::BITS - n.saturating_sub(1).leading_zeros()).max(2) as usize
@@ -204,6 +238,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
          interval {} ms (shortened from the 10 s default so the demo converges in seconds)",
         args.nodes, args.objects, args.size, args.alpha, args.concurrency, args.replication_ms
     );
+    match budget(&args) {
+        0 => println!("no store budget: passive caches keep every object they pass"),
+        b => println!("store budget: {b} objects per node in every mode (its own and copies)"),
+    }
     println!("logs: {}", logs.display());
     let started = Instant::now();
     let mut reports: Vec<(String, Report)> = Vec::new();
@@ -226,8 +264,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!("measuring for {} s; popularity reverses at {} s", args.duration, half.as_secs());
         let phases = Phases { reverse_at: Some(half), ..Phases::default() };
         let load = cluster.load(&args, Duration::from_secs(args.duration), phases)?;
-        let report = runtime.block_on(beehive_loadgen::run(&load, progress))?;
+        let (_, copied_before) = storage(&cluster.admin)?;
+        let mut report = runtime.block_on(beehive_loadgen::run(&load, progress))?;
+        let (stored, copied_after) = storage(&cluster.admin)?;
+        report.summary.stored_per_node = Some(stored);
+        report.summary.copied = Some(copied_after.saturating_sub(copied_before));
         report.print_table(&mut std::io::stdout())?;
+        println!(
+            "stored: {stored:.0} objects per node; copied: {} bodies between nodes while measured",
+            report.summary.copied.unwrap_or(0)
+        );
         reports.push((mode.clone(), report));
         if args.keep && i + 1 == modes.len() {
             kept = Some(cluster);

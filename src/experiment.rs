@@ -3,9 +3,9 @@
 //! result is one table and one SVG plot of hops, storage and control traffic over time.
 
 use anyhow::{Context, Result};
+use beehive_loadgen::plot::{draw, Line, Panel};
 use beehive_replication::config::Mode;
 use beehive_replication::sim::{self, IntervalReport, Report, SimConfig};
-use plotters::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -165,7 +165,7 @@ pub fn table(base: &SimConfig, runs: &[Run]) -> String {
 /// Four panels over time: hops, objects stored per node, control messages and bytes per node.
 pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
     type Metric = fn(&IntervalReport) -> f64;
-    let panels: [(&str, Metric); 4] = [
+    let metrics: [(&str, Metric); 4] = [
         ("mean hops", |i| i.mean_hops),
         ("objects stored per node", |i| i.replication.as_ref().map_or(0.0, |r| r.stored_per_node)),
         ("control messages per node", |i| {
@@ -175,47 +175,20 @@ pub fn plot(path: &Path, runs: &[Run]) -> Result<()> {
             i.replication.as_ref().map_or(0.0, |r| r.control_bytes_per_node)
         }),
     ];
-    let colors = [RED, BLUE, GREEN, MAGENTA];
-    let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(drawing)?;
-    let xmax =
-        runs.iter().flat_map(|r| r.report.intervals.iter().map(|i| i.end_s)).fold(1.0f64, f64::max);
-    for (area, (title, metric)) in root.split_evenly((2, 2)).iter().zip(panels) {
-        let ymax = runs
-            .iter()
-            .flat_map(|r| r.report.intervals.iter().map(metric))
-            .fold(0.0f64, f64::max)
-            .max(1e-9)
-            * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-            .map_err(drawing)?;
-        chart.configure_mesh().x_desc("virtual seconds").draw().map_err(drawing)?;
-        for (run, color) in runs.iter().zip(colors) {
-            let points: Vec<(f64, f64)> =
-                run.report.intervals.iter().map(|i| (i.end_s, metric(i))).collect();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(drawing)?
-                .label(run.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(drawing)?;
-    }
-    root.present().map_err(drawing)?;
-    Ok(())
-}
-
-/// plotters' errors carry the backend's error type; the message is what the user needs.
-fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("drawing the plot: {e}")
+    let panels: Vec<Panel> = metrics
+        .into_iter()
+        .map(|(title, metric)| Panel {
+            title: title.to_string(),
+            x_desc: "virtual seconds".to_string(),
+            y_desc: String::new(),
+            lines: runs
+                .iter()
+                .map(|run| Line {
+                    label: run.label.clone(),
+                    points: run.report.intervals.iter().map(|i| (i.end_s, metric(i))).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    draw(path, (1200, 800), (2, 2), &panels).context("drawing the plot")
 }

@@ -1,8 +1,9 @@
 //! `beehive node`: validates the configuration (exit code 2 with a message that says what to
-//! fix), sets up logging, and runs the node on a tokio runtime until SIGTERM.
+//! fix), sets up logging, and runs the node on a tokio runtime until SIGTERM. With `--check`
+//! it prints the effective settings instead of running.
 
 use anyhow::{Context, Result};
-use beehive::node::config::{NodeArgs, RawConfig};
+use beehive::node::config::{NodeArgs, RawConfig, Settings};
 
 /// A configuration the node refused to start with.
 #[derive(Debug)]
@@ -17,9 +18,17 @@ impl std::fmt::Display for BadConfig {
 impl std::error::Error for BadConfig {}
 
 pub fn run(args: NodeArgs) -> Result<()> {
+    let check = args.check;
     let config = RawConfig::load(args)
         .and_then(RawConfig::validate)
         .map_err(|e| BadConfig(format!("bad configuration: {e}")))?;
+    if check {
+        // A complete config file: defaults, file, environment and flags laid over each other.
+        println!("# beehive node: the configuration is valid; the effective settings are");
+        println!("# (secret: {} bytes, never printed)", config.secret.expose().len());
+        print!("{}", Settings::of(&config).to_toml());
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -3,7 +3,7 @@
 //! kubeconform cannot be fetched here). Node command lines in the compose file and the
 //! systemd unit are parsed and validated by the node's own configuration code.
 
-use beehive::node::config::{FileConfig, NodeArgs, RawConfig, Seed};
+use beehive::node::config::{Mode, NodeArgs, NodeConfig, RawConfig, Seed, Settings};
 use clap::Parser;
 use serde::Deserialize;
 use serde_norway::Value;
@@ -77,10 +77,7 @@ struct NodeCli {
 
 /// Validates `beehive node ARGS…` with the node's own code; a secret file stands in for the
 /// real secret. Returns the validated configuration.
-fn validate_node_args(
-    args: &[&str],
-    file: Option<FileConfig>,
-) -> beehive::node::config::NodeConfig {
+fn validate_node_args(args: &[&str], file: Option<Settings>) -> NodeConfig {
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("beehive-deploy-test-{}-{n}", std::process::id());
@@ -89,9 +86,9 @@ fn validate_node_args(
     let mut cli = NodeCli::try_parse_from(std::iter::once("node").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("`beehive node {}`: {e}", args.join(" ")));
     cli.args.config = None;
-    cli.args.secret_file = Some(secret.clone());
-    let config =
-        RawConfig { args: cli.args, file: file.unwrap_or_default(), env_secret: None }.validate();
+    cli.args.settings.secret_file = Some(secret.clone());
+    let file = file.unwrap_or_default();
+    let config = RawConfig { args: cli.args, file, ..RawConfig::default() }.validate();
     let _ = std::fs::remove_file(&secret);
     config.unwrap_or_else(|e| panic!("`beehive node {}`: {e}", args.join(" ")))
 }
@@ -205,7 +202,7 @@ fn statefulset_has_a_headless_service_probes_and_the_secret() {
                 "join = [\"10.0.0.2:7000\"]\n{}",
                 at(map, "data").get("beehive.toml").and_then(Value::as_str).expect("beehive.toml")
             );
-            let file: FileConfig = toml::from_str(&toml_text).unwrap();
+            let file: Settings = toml::from_str(&toml_text).unwrap();
             let c = validate_node_args(
                 &["--rpc", "0.0.0.0:7000", "--advertise", "10.0.0.1:7000"],
                 Some(file),
@@ -282,9 +279,9 @@ fn compose_runs_five_nodes_and_the_origin() {
             let c = validate_node_args(&command[1..], None);
             let adv = c.advertise.expect("advertise");
             assert_eq!(adv.ip(), std::net::IpAddr::V4(*ip), "{name} advertises its own address");
-            let site = &c.origins["site"];
-            assert_eq!(site.host, origin_ip.to_string(), "{name}: origin address");
-            assert_eq!(site.port.to_string(), origin_port, "{name}: origin port");
+            let (host, port) = &c.proxy.origins["site"];
+            assert_eq!(*host, origin_ip.to_string(), "{name}: origin address");
+            assert_eq!(port.to_string(), origin_port, "{name}: origin port");
             adv
         })
         .collect();
@@ -357,9 +354,9 @@ fn systemd_unit_runs_beehive_node_hardened() {
     assert!(service.contains_key("LoadCredential"), "the secret is passed as a credential");
     assert!(unit["Install"].contains_key("WantedBy"));
     // The example config the unit points at is the one shipped in deploy/.
-    let example: FileConfig =
+    let example: Settings =
         toml::from_str(&std::fs::read_to_string(deploy().join("beehive.toml")).unwrap()).unwrap();
-    validate_node_args(&[], Some(FileConfig { secret_file: None, ..example }));
+    validate_node_args(&[], Some(Settings { secret_file: None, ..example }));
 }
 
 #[test]
@@ -419,8 +416,89 @@ fn the_seed_init_script_writes_the_join_line() {
         assert!(out.status.success(), "{pod}: {}", String::from_utf8_lossy(&out.stderr));
         let written = std::fs::read_to_string(dir.join("run/beehive.toml")).unwrap();
         assert_eq!(written.lines().next(), Some(join), "{pod}");
-        let file: FileConfig = toml::from_str(&written).unwrap();
-        assert_eq!(file.mode.as_deref(), Some("beehive"));
+        let file: Settings = toml::from_str(&written).unwrap();
+        assert_eq!(file.mode, Some(Mode::Beehive));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// deploy/beehive.toml documents every setting (set, or commented out as `# key = …`), and
+/// what it sets is the default, so the file and the code cannot drift apart.
+#[test]
+fn the_example_config_lists_every_setting_at_its_default() {
+    let text = std::fs::read_to_string(deploy().join("beehive.toml")).unwrap();
+    let example: toml::Table = toml::from_str(&text).unwrap();
+    let mut all = NodeConfig::default();
+    all.chord.replication.budget = Some(1.0);
+    all.http = Some("127.0.0.1:8080".parse().unwrap());
+    all.advertise = Some("10.0.0.5:7000".parse().unwrap());
+    let mut every = Settings::of(&all);
+    every.secret_file = Some("/etc/beehive/secret".into());
+    let every: toml::Table = toml::from_str(&every.to_toml()).unwrap();
+    let defaults: toml::Table =
+        toml::from_str(&Settings::of(&NodeConfig::default()).to_toml()).unwrap();
+    let documented = |key: &str| {
+        text.lines()
+            .map(|l| l.trim_start_matches(['#', ' ']))
+            .any(|l| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+    };
+    for (key, value) in &every {
+        match value.as_table() {
+            Some(table) if key != "origins" => {
+                assert!(text.contains(&format!("[{key}]")), "no [{key}] table");
+                for (sub, _) in table {
+                    assert!(documented(sub), "{key}.{sub} is not in deploy/beehive.toml");
+                    let set = example.get(key).and_then(|t| t.get(sub));
+                    assert_eq!(set, defaults[key].get(sub), "{key}.{sub}: not the default");
+                }
+            }
+            _ => {
+                assert!(documented(key) || key == "origins", "{key} is not in deploy/beehive.toml");
+                if let (Some(set), false) =
+                    (example.get(key), ["secret_file", "origins"].contains(&key.as_str()))
+                {
+                    assert_eq!(Some(set), defaults.get(key), "{key}: not the default");
+                }
+            }
+        }
+    }
+}
+
+/// `beehive node --check` in a child process: flags over `BEEHIVE_*` over the file over the
+/// defaults, printed as a file that reads back; an unknown key exits 2 and names itself.
+#[test]
+fn node_check_prints_the_layers_merged() {
+    let dir = std::env::temp_dir().join(format!("beehive-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("node.toml");
+    std::fs::write(&file, "mode = \"chord\"\nsuccessors = 3\ntarget_hops = 0.5\n").unwrap();
+    let check = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_beehive"));
+        cmd.args(["node", "--check", "--config", file.to_str().unwrap()]).args(extra);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BEEHIVE_")) {
+            cmd.env_remove(key);
+        }
+        cmd.env("BEEHIVE_SECRET", "a-test-secret-of-enough-bytes")
+            .env("BEEHIVE_MODE", "passive")
+            .env("BEEHIVE_SUCCESSORS", "5")
+            .output()
+            .unwrap()
+    };
+    let out = check(&["--successors", "7"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("a-test-secret"), "the secret was printed");
+    let effective: Settings = toml::from_str(&stdout).expect("--check prints a config file");
+    assert_eq!(effective.mode, Some(Mode::Passive), "the environment beats the file");
+    assert_eq!(effective.successors, Some(7), "a flag beats the environment");
+    assert_eq!(effective.target_hops, Some(0.5), "the file beats the default");
+    let defaults = Settings::of(&NodeConfig::default());
+    assert_eq!(effective.intervals, defaults.intervals, "the rest are the defaults");
+
+    std::fs::write(&file, "mode = \"chord\"\nsucessors = 3\n").unwrap();
+    let out = check(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field `sucessors`"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -128,6 +128,13 @@ pub struct Summary {
     pub origin_requests: Option<u64>,
     /// `1 - origin_requests / requests` (`null` without `origin_stats` or requests).
     pub offload: Option<f64>,
+    /// Objects stored per node at the end (home objects and copies), when the caller read
+    /// the nodes' `/stats`; the load generator itself cannot see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_per_node: Option<f64>,
+    /// Bodies copied between nodes during the run (replicas and cache fills), likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied: Option<u64>,
 }
 
 /// A run's result; `serde` both ways, so a saved report can be read back and compared.
@@ -247,7 +254,7 @@ pub fn compare_table(runs: &[(&str, &Report)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<width$} {:>9} {:>8} {:>7} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8}",
+        "{:<width$} {:>9} {:>8} {:>7} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}",
         "run",
         "requests",
         "req/s",
@@ -257,13 +264,15 @@ pub fn compare_table(runs: &[(&str, &Report)]) -> String {
         "hops",
         "hit %",
         "origin",
-        "offload"
+        "offload",
+        "stored",
+        "copied"
     );
     for (label, r) in runs {
         let x = &r.summary;
         let _ = writeln!(
             s,
-            "{:<width$} {:>9} {:>8.1} {:>7} {:>8.2} {:>8.2} {:>6} {:>6.1} {:>8} {:>8}",
+            "{:<width$} {:>9} {:>8.1} {:>7} {:>8.2} {:>8.2} {:>6} {:>6.1} {:>8} {:>8} {:>7} {:>7}",
             label,
             x.requests,
             x.rps,
@@ -274,6 +283,8 @@ pub fn compare_table(runs: &[(&str, &Report)]) -> String {
             pct(x.cache.hit, x.cache.total()),
             x.origin_requests.map_or_else(|| "-".to_string(), |o| o.to_string()),
             x.offload.map_or_else(|| "-".to_string(), |o| format!("{:.1}%", o * 100.0)),
+            opt(x.stored_per_node, 0),
+            x.copied.map_or_else(|| "-".to_string(), |c| c.to_string()),
         );
     }
     s
@@ -300,11 +311,18 @@ mod tests {
         let r = Report {
             schema_version: SCHEMA_VERSION,
             config: LoadConfig::default(),
-            summary: Summary { requests: 10, avg_hops: Some(1.5), ..Summary::default() },
+            summary: Summary {
+                requests: 10,
+                avg_hops: Some(1.5),
+                stored_per_node: Some(250.4),
+                copied: Some(1234),
+                ..Summary::default()
+            },
             series: Vec::new(),
         };
         let t = compare_table(&[("chord", &r), ("beehive", &r)]);
         assert_eq!(t.lines().count(), 3);
         assert!(t.contains("chord") && t.contains("beehive") && t.contains("1.50"));
+        assert!(t.contains("stored") && t.contains(" 250 ") && t.contains("1234"), "{t}");
     }
 }

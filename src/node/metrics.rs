@@ -382,7 +382,7 @@ impl Metrics {
     /// Sets the gauges that mirror a freshly published snapshot: the leader's result and the
     /// store totals.
     pub fn observe_snapshot(&self, snap: &RingSnapshot) {
-        if let Some(l) = &snap.leader {
+        if let Some(super::snapshot::LeaderView(l)) = &snap.leader {
             self.leader_epoch.set(i64::try_from(l.epoch).unwrap_or(i64::MAX));
             self.leader_alpha.set(l.alpha);
             self.leader_objects.set(l.objects);

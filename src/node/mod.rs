@@ -165,16 +165,20 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let advertise = config.advertise.unwrap_or(rpc_addr);
     let me = Peer::from_addr(advertise);
 
-    let mode = config.mode.name();
-    let metrics = Arc::new(Metrics::new(mode, config.target_hops));
-    let proxy_config = proxy_config(config, me);
+    let mode = config.chord.replication.mode.name();
+    let target_hops = config.chord.replication.target_hops;
+    let metrics = Arc::new(Metrics::new(mode, target_hops));
+    let proxy_config = ProxyConfig {
+        node_name: format!("{:08x}", (me.id.0 >> 96) as u32),
+        ..config.proxy.clone()
+    };
     proxy_config.validate()?;
     let objects = ObjectStore::new(proxy_config.store_bytes);
     let store: Arc<dyn BodyStore> = Arc::new(objects.clone());
     let transport_config = TransportConfig {
         me,
         key: MacKey::derive(config.secret.expose()),
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.proxy.max_object_bytes,
     };
     let (transport, inbound) = Transport::new(transport_config, metrics.clone(), store.clone());
 
@@ -193,8 +197,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     if !seeds.is_empty() {
         core.join(Duration::ZERO, &seeds);
     }
-    let info =
-        DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops: config.target_hops };
+    let info = DriverInfo { expects_peers: !seeds.is_empty(), mode, target_hops };
     let driver =
         Driver::spawn(core, transport.clone(), inbound, metrics.clone(), store.clone(), info);
 
@@ -229,7 +232,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         snapshot: driver.snapshot.clone(),
         metrics: metrics.clone(),
         store: store.clone(),
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.proxy.max_object_bytes,
         stopping,
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
@@ -314,31 +317,4 @@ async fn handoff(
         }
     }
     handed
-}
-
-/// The HTTP face's settings from the node's: the CDN knobs, named origins, and the body cap
-/// (an object the ring cannot carry in one frame is passed to the origin instead).
-fn proxy_config(config: &NodeConfig, me: Peer) -> ProxyConfig {
-    let cdn = &config.cdn;
-    ProxyConfig {
-        suffix: cdn.suffix.clone(),
-        origins: config
-            .origins
-            .iter()
-            .map(|(name, o)| (name.clone(), (o.host.clone(), o.port)))
-            .collect(),
-        open_mode: cdn.open,
-        default_ttl: cdn.default_ttl,
-        stale_if_error: cdn.stale_if_error,
-        stale_while_revalidate: cdn.stale_while_revalidate,
-        max_object_bytes: config.max_body_bytes,
-        store_bytes: cdn.store_bytes,
-        origin_timeout: cdn.origin_timeout,
-        header_read_timeout: cdn.header_timeout,
-        rate_per_sec: cdn.rate_per_sec,
-        burst: cdn.rate_per_sec.saturating_mul(2),
-        admin_token: cdn.admin_token.clone(),
-        node_name: format!("{:08x}", (me.id.0 >> 96) as u32),
-        ..ProxyConfig::default()
-    }
 }

@@ -2,7 +2,7 @@
 //! publishes after every input, read lock-free (`ArcSwap`) by the admin listener (the HTTP
 //! path asks the driver through commands instead). Nobody but the driver ever touches the core.
 
-use beehive_replication::beehive::wire::arc_start;
+use beehive_replication::beehive::wire::{arc_start, LevelResult};
 use beehive_replication::node::KnownObject;
 use beehive_replication::{Id, Node, Peer, Time};
 use serde::Serialize;
@@ -140,18 +140,7 @@ impl RingSnapshot {
             target_hops,
             peers: Vec::new(),
             now_ms: 0,
-            leader: node.level_result().map(|r| LeaderView {
-                epoch: r.epoch,
-                leader: hex_id(r.leader),
-                alpha: r.alpha,
-                objects: r.objects,
-                nodes: r.nodes,
-                hop_cost: r.hop_cost,
-                target_hops: r.target_hops,
-                thresholds: r.thresholds.clone(),
-                model_stored_per_node: r.model_stored_per_node,
-                age_intervals: r.age,
-            }),
+            leader: node.level_result().cloned().map(LeaderView),
             ops: Arc::default(),
             successor_peer: successor,
             predecessor_peer: predecessor,
@@ -218,18 +207,23 @@ fn peer_standing(node: &Node, now: Time) -> Vec<PeerStanding> {
 /// `nodes` (N counted); `hop_cost` (h, hops per level measured); `target_hops` (C solved
 /// for); `thresholds` (t_i in requests/s: rate ≥ t_i puts an object at level i or lower);
 /// `model_stored_per_node`; `age_intervals` (replication intervals since it was issued).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LeaderView {
-    pub epoch: u64,
-    pub leader: String,
-    pub alpha: f64,
-    pub objects: f64,
-    pub nodes: f64,
-    pub hop_cost: f64,
-    pub target_hops: f64,
-    pub thresholds: Vec<f64>,
-    pub model_stored_per_node: f64,
-    pub age_intervals: u32,
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderView(pub LevelResult);
+
+impl Serialize for LeaderView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The wire form, with the leader's id in hex (a u128 is no JSON number) and the age
+        // named for its unit.
+        let wire = LevelResult { leader: Id(0), ..self.0.clone() };
+        let mut v = serde_json::to_value(wire).map_err(serde::ser::Error::custom)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("leader".into(), hex_id(self.0.leader).into());
+            if let Some(age) = m.remove("age") {
+                m.insert("age_intervals".into(), age);
+            }
+        }
+        v.serialize(s)
+    }
 }
 
 /// One entry of `/objects?top=N`: `key` (hex), `level`, `rate` (requests/s, smoothed; only

@@ -22,6 +22,9 @@ pub struct Held {
     pub source: Option<Id>,
     /// When the lease was last extended.
     pub renewed_at: Time,
+    /// When this copy was stored or last answered a lookup: a passive cache under a budget
+    /// makes room by dropping the least recently used.
+    pub used_at: Time,
 }
 
 /// What [`Holdings::consider`] made of an offer.
@@ -295,9 +298,30 @@ impl Holdings {
         }
         self.demoted.remove(&offer.key);
         let (level, stamp, info) = (offer.level, offer.stamp, offer.info);
-        let held = Held { level, stamp, info, until, cached, source, renewed_at: now };
+        let held =
+            Held { level, stamp, info, until, cached, source, renewed_at: now, used_at: now };
         self.held.insert(offer.key, held);
         true
+    }
+
+    /// `key`'s copy answered a lookup at `now`.
+    pub fn mark_used(&mut self, key: Id, now: Time) {
+        if let Some(h) = self.held.get_mut(&key) {
+            h.used_at = h.used_at.max(now);
+        }
+    }
+
+    /// Drops up to `count` copies, the least recently used first, and returns their keys.
+    pub fn evict_lru(&mut self, count: usize) -> Vec<Id> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut by_use: Vec<(Time, Id)> = self.held.iter().map(|(k, h)| (h.used_at, *k)).collect();
+        if count < by_use.len() {
+            by_use.select_nth_unstable(count);
+            by_use.truncate(count);
+        }
+        by_use.into_iter().map(|(_, key)| key).filter(|key| self.remove(*key)).collect()
     }
 
     /// A fetch failed: a later offer may try again.
@@ -398,6 +422,22 @@ mod tests {
         h.renew_from(from, now + lease, lease * 2);
         assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
         assert_eq!(h.expire(now + lease * 3), vec![Id(7)]);
+    }
+
+    #[test]
+    fn the_least_recently_used_copy_goes_first() {
+        let mut h = Holdings::default();
+        let (t, lease) = (Duration::from_secs, Duration::from_secs(60));
+        for (key, at) in [(1, 1), (2, 2), (3, 3)] {
+            let o = Offer { key: Id(key), ..offer(1) };
+            assert!(h.want_cache(&o));
+            assert!(h.store(&o, None, t(at), t(at) + lease, true));
+        }
+        h.mark_used(Id(1), t(4));
+        assert_eq!(h.evict_lru(1), vec![Id(2)]);
+        assert_eq!(h.evict_lru(1), vec![Id(3)]);
+        assert_eq!(h.evict_lru(5), vec![Id(1)]);
+        assert!(h.is_empty());
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl Replication {
             found
         } else {
             let h = self.holdings.valid(key, now)?;
+            self.holdings.mark_used(key, now);
             ObjectAnswer { level: h.level, object: Some(h.info) }
         };
         if self.cfg.mode == Mode::Beehive {
@@ -85,7 +86,7 @@ impl Replication {
         let lease_ms = millis(self.cfg.cache_ttl);
         let (level, stamp, from_home, renewable) = (found.level, 0, false, false);
         let offer = Offer { key, level, stamp, info, lease_ms, from_home, renewable };
-        if self.holdings.want_cache(&offer) {
+        if self.holdings.want_cache(&offer) && self.make_room(offer.key) {
             self.event(Event::FetchBody { from: holder, offer });
         }
         for p in path {
@@ -99,10 +100,25 @@ impl Replication {
         if self.cfg.mode == Mode::Passive
             && !ring.owns(offer.key)
             && self.holdings.want_cache(&offer)
+            && self.make_room(offer.key)
         {
             self.event(Event::FetchBody { from: holder, offer });
         }
         Response::Ack
+    }
+
+    /// Passive mode under a budget: `key` is about to be fetched into the cache; the least
+    /// recently used copies make room for it. `false` (and no fetch) if they cannot.
+    fn make_room(&mut self, key: Id) -> bool {
+        for dropped in self.holdings.evict_lru(self.budget_excess(0)) {
+            self.touch(dropped);
+            self.evict_unless_home(dropped);
+        }
+        if self.budget_excess(0) > 0 {
+            self.holdings.fetch_failed(key);
+            return false;
+        }
+        true
     }
 
     // ------------------------------------------------------------ operator view
