@@ -221,7 +221,16 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
     let (http_addr, http_task) = match (config.http, http_listener) {
         (Some(addr), Some(listener)) => {
             let bound = listener.local_addr().unwrap_or(addr);
-            let proxy = Arc::new(Proxy::new(proxy_config, Arc::new(ring), objects, loader));
+            // Until the node has joined its ring, it answers 503 rather than go to the origin
+            // for everything (a stabilising ring, say after a neighbour died, still serves).
+            let snapshot = driver.snapshot.clone();
+            let proxy = Proxy::new(proxy_config, Arc::new(ring), objects, loader).with_readiness(
+                move || {
+                    let snap = snapshot.load();
+                    snap.joined && !snap.left
+                },
+            );
+            let proxy = Arc::new(proxy);
             metrics.attach_proxy(proxy.metrics());
             (Some(bound), Some(tokio::spawn(proxy.serve(listener, stopping.clone()))))
         }

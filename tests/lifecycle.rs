@@ -1,6 +1,10 @@
-//! End-to-end: SIGTERM under load. The node stops accepting, answers every request already
-//! in flight (they need the ring, so it stays in it meanwhile), then hands off, leaves and
-//! exits 0, all within `--shutdown-ms` (4 000 in the tests; the drain may take half).
+//! End-to-end: a node's HTTP face at both ends of its life.
+//!
+//! * Before it has joined its ring it answers 503 with `Retry-After` (rather than go to the
+//!   origin for everything, uncoalesced).
+//! * SIGTERM under load: it stops accepting, answers every request already in flight (they
+//!   need the ring, so it stays in it meanwhile), then hands off, leaves and exits 0, all
+//!   within `--shutdown-ms` (4 000 in the tests; the drain may take half).
 //!
 //! Seen on the 2-core machine (debug build): 40 of 40 slow requests answered 200, exit 0
 //! 1.5 s after the signal (the origin's remaining second of sleep, then handoff and leave).
@@ -82,4 +86,28 @@ fn sigterm_answers_every_request_in_flight_then_leaves_and_exits_0() {
     assert!(status.is_some_and(|s| s.success()), "exit {status:?}; log:\n{}", node.log_tail());
     assert!(exited < Duration::from_millis(4000 + 1000), "exit took {exited:?}");
     assert_eq!(answered, CLIENTS, "clients saw:\n{lines}\nlog:\n{}", node.log_tail());
+}
+
+#[test]
+fn a_node_that_has_not_joined_answers_503_with_retry_after() {
+    let origin = start_origin("127.0.0.1:0", &[]);
+    // A seed nobody listens on: the join cannot finish.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let seed = nobody.local_addr().unwrap();
+    drop(nobody);
+    let mut cmd = node_command(SECRET);
+    cmd.args(["--rpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--origin", &format!("site=http://{}", origin.addr)])
+        .args(["--join", &seed.to_string()]);
+    let node = start_command(cmd);
+    let port = node.http.expect("HTTP face").port();
+    let url = format!("http://site.beehive.localhost:{port}/o/1");
+    let r = curl(&[&url]).expect("an answer");
+    assert_eq!(r.status, 503, "{:?}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)));
+    assert_eq!(node.get("/readyz").map(|r| r.0), Some(503));
+    // The origin was not asked.
+    let stats = curl(&[&format!("http://{}/stats", origin.addr)]).expect("origin stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    assert!(stats["paths"]["/o/1"].is_null(), "{stats}");
 }
