@@ -602,4 +602,54 @@ proptest! {
         let received = feed(stream.chunks(chunking));
         assert_only_authentic_frames(&received, &stream, &items);
     }
+
+    /// A member of the cluster (or the codec's own bugs) sending any hello payload under the
+    /// cluster key: decoded or refused, never a panic; accepted only as a hello.
+    #[test]
+    fn any_hello_payload_is_a_hello_or_refused(payload in prop::collection::vec(any::<u8>(), 0..120)) {
+        let stream = forge(&cluster_mac_key(), 1, 1, 0, &payload);
+        let received = feed_whole(&stream);
+        for (frame, _) in &received.frames {
+            prop_assert!(is_hello(frame));
+        }
+    }
+
+    /// After a real hello, a proof of any bytes (sealed under the right session key, so only
+    /// the proof itself is wrong) never establishes the connection, and nothing after it is
+    /// accepted.
+    #[test]
+    fn a_proof_of_any_other_bytes_never_establishes(
+        payload in prop::collection::vec(any::<u8>(), 0..80),
+        then in prop::collection::vec(any::<u8>(), 0..60),
+    ) {
+        let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+        let real = &bytes[ends[0]..ends[1]];
+        let forged_proof = forge(&session_mac_key(), 4, 2, 0, &payload);
+        prop_assume!(forged_proof[..] != real[..]);
+        let mut stream = bytes[..ends[0]].to_vec();
+        stream.extend_from_slice(&forged_proof);
+        stream.extend(forge(&session_mac_key(), 2, 3, 0, &then));
+        let received = feed_whole(&stream);
+        prop_assert_eq!(received.frames.len(), 1, "only the hello passes");
+        prop_assert!(received.error.is_some());
+    }
+
+    /// Once established, frames of every kind byte with any payload, sealed under the
+    /// session key: never a panic, and an accepted frame's payload is of its header's kind.
+    #[test]
+    fn authentic_frames_of_any_kind_and_payload_never_panic(
+        frames in prop::collection::vec((0u8..6, any::<u64>(), prop::collection::vec(any::<u8>(), 0..100)), 1..6),
+    ) {
+        let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+        let mut stream = bytes[..ends[1]].to_vec();
+        for (i, (kind, request_id, payload)) in frames.iter().enumerate() {
+            stream.extend(forge(&session_mac_key(), *kind, 3 + i as u64, *request_id, payload));
+        }
+        let received = feed_whole(&stream);
+        for (frame, range) in received.frames.iter().skip(2) {
+            let kind = stream[range.start + PREFIX_LEN + 1];
+            prop_assert_eq!(frame.payload.kind() as u8, kind);
+            prop_assert!(matches!(frame.payload, Payload::Message(_) | Payload::Body(_)));
+        }
+    }
 }
