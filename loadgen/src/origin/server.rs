@@ -1,7 +1,7 @@
 //! The origin's HTTP server: the accept loop (with a connection limit and graceful shutdown)
 //! and the routes listed in the module docs of [`crate::origin`].
 
-use super::{etag_of, OriginConfig, OriginStats};
+use super::catalog::{etag_of, OriginConfig, OriginStats};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
