@@ -53,6 +53,7 @@ fn compare_shows_beehive_below_chord_with_the_origin_offloaded() {
         plot.to_str().unwrap(),
     ]);
     assert!(out.contains("run ") && out.contains("offload"), "no compare table:\n{out}");
+    assert!(out.contains("bodies verified") && out.contains(" wrong 0"), "no body check:\n{out}");
     let runs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report")).unwrap();
     let runs = runs.as_array().expect("one entry per mode");
@@ -63,6 +64,9 @@ fn compare_shows_beehive_below_chord_with_the_origin_offloaded() {
         assert_eq!(summary(report, "errors"), 0, "{mode} had errors");
         let offload = summary(report, "offload").as_f64().expect("offload");
         assert!(offload >= 0.99, "{mode}: origin offload {offload}");
+        // Every body was checked against the origin's, and none was wrong.
+        assert_eq!(summary(report, "wrong_bodies"), 0, "{mode} served wrong bodies");
+        assert_eq!(summary(report, "verified_bodies"), summary(report, "requests"));
         summary(report, "avg_hops").as_f64().expect("hops")
     };
     let (chord, beehive) = (hops("chord"), hops("beehive"));

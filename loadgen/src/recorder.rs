@@ -190,6 +190,8 @@ impl Recorder {
             offload: origin_requests
                 .filter(|_| all.requests > 0)
                 .map(|o| 1.0 - o as f64 / all.requests as f64),
+            verified_bodies: None,
+            wrong_bodies: None,
         };
         Report { schema_version: SCHEMA_VERSION, config: config.clone(), summary, series }
     }

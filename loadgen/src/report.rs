@@ -128,6 +128,12 @@ pub struct Summary {
     pub origin_requests: Option<u64>,
     /// `1 - origin_requests / requests` (`null` without `origin_stats` or requests).
     pub offload: Option<f64>,
+    /// With `verify`: 200 bodies checked against the origin's blake3 (`null` without).
+    #[serde(default)]
+    pub verified_bodies: Option<u64>,
+    /// With `verify`: bodies that did not match, even after asking the origin again.
+    #[serde(default)]
+    pub wrong_bodies: Option<u64>,
 }
 
 /// A run's result; `serde` both ways, so a saved report can be read back and compared.
@@ -197,6 +203,9 @@ impl Report {
         }
         if let Some(o) = s.origin_requests {
             writeln!(w, "origin requests {o}  offload {}%", opt(s.offload.map(|x| x * 100.0), 1))?;
+        }
+        if let (Some(checked), Some(wrong)) = (s.verified_bodies, s.wrong_bodies) {
+            writeln!(w, "bodies verified {checked}  wrong {wrong}")?;
         }
         writeln!(
             w,

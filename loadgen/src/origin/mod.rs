@@ -9,6 +9,7 @@
 //! | GET | `/slow/<ms>` | a short text body after `ms` milliseconds (at most 60 s): a slow origin |
 //! | GET | `/redirect/<i>` | 302 to `http://<Host>/o/<i>`: an absolute redirect to this origin |
 //! | GET | `/vary/<i>` | a body naming the request's `Accept-Language`, with `Vary: Accept-Language` |
+//! | GET | `/o/<i>/hash` | the hex blake3 of the object's current body (for `loadgen --verify`; not counted in `/stats`) |
 //! | POST | `/o/<i>/bump` | bumps the object's version (new body, new ETag); loopback clients only; answers the new ETag |
 //! | GET | `/stats` | JSON request counts (below) |
 //! | POST | `/stats/reset` | zeroes the counts (204) |
@@ -24,9 +25,9 @@
 //! {"total": 12, "paths": {"/o/0": 10, "/o/3": 2}}
 //! ```
 //!
-//! `total` (u64) counts every GET and HEAD the origin answered except those of `/stats` itself,
-//! including 304s and 404s; `paths` maps each requested path to its count (absent = 0). The
-//! load generator reads `total` each second to measure origin offload.
+//! `total` (u64) counts every GET and HEAD the origin answered except those of `/stats` itself
+//! and of `/o/<i>/hash`, including 304s and 404s; `paths` maps each requested path to its count
+//! (absent = 0). The load generator reads `total` each second to measure origin offload.
 
 mod catalog;
 mod server;
