@@ -54,6 +54,10 @@ async fn connect(addr: SocketAddr) -> Conn {
     conn.send(Payload::Hello(Hello { peer: me, nonce: rand::random() })).await.unwrap();
     let hello = conn.next().await.unwrap().unwrap();
     assert!(matches!(hello.payload, Payload::Hello(_)));
+    let proof = conn.codec().proof().unwrap();
+    conn.send(proof).await.unwrap();
+    let proof = conn.next().await.unwrap().unwrap();
+    assert!(matches!(proof.payload, Payload::Proof(_)));
     conn
 }
 

@@ -176,6 +176,8 @@ impl Cluster {
             seed: args.seed,
             phases,
             origin_stats: Some(format!("http://{}/stats", self.origin.addr("http")?)),
+            // Every body is checked against the origin's: the table shows the wrong ones.
+            verify: true,
             ..LoadConfig::default()
         };
         config.validate()?;

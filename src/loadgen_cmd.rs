@@ -74,6 +74,10 @@ pub struct LoadgenArgs {
     /// The origin's stats URL (http://ADDR/stats), polled each second for origin offload.
     #[arg(long)]
     pub origin_stats: Option<String>,
+    /// Check every 200 body against the blake3 the built-in origin (the one of
+    /// --origin-stats) gives at <path>/hash; the report counts the wrong ones.
+    #[arg(long)]
+    pub verify: bool,
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -140,6 +144,7 @@ impl LoadgenArgs {
                 flash,
             },
             origin_stats: self.origin_stats.clone(),
+            verify: self.verify,
             ..LoadConfig::default()
         })
     }

@@ -54,6 +54,7 @@ fn compare_shows_beehive_below_chord_with_the_origin_offloaded() {
     ]);
     assert!(out.contains("run ") && out.contains("offload"), "no compare table:\n{out}");
     assert!(out.contains("stored") && out.contains("copied"), "no storage columns:\n{out}");
+    assert!(out.contains("bodies verified") && out.contains(" wrong 0"), "no body check:\n{out}");
     let runs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report")).unwrap();
     let runs = runs.as_array().expect("one entry per mode");
@@ -69,6 +70,9 @@ fn compare_shows_beehive_below_chord_with_the_origin_offloaded() {
         let stored = summary(report, "stored_per_node").as_f64().expect("stored");
         assert!(stored > 0.0 && stored <= 250.0 * 1.1, "{mode}: {stored} objects per node");
         assert!(summary(report, "copied").as_u64().is_some(), "{mode}: no copied count");
+        // Every body was checked against the origin's, and none was wrong.
+        assert_eq!(summary(report, "wrong_bodies"), 0, "{mode} served wrong bodies");
+        assert_eq!(summary(report, "verified_bodies"), summary(report, "requests"));
         summary(report, "avg_hops").as_f64().expect("hops")
     };
     let (chord, beehive) = (hops("chord"), hops("beehive"));

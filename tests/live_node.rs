@@ -206,13 +206,19 @@ impl RawClient {
         }
     }
 
-    /// Sends our hello and reads the node's: the connection is then established.
+    /// Sends our hello and reads the node's, then exchanges proofs: the connection is then
+    /// established.
     fn handshake(addr: SocketAddr, nonce: u8) -> RawClient {
         let mut c = RawClient::connect(addr);
         let me = Peer::from_addr("127.0.0.1:1".parse().unwrap());
         let hello = c.frame(Payload::Hello(Hello { peer: me, nonce: [nonce; 16] }));
         c.send_raw(&hello);
         assert!(matches!(c.recv().map(|f| f.payload), Some(Payload::Hello(_))));
+        let proof = c.codec.proof().unwrap();
+        let proof = c.frame(proof);
+        c.send_raw(&proof);
+        assert!(matches!(c.recv().map(|f| f.payload), Some(Payload::Proof(_))));
+        assert!(c.codec.is_established());
         c
     }
 
@@ -236,11 +242,12 @@ fn hostile_frames_close_the_connection_are_counted_and_the_node_keeps_serving() 
     let rejected = |reason: &str| {
         node.metric(&format!("beehive_rpc_rejected_frames_total{{reason=\"{reason}\"}}"))
     };
-    let cases: [(&str, Vec<u8>); 4] = [
+    let cases: [(&str, Vec<u8>); 5] = [
         ("too_large", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("too_large", 100_000_000u32.to_be_bytes().to_vec()),
         ("truncated", [&10u32.to_be_bytes()[..], &[1u8; 10]].concat()),
-        ("bad_mac", [&60u32.to_be_bytes()[..], &[VERSION; 60]].concat()),
+        ("bad_mac", [&60u32.to_be_bytes()[..], &[VERSION], &[1u8; 59]].concat()),
+        ("bad_version", [&60u32.to_be_bytes()[..], &[VERSION - 1], &[1u8; 59]].concat()),
     ];
     for (reason, bytes) in cases {
         let before = rejected(reason);

@@ -4,7 +4,8 @@
 //! a frame without a valid MAC.
 //!
 //! Streams are one direction of a connection whose hellos were exchanged: the sender's
-//! frames after its hello are sealed under the session key from both nonces.
+//! frames after its hello (its proof first) are sealed under the session key from both
+//! nonces.
 
 use beehive::rpc::frame::{
     DEFAULT_MAX_FRAME_LEN, MAC_CONTEXT, MIN_FRAME_LEN, NONCE_LEN, OVERHEAD, PREFIX_LEN,
@@ -86,8 +87,18 @@ fn hello(peer: Peer) -> Payload {
     Payload::Hello(Hello { peer, nonce: SENDER_NONCE })
 }
 
+/// The receiver's hello.
+fn receiver_hello() -> Hello {
+    Hello { peer: peer_v4(200), nonce: RECEIVER_NONCE }
+}
+
+/// The sender's proof, over the receiver's nonce, for a sender that said `hello(peer)`.
+fn proof(peer: Peer) -> Payload {
+    Payload::Proof(key().proof(&Hello { peer, nonce: SENDER_NONCE }, &receiver_hello()))
+}
+
 fn payloads() -> Vec<Payload> {
-    let mut all = vec![hello(peer_v4(100))];
+    let mut all = vec![hello(peer_v4(100)), proof(peer_v4(100))];
     all.extend(all_messages().into_iter().map(Payload::Message));
     all.extend([
         Payload::Body(BodyMsg::Fetch { id: 7, key: Id(3), hash: [1; 32] }),
@@ -110,22 +121,32 @@ fn payloads() -> Vec<Payload> {
 fn receiver(key: MacKey) -> (FrameCodec, BytesMut) {
     let mut codec = FrameCodec::new(key);
     let mut out = BytesMut::new();
-    let me = Hello { peer: peer_v4(200), nonce: RECEIVER_NONCE };
-    codec.encode(Payload::Hello(me), &mut out).unwrap();
+    codec.encode(Payload::Hello(receiver_hello()), &mut out).unwrap();
     (codec, out)
 }
 
-/// Encodes `items` (a hello first) on one fresh connection whose receiver's hello arrives
-/// right after ours; returns the bytes and where each frame ends.
+/// Encodes `items` (a hello and a proof first) on one fresh connection whose receiver's
+/// hello arrives right after our hello, and its proof right after ours; returns the bytes
+/// and where each frame ends.
 fn encode_all(key: MacKey, items: &[Payload]) -> (BytesMut, Vec<usize>) {
     let mut codec = FrameCodec::new(key.clone());
+    let (mut peer, mut theirs) = receiver(key);
     let mut out = BytesMut::new();
     let mut ends = Vec::new();
     for item in items {
+        let start = out.len();
         codec.encode(item.clone(), &mut out).unwrap();
-        if matches!(item, Payload::Hello(_)) {
-            let (_, mut theirs) = receiver(key.clone());
-            codec.decode(&mut theirs).unwrap().unwrap();
+        match item {
+            Payload::Hello(_) => {
+                codec.decode(&mut theirs).unwrap().unwrap();
+                peer.decode(&mut BytesMut::from(&out[start..])).unwrap().unwrap();
+                let their_proof = peer.proof().unwrap();
+                peer.encode(their_proof, &mut theirs).unwrap();
+            }
+            Payload::Proof(_) => {
+                codec.decode(&mut theirs).unwrap().unwrap();
+            }
+            _ => {}
         }
         ends.push(out.len());
     }
@@ -289,15 +310,19 @@ fn a_frame_made_with_the_wrong_secret_is_bad_mac() {
 fn every_single_bit_flip_is_refused() {
     let items = payloads();
     let (bytes, ends) = encode_all(key(), &items);
-    // Flip each bit of the second frame (a message, after the hello), with the rest of the
-    // stream following it.
-    let (start, end) = (ends[0], ends[1]);
+    // Flip each bit of the third frame (a message, after the hello and the proof), with the
+    // rest of the stream following it.
+    let (start, end) = (ends[1], ends[2]);
     for byte in start..end {
         for bit in 0..8 {
             let mut flipped = bytes.to_vec();
             flipped[byte] ^= 1 << bit;
             let received = feed_whole(&flipped);
-            assert_eq!(received.frames.len(), 1, "byte {byte} bit {bit}: only the hello passes");
+            assert_eq!(
+                received.frames.len(),
+                2,
+                "byte {byte} bit {bit}: only the handshake passes"
+            );
             let at = byte - start;
             match (at, &received.error) {
                 // The length prefix: the frame ends elsewhere, so the MAC cannot match, or the
@@ -333,10 +358,10 @@ fn an_oversized_length_prefix_is_too_large_without_allocating() {
 #[test]
 fn the_cap_is_small_until_the_hello_is_authenticated() {
     let big = Payload::Body(BodyMsg::Found { id: 1, body: Bytes::from(vec![3; 20_000]) });
-    let items = [hello(peer_v4(1)), big];
+    let items = [hello(peer_v4(1)), proof(peer_v4(1)), big];
     let (bytes, ends) = encode_all(key(), &items);
     // A stranger's first frame may not be big.
-    let received = feed_whole(&bytes[ends[0]..]);
+    let received = feed_whole(&bytes[ends[1]..]);
     assert!(matches!(
         received.error,
         Some(FrameError::TooLarge { max: UNAUTHENTICATED_MAX_FRAME_LEN, .. })
@@ -371,23 +396,28 @@ fn a_complete_frame_too_short_for_header_and_mac_is_truncated() {
 
 #[test]
 fn a_replayed_frame_is_refused() {
-    let (bytes, ends) = encode_all(key(), &payloads()[..3]);
-    let (hello, first, second) = (&bytes[..ends[0]], &bytes[ends[0]..ends[1]], &bytes[ends[1]..]);
+    let (bytes, ends) = encode_all(key(), &payloads()[..4]);
+    let handshake = &bytes[..ends[1]];
+    let (first, second) = (&bytes[ends[1]..ends[2]], &bytes[ends[2]..]);
 
     // The same bytes twice on one connection.
-    let received = feed([hello, first, first]);
-    assert_eq!(received.frames.len(), 2);
-    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 2 })));
+    let received = feed([handshake, first, first]);
+    assert_eq!(received.frames.len(), 3);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 3, last: 3 })));
 
     // An old frame after a newer one (reordering is replay too; TCP never reorders).
-    let received = feed([hello, second, first]);
-    assert_eq!(received.frames.len(), 2);
-    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 3 })));
+    let received = feed([handshake, second, first]);
+    assert_eq!(received.frames.len(), 3);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 3, last: 4 })));
 
     // The hello again, later: sealed under the cluster key, while the connection has moved
     // on to its session key.
-    let received = feed([hello, first, hello]);
+    let received = feed([handshake, first, &bytes[..ends[0]]]);
     assert_reason(&received, "bad_mac");
+
+    // The proof again: a replay too.
+    let received = feed([handshake, &bytes[ends[0]..ends[1]]]);
+    assert!(matches!(received.error, Some(FrameError::Replayed { seq: 2, last: 2 })));
 }
 
 #[test]
@@ -414,19 +444,20 @@ fn garbage_is_refused() {
 fn another_protocol_version_is_bad_version() {
     let (bytes, _) = encode_all(key(), &payloads()[..1]);
     let mut bumped = bytes.to_vec();
-    let other = VERSION.wrapping_add(1);
-    bumped[PREFIX_LEN] = other;
+    bumped[PREFIX_LEN] = VERSION - 1;
     let received = feed_whole(&bumped);
-    assert!(matches!(
-        received.error,
-        Some(FrameError::BadVersion { got, expected: VERSION }) if got == other
-    ));
+    let old = VERSION - 1;
+    assert!(
+        matches!(received.error, Some(FrameError::BadVersion { got, expected: VERSION }) if got == old),
+        "{:?}",
+        received.error
+    );
 }
 
 #[test]
 fn messages_need_exactly_one_hello_first() {
-    let (bytes, ends) = encode_all(key(), &payloads()[..2]);
-    let (hello_frame, message_frame) = (&bytes[..ends[0]], &bytes[ends[0]..]);
+    let (bytes, ends) = encode_all(key(), &payloads()[..3]);
+    let (hello_frame, message_frame) = (&bytes[..ends[0]], &bytes[ends[1]..]);
     // Without the hello there is no session key: the message cannot even be authenticated.
     assert_reason(&feed_whole(message_frame), "bad_mac");
     // A member of the cluster sealing a message under the cluster key still needs a hello.
@@ -440,13 +471,43 @@ fn messages_need_exactly_one_hello_first() {
     let received = feed_whole(&stream);
     assert_eq!(received.frames.len(), 1);
     assert_reason(&received, "unexpected_kind");
+    // So is an authentic message between the hello and the proof.
+    let mut stream = hello_frame.to_vec();
+    stream.extend(forge(&session_mac_key(), 2, 2, 0, payload));
+    let received = feed_whole(&stream);
+    assert_eq!(received.frames.len(), 1);
+    assert_reason(&received, "unexpected_kind");
+}
+
+#[test]
+fn a_proof_made_for_another_nonce_is_bad_proof() {
+    // A member answering some other connection's nonce (or a proof recorded there and
+    // resealed): authentic frame, wrong proof.
+    let elsewhere = Hello { peer: peer_v4(200), nonce: [0x99; NONCE_LEN] };
+    let wrong = key().proof(&Hello { peer: peer_v4(100), nonce: SENDER_NONCE }, &elsewhere);
+    // The wrong proof's payload bytes, from a frame a codec seals on some connection, resealed
+    // by hand under this connection's session key.
+    let mut encoder = FrameCodec::new(key());
+    let somebody = Hello { peer: peer_v4(1), nonce: [0; NONCE_LEN] };
+    encoder.encode(Payload::Hello(somebody), &mut BytesMut::new()).unwrap();
+    encoder.decode(&mut receiver(key()).1).unwrap().unwrap();
+    let mut sealed = BytesMut::new();
+    encoder.encode(Payload::Proof(wrong), &mut sealed).unwrap();
+    let payload = &sealed[PREFIX_LEN + 18..sealed.len() - 32];
+    let (bytes, ends) = encode_all(key(), &payloads()[..1]);
+    let mut stream = bytes[..ends[0]].to_vec();
+    stream.extend(forge(&session_mac_key(), 4, 2, 0, payload));
+    let received = feed_whole(&stream);
+    assert_eq!(received.frames.len(), 1);
+    assert_reason(&received, "bad_proof");
 }
 
 #[test]
 fn a_frame_recorded_on_one_connection_fails_on_another() {
     let (bytes, ends) = encode_all(key(), &payloads()[..2]);
     // The same hello replays fine (it only names the peer), but the receiver's new nonce
-    // gives the connection a new session key, so the recorded message fails the MAC.
+    // gives the connection a new session key, so the recorded proof fails the MAC: a
+    // replayer never gets past the handshake.
     let mut other = FrameCodec::new(key());
     let mut out = BytesMut::new();
     let fresh = Hello { peer: peer_v4(200), nonce: [0x11; NONCE_LEN] };
@@ -464,9 +525,9 @@ fn an_authentic_but_invalid_message_is_invalid() {
         id: 1,
         body: Response::Next(NextHop::Closer(peers(MAX_LISTED_PEERS as u16 + 1))),
     };
-    let items = [hello(peer_v4(1)), Payload::Message(too_many)];
+    let items = [hello(peer_v4(1)), proof(peer_v4(1)), Payload::Message(too_many)];
     let received = feed_whole(&encode_all(key(), &items).0);
-    assert_eq!(received.frames.len(), 1);
+    assert_eq!(received.frames.len(), 2);
     assert_reason(&received, "invalid");
 }
 
@@ -546,5 +607,55 @@ proptest! {
         }
         let received = feed(stream.chunks(chunking));
         assert_only_authentic_frames(&received, &stream, &items);
+    }
+
+    /// A member of the cluster (or the codec's own bugs) sending any hello payload under the
+    /// cluster key: decoded or refused, never a panic; accepted only as a hello.
+    #[test]
+    fn any_hello_payload_is_a_hello_or_refused(payload in prop::collection::vec(any::<u8>(), 0..120)) {
+        let stream = forge(&cluster_mac_key(), 1, 1, 0, &payload);
+        let received = feed_whole(&stream);
+        for (frame, _) in &received.frames {
+            prop_assert!(is_hello(frame));
+        }
+    }
+
+    /// After a real hello, a proof of any bytes (sealed under the right session key, so only
+    /// the proof itself is wrong) never establishes the connection, and nothing after it is
+    /// accepted.
+    #[test]
+    fn a_proof_of_any_other_bytes_never_establishes(
+        payload in prop::collection::vec(any::<u8>(), 0..80),
+        then in prop::collection::vec(any::<u8>(), 0..60),
+    ) {
+        let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+        let real = &bytes[ends[0]..ends[1]];
+        let forged_proof = forge(&session_mac_key(), 4, 2, 0, &payload);
+        prop_assume!(forged_proof[..] != real[..]);
+        let mut stream = bytes[..ends[0]].to_vec();
+        stream.extend_from_slice(&forged_proof);
+        stream.extend(forge(&session_mac_key(), 2, 3, 0, &then));
+        let received = feed_whole(&stream);
+        prop_assert_eq!(received.frames.len(), 1, "only the hello passes");
+        prop_assert!(received.error.is_some());
+    }
+
+    /// Once established, frames of every kind byte with any payload, sealed under the
+    /// session key: never a panic, and an accepted frame's payload is of its header's kind.
+    #[test]
+    fn authentic_frames_of_any_kind_and_payload_never_panic(
+        frames in prop::collection::vec((0u8..6, any::<u64>(), prop::collection::vec(any::<u8>(), 0..100)), 1..6),
+    ) {
+        let (bytes, ends) = encode_all(key(), &payloads()[..2]);
+        let mut stream = bytes[..ends[1]].to_vec();
+        for (i, (kind, request_id, payload)) in frames.iter().enumerate() {
+            stream.extend(forge(&session_mac_key(), *kind, 3 + i as u64, *request_id, payload));
+        }
+        let received = feed_whole(&stream);
+        for (frame, range) in received.frames.iter().skip(2) {
+            let kind = stream[range.start + PREFIX_LEN + 1];
+            prop_assert_eq!(frame.payload.kind() as u8, kind);
+            prop_assert!(matches!(frame.payload, Payload::Message(_) | Payload::Body(_)));
+        }
     }
 }

@@ -80,6 +80,10 @@ pub struct LoadConfig {
     pub phases: Phases,
     /// The origin's `/stats` URL, polled each second for origin offload.
     pub origin_stats: Option<String>,
+    /// Check every 200 body against the blake3 the built-in origin gives at `<path>/hash`
+    /// (the origin is the one of `origin_stats`), and count the wrong ones.
+    #[serde(default)]
+    pub verify: bool,
     /// The HTTP client pool's idle connections kept per host.
     pub pool_max_idle_per_host: usize,
 }
@@ -100,6 +104,7 @@ impl Default for LoadConfig {
             timeout: Duration::from_secs(10),
             phases: Phases::default(),
             origin_stats: None,
+            verify: false,
             pool_max_idle_per_host: 256,
         }
     }
@@ -133,6 +138,8 @@ pub enum LoadError {
     BadPathTemplate(String),
     #[error("bad Host header {0:?}")]
     BadHost(String),
+    #[error("--verify needs the origin: give --origin-stats http://ORIGIN/stats")]
+    VerifyWithoutOrigin,
     #[error("origin stats at {url}: {reason}")]
     OriginStats { url: String, reason: String },
     #[error("writing {path}: {source}")]
@@ -192,6 +199,9 @@ impl LoadConfig {
                     flash.share
                 )));
             }
+        }
+        if self.verify && self.origin_stats.is_none() {
+            return Err(LoadError::VerifyWithoutOrigin);
         }
         if let Some(url) = &self.origin_stats {
             parse_target(url)

@@ -192,6 +192,8 @@ impl Recorder {
                 .map(|o| 1.0 - o as f64 / all.requests as f64),
             stored_per_node: None,
             copied: None,
+            verified_bodies: None,
+            wrong_bodies: None,
         };
         Report { schema_version: SCHEMA_VERSION, config: config.clone(), summary, series }
     }

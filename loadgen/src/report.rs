@@ -135,6 +135,12 @@ pub struct Summary {
     /// Bodies copied between nodes during the run (replicas and cache fills), likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied: Option<u64>,
+    /// With `verify`: 200 bodies checked against the origin's blake3 (`null` without).
+    #[serde(default)]
+    pub verified_bodies: Option<u64>,
+    /// With `verify`: bodies that did not match, even after asking the origin again.
+    #[serde(default)]
+    pub wrong_bodies: Option<u64>,
 }
 
 /// A run's result; `serde` both ways, so a saved report can be read back and compared.
@@ -204,6 +210,9 @@ impl Report {
         }
         if let Some(o) = s.origin_requests {
             writeln!(w, "origin requests {o}  offload {}%", opt(s.offload.map(|x| x * 100.0), 1))?;
+        }
+        if let (Some(checked), Some(wrong)) = (s.verified_bodies, s.wrong_bodies) {
+            writeln!(w, "bodies verified {checked}  wrong {wrong}")?;
         }
         writeln!(
             w,

@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,33 @@ struct Ctx {
     start: Instant,
     recorder: Mutex<Recorder>,
     completed: AtomicU64,
+    verifier: Option<Verifier>,
+}
+
+/// `--verify`: every 200 body against the blake3 the built-in origin gives for its path.
+#[derive(Debug)]
+struct Verifier {
+    /// The origin's base URL (`http://host:port`).
+    origin: String,
+    /// Hashes already asked for, by object.
+    expected: Mutex<HashMap<u64, blake3::Hash>>,
+    checked: AtomicU64,
+    wrong: AtomicU64,
+}
+
+impl Verifier {
+    async fn hash_of(&self, client: &HttpClient, path: &str) -> Option<blake3::Hash> {
+        let req = Request::get(format!("{}{path}/hash", self.origin)).body(Empty::new()).ok()?;
+        let fetch = async {
+            let resp = client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = resp.into_body().collect().await.ok()?.to_bytes();
+            blake3::Hash::from_hex(std::str::from_utf8(&body).ok()?.trim()).ok()
+        };
+        tokio::time::timeout(Duration::from_secs(2), fetch).await.ok().flatten()
+    }
 }
 
 impl Ctx {
@@ -63,14 +91,39 @@ impl Ctx {
         }
     }
 
-    /// Sends one GET for `object` to entry node `target` and reads the whole body.
-    async fn send(&self, target: usize, object: u64) -> Outcome {
+    /// Checks a 200 body of `object` (with `--verify`). Counted wrong only if it differs from
+    /// the origin's hash asked for again (the object may have been bumped since), or if the
+    /// origin cannot say.
+    async fn verify(&self, object: u64, body: Option<Bytes>) {
+        let (Some(v), Some(body)) = (&self.verifier, body) else { return };
+        let got = blake3::hash(&body);
+        let path = self.path_template.replace("{i}", &object.to_string());
+        let known = v.expected.lock().expect("verifier lock").get(&object).copied();
+        let matches = match known {
+            Some(h) if h == got => true,
+            _ => {
+                let fresh = v.hash_of(&self.client, &path).await;
+                if let Some(h) = fresh {
+                    v.expected.lock().expect("verifier lock").insert(object, h);
+                }
+                fresh == Some(got)
+            }
+        };
+        v.checked.fetch_add(1, Ordering::Relaxed);
+        if !matches {
+            v.wrong.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends one GET for `object` to entry node `target` and reads the whole body; the body
+    /// is returned for verification (only with `--verify`, and only of a 200).
+    async fn send(&self, target: usize, object: u64) -> (Outcome, Option<Bytes>) {
         let path = self.path_template.replace("{i}", &object.to_string());
         let mut req = Request::get(format!("{}{path}", self.bases[target]));
         if let Some(host) = &self.host {
             req = req.header(HOST, host.as_str());
         }
-        let Ok(req) = req.body(Empty::new()) else { return Outcome::Other };
+        let Ok(req) = req.body(Empty::new()) else { return (Outcome::Other, None) };
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 if e.is_connect() {
@@ -85,12 +138,14 @@ impl Ctx {
             let hops = header("x-beehive-hops").and_then(|h| h.trim().parse().ok());
             let x_cache = header("x-cache");
             let status = resp.status().as_u16();
-            resp.into_body().collect().await.map_err(|_| Outcome::Other)?;
-            Ok(Outcome::Answered { status, hops, x_cache })
+            let body = resp.into_body().collect().await.map_err(|_| Outcome::Other)?;
+            let keep = self.verifier.is_some() && status == 200;
+            Ok((Outcome::Answered { status, hops, x_cache }, keep.then(|| body.to_bytes())))
         };
         match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(o) | Err(o)) => o,
-            Err(_) => Outcome::Timeout,
+            Ok(Ok(answer)) => answer,
+            Ok(Err(o)) => (o, None),
+            Err(_) => (Outcome::Timeout, None),
         }
     }
 
@@ -171,6 +226,12 @@ pub async fn run(config: &LoadConfig, progress: bool) -> Result<Report, LoadErro
             deadline.map(|d| ((d - start).as_secs_f64().ceil() as u64).max(1) - 1),
         )),
         completed: AtomicU64::new(0),
+        verifier: origin_url.as_ref().filter(|_| config.verify).map(|stats| Verifier {
+            origin: stats.trim_end_matches('/').trim_end_matches("/stats").to_string(),
+            expected: Mutex::new(HashMap::new()),
+            checked: AtomicU64::new(0),
+            wrong: AtomicU64::new(0),
+        }),
     });
     let bar = crate::progress::Bar::new(progress, config.duration, requests);
 
@@ -229,7 +290,12 @@ pub async fn run(config: &LoadConfig, progress: bool) -> Result<Report, LoadErro
     }
     bar.finish();
     let recorder = ctx.recorder.lock().expect("recorder lock");
-    Ok(recorder.report(config, elapsed, origin_url.is_some()))
+    let mut report = recorder.report(config, elapsed, origin_url.is_some());
+    if let Some(v) = &ctx.verifier {
+        report.summary.verified_bodies = Some(v.checked.load(Ordering::Relaxed));
+        report.summary.wrong_bodies = Some(v.wrong.load(Ordering::Relaxed));
+    }
+    Ok(report)
 }
 
 /// A worker's RNG: one seed, a distinct stream per worker.
@@ -263,8 +329,9 @@ async fn closed_loop(
                 }
                 let object = ctx.chooser.pick(&mut rng, sent - ctx.start);
                 let target = ctx.target(&mut rng);
-                let outcome = ctx.send(target, object).await;
+                let (outcome, body) = ctx.send(target, object).await;
                 ctx.record(sent, &outcome);
+                ctx.verify(object, body).await;
             }
         });
     }
@@ -322,8 +389,9 @@ async fn open_loop(
         let ctx = ctx.clone();
         in_flight.spawn(async move {
             let _slot = permit;
-            let outcome = ctx.send(target, object).await;
+            let (outcome, body) = ctx.send(target, object).await;
             ctx.record(intended, &outcome);
+            ctx.verify(object, body).await;
         });
     }
     while in_flight.join_next().await.is_some() {}

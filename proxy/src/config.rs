@@ -31,9 +31,12 @@ pub struct ProxyConfig {
     pub origin_connect_timeout: Duration,
     /// Timeout for a whole origin response (headers and body).
     pub origin_timeout: Duration,
-    /// Clients must send their request headers within this time (slowloris). hyper starts the
-    /// clock when it waits for a request, so this also bounds keep-alive idle time.
+    /// Clients must send a request's head within this time of its first byte (slowloris).
     pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request under way and no bytes moving for this long is
+    /// closed cleanly. Longer than common client pool timeouts' lower end, so a client rarely
+    /// sends into a connection as it closes.
+    pub idle_timeout: Duration,
     /// Most request headers accepted (more: 431).
     pub max_headers: usize,
     /// Most bytes of request head, start line included, accepted (more: 431).
@@ -71,6 +74,7 @@ impl Default for ProxyConfig {
             origin_connect_timeout: Duration::from_secs(2),
             origin_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
             max_headers: 100,
             max_header_bytes: 16 << 10,
             max_body_bytes: 8 << 20,

@@ -40,11 +40,13 @@
 //! * [`range`] — conditional requests and byte ranges on cached objects
 //! * [`limits`] — per-client rate limiting and PURGE authorisation
 //! * [`metrics`] — [`ProxyMetrics`] counters
+//! * `conn` — one client connection's header and idle timeouts
 //! * [`server`] — [`Proxy`], the hyper server and the request phases up to the response
 //! * `respond` — the respond phase: 304/206/416/HEAD, `Location` rewriting, CDN headers, errors
 
 pub mod cluster;
 pub mod config;
+mod conn;
 pub mod flight;
 pub mod host;
 pub mod key;

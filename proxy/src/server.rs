@@ -13,6 +13,7 @@
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::ProxyConfig;
+use crate::conn::{Activity, Expired, Tracked};
 use crate::host::map_host;
 use crate::key::ObjectKey;
 use crate::key::{normalise, variant_key};
@@ -31,7 +32,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,11 +39,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 pub use crate::respond::{Body, BoxError};
 
 /// How long graceful shutdown waits for open connections.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How often a connection checks its header and idle timeouts (at most; a quarter of the
+/// header timeout when that is shorter).
+const TIMEOUT_CHECK: Duration = Duration::from_millis(250);
+/// How long a node that has not joined the ring asks clients to wait.
+const NOT_READY_RETRY_AFTER_SECS: u64 = 2;
 /// How often idle rate-limit state is forgotten.
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
@@ -61,6 +67,8 @@ pub struct Proxy {
     /// Decoded forms of stored objects, so a hit does not parse its metadata again. An entry
     /// counts only while the store still holds the very bytes it was decoded from.
     decoded: moka::sync::Cache<ObjectKey, (Bytes, Arc<CachedObject>)>,
+    /// Whether the node serves: false before it joined its ring (see [`Proxy::with_readiness`]).
+    ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// The share of the store's byte budget the decoded forms may take on top of it (a decoded
@@ -122,7 +130,15 @@ impl Proxy {
             metrics,
             refreshing: Mutex::default(),
             decoded,
+            ready: Box::new(|| true),
         }
+    }
+
+    /// Answers 503 with `Retry-After` while `ready` says no: a node that has not joined its
+    /// ring would otherwise go to the origin for everything, uncoalesced with the ring.
+    pub fn with_readiness(mut self, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.ready = Box::new(ready);
+        self
     }
 
     /// The counters (shared with the loader).
@@ -131,19 +147,22 @@ impl Proxy {
     }
 
     /// Serves `listener` until `shutdown` turns true (or its sender goes away), then stops
-    /// accepting and waits up to 10 s for open connections to finish.
+    /// accepting, answers the requests under way, closes idle connections, and waits up to
+    /// 10 s for open connections to finish.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut builder = http1::Builder::new();
+        // hyper's own header timer also runs between keep-alive requests, so it is only a
+        // backstop at the idle timeout; `conn` enforces the header timeout proper.
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout)
+            .header_read_timeout(self.config.idle_timeout.max(self.config.header_read_timeout))
             .max_headers(self.config.max_headers)
             .max_header_size(self.config.max_header_bytes);
-        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let retain = {
             let this = self.clone();
@@ -171,17 +190,52 @@ impl Proxy {
                         continue; // over the connection limit: drop it
                     };
                     let _ = stream.set_nodelay(true);
+                    let activity = Activity::new();
                     let this = self.clone();
+                    let seen = activity.clone();
                     let svc = service_fn(move |req| {
                         let this = this.clone();
-                        async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
+                        let under_way = seen.request();
+                        async move {
+                            let response = this.handle(req, peer).await;
+                            drop(under_way);
+                            Ok::<_, Infallible>(response)
+                        }
                     });
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                    tokio::spawn(async move {
-                        let _ = conn.await;
+                    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+                    let conn = builder.serve_connection(io, svc);
+                    let timeouts = (self.config.header_read_timeout, self.config.idle_timeout);
+                    let mut stop = shutdown.clone();
+                    // One connection to its end under its two timeouts (see `conn`), closed
+                    // gracefully (after the request under way, if any) when the server stops.
+                    connections.spawn(async move {
+                        let (header, idle) = timeouts;
+                        let every = TIMEOUT_CHECK.min(header / 4).max(Duration::from_millis(10));
+                        let mut tick = tokio::time::interval(every);
+                        let mut conn = std::pin::pin!(conn);
+                        let mut closing = false;
+                        loop {
+                            tokio::select! {
+                                _ = conn.as_mut() => break,
+                                _ = stop.wait_for(|s| *s), if !closing => {
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                                _ = tick.tick() => match activity.expired(header, idle) {
+                                    // Dropped: the socket closes.
+                                    Some(Expired::Header) => break,
+                                    Some(Expired::Idle) if !closing => {
+                                        conn.as_mut().graceful_shutdown();
+                                        closing = true;
+                                    }
+                                    _ => {}
+                                },
+                            }
+                        }
                         drop(permit);
                     });
                 }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break;
@@ -191,7 +245,8 @@ impl Proxy {
         }
         drop(listener);
         retain.abort();
-        let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+        let drained = async { while connections.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(DRAIN, drained).await;
     }
 
     /// Answers one request. Never panics on what the client sent.
@@ -200,6 +255,27 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
+        // A tunnel to a named origin is nothing a CDN offers; forwarding it left the client
+        // without an answer.
+        if req.method() == Method::CONNECT {
+            let mut r = self.responder.error(405, "CONNECT is not supported");
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, PURGE"),
+            );
+            return r;
+        }
+        // Two Host headers may name two origins; which one a cache in front picked is anyone's
+        // guess; HTTP/1.1 says to answer 400.
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return self.responder.error(400, "more than one Host header");
+        }
+        if !(self.ready)() {
+            let mut r = self.responder.error(503, "node has not joined its ring yet");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(NOT_READY_RETRY_AFTER_SECS));
+            return r;
+        }
         // Phase: admission.
         if let Err(wait) = self.limits.check(peer.ip()) {
             self.metrics.rate_limited();

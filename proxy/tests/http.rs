@@ -450,6 +450,14 @@ async fn bad_hosts_methods_and_bodies() {
     assert_eq!(req(p.addr, "GET", "site.beehive.localhost:x", "/", &[]).await.status, 400);
     let r = send_raw(p.addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_eq!(r.status, 400);
+    // Two Host headers: which one names the origin is ambiguous.
+    let raw = b"GET /etag HTTP/1.1\r\nHost: site.beehive.localhost\r\nHost: other.beehive.localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(send_raw(p.addr, raw).await.status, 400);
+    // CONNECT to a named origin: refused, not tunnelled (nor left unanswered).
+    let raw = b"CONNECT site.beehive.localhost:80 HTTP/1.1\r\nHost: site.beehive.localhost:80\r\nConnection: close\r\n\r\n";
+    let r = send_raw(p.addr, raw).await;
+    assert_eq!(r.status, 405);
+    assert!(r.header("allow").is_some_and(|a| !a.contains("CONNECT")));
     // A body that never arrives is answered 408 after the (shortened) origin timeout.
     let r =
         req(p.addr, "POST", "site.beehive.localhost", "/echo", &[("Content-Length", "3")]).await;
@@ -650,18 +658,72 @@ async fn the_cluster_seam_reports_hops_levels_and_local_hits() {
     assert_eq!(o.count("/etag"), 2);
 }
 
+/// Reads one response with a `Content-Length` body off a keep-alive connection.
+async fn read_one(s: &mut TcpStream) -> Resp {
+    let work = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = parse(&buf[..end + 4]);
+                let len: usize = head.header("content-length").expect("length").parse().unwrap();
+                if buf.len() >= end + 4 + len {
+                    return parse(&buf[..end + 4 + len]);
+                }
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a whole response: {buf:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, work).await.expect("response within the bound")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+async fn keep_alive_connections_outlive_the_header_timeout_and_close_cleanly_when_idle() {
     let o = start_origin().await;
-    let p = start_proxy(config(o.addr)).await;
+    // Header timeout 500 ms; idle timeout 1.5 s.
+    let idle = Duration::from_millis(1500);
+    let p = start_proxy(ProxyConfig { idle_timeout: idle, ..config(o.addr) }).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /etag HTTP/1.1\r\nHost: site.beehive.localhost\r\n\r\n").await.unwrap();
+    let request = b"GET /etag HTTP/1.1\r\nHost: site.beehive.localhost\r\n\r\n";
+    s.write_all(request).await.unwrap();
+    assert_eq!(read_one(&mut s).await.status, 200);
+    // Idle for twice the header timeout: the connection is still there for the next request.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.write_all(request).await.unwrap();
+    assert_eq!(read_one(&mut s).await.status, 200);
+    // Then idle past the idle timeout: closed cleanly (FIN, not reset), nothing more sent.
     let t = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the server must close the idle connection");
-    assert!(buf.starts_with(b"HTTP/1.1 200"), "the request itself was answered");
-    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+    assert!(matches!(read, Ok(Ok(0))), "the server must close the idle connection: {read:?}");
+    let took = t.elapsed();
+    assert!(took >= idle - Duration::from_millis(100) && took < idle * 2, "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_ready_answers_503_with_retry_after() {
+    use std::sync::atomic::AtomicBool;
+    let o = start_origin().await;
+    let cfg = config(o.addr);
+    let store = ObjectStore::new(cfg.store_bytes);
+    let loader = Loader::new(&cfg, store.clone());
+    let cluster = Arc::new(LocalCluster::new(loader.clone(), cfg.node_name.clone()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = ready.clone();
+    let proxy = Proxy::new(cfg, cluster, store, loader)
+        .with_readiness(move || flag.load(Ordering::Relaxed));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, rx) = watch::channel(false);
+    tokio::spawn(Arc::new(proxy).serve(listener, rx));
+    let r = get(addr, "/etag", &[]).await;
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)));
+    assert_eq!(o.count("/etag"), 0, "a node that is not ready must not go to the origin");
+    ready.store(true, Ordering::Relaxed);
+    assert_eq!(get(addr, "/etag", &[]).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,11 @@
 //! [`run`] ([`start`], then [`RunningNode::shutdown`] on a signal) binds the RPC, admin and
 //! (if configured) HTTP listeners, prints one line `listening rpc=ADDR admin=ADDR [http=ADDR]
 //! id=HEX` on stdout (so scripts and tests can find ports chosen by the OS), joins the ring
-//! through the configured seeds, and serves until SIGTERM or SIGINT. Then it stops accepting,
-//! hands the objects it is home for to its successor, leaves the ring, and returns, all within
-//! the configured shutdown bound.
+//! through the configured seeds, and serves until SIGTERM or SIGINT. Then it stops accepting
+//! HTTP requests, answers those in flight (for up to half the configured shutdown bound: they
+//! need the ring, so the node stays in it meanwhile), stops accepting RPC connections, hands
+//! the objects it is home for to its successor, leaves the ring, and returns, all within the
+//! bound.
 //!
 //! # Module map
 //!
@@ -144,7 +146,12 @@ pub struct RunningNode {
     metrics: Arc<Metrics>,
     driver: DriverHandle,
     accept_task: JoinHandle<()>,
+    /// The HTTP face's accept loop, which returns once its connections are drained.
+    http_task: Option<JoinHandle<()>>,
+    /// Stops the HTTP face and turns `/readyz` false.
     stop: watch::Sender<bool>,
+    /// Stops accepting RPC connections; later than `stop`, as draining requests use the ring.
+    rpc_stop: watch::Sender<bool>,
     shutdown_bound: Duration,
 }
 
@@ -202,6 +209,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         Driver::spawn(core, transport.clone(), inbound, metrics.clone(), store.clone(), info);
 
     let (stop, stopping) = watch::channel(false);
+    let (rpc_stop, rpc_stopping) = watch::channel(false);
     let loader = Loader::new(&proxy_config, objects.clone());
     let ring = RingCluster::new(
         proxy_config.node_name.clone(),
@@ -213,20 +221,27 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         loader.clone(),
     );
     transport.set_home_service(Arc::new(ring.clone()));
-    let http_addr = match (config.http, http_listener) {
+    let (http_addr, http_task) = match (config.http, http_listener) {
         (Some(addr), Some(listener)) => {
             let bound = listener.local_addr().unwrap_or(addr);
-            let proxy = Arc::new(Proxy::new(proxy_config, Arc::new(ring), objects, loader));
+            // Until the node has joined its ring, it answers 503 rather than go to the origin
+            // for everything (a stabilising ring, say after a neighbour died, still serves).
+            let snapshot = driver.snapshot.clone();
+            let proxy = Proxy::new(proxy_config, Arc::new(ring), objects, loader).with_readiness(
+                move || {
+                    let snap = snapshot.load();
+                    snap.joined && !snap.left
+                },
+            );
+            let proxy = Arc::new(proxy);
             metrics.attach_proxy(proxy.metrics());
-            tokio::spawn(proxy.serve(listener, stopping.clone()));
-            Some(bound)
+            (Some(bound), Some(tokio::spawn(proxy.serve(listener, stopping.clone()))))
         }
-        _ => None,
+        _ => (None, None),
     };
     let accept_task = tokio::spawn({
         let transport = transport.clone();
-        let stopping = stopping.clone();
-        async move { transport.serve(rpc_listener, stopping).await }
+        async move { transport.serve(rpc_listener, rpc_stopping).await }
     });
     let admin_state = admin::AdminState {
         snapshot: driver.snapshot.clone(),
@@ -250,35 +265,52 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         metrics,
         driver,
         accept_task,
+        http_task,
         stop,
+        rpc_stop,
         shutdown_bound: config.shutdown_bound,
     })
 }
 
 impl RunningNode {
-    /// Stops accepting connections, hands home objects to the successor, leaves the ring,
-    /// and stops the driver; all within the configured shutdown bound.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        self.accept_task.abort();
+    /// Stops accepting HTTP requests and answers those in flight (up to half the bound),
+    /// then stops accepting RPC connections, hands home objects to the successor, leaves the
+    /// ring, and stops the driver; all within the configured shutdown bound.
+    pub async fn shutdown(mut self) {
         let bound = self.shutdown_bound;
+        let deadline = Instant::now() + bound;
+        let _ = self.stop.send(true);
+        if let Some(mut http) = self.http_task.take() {
+            let drain = bound / 2;
+            match timeout(drain, &mut http).await {
+                Ok(_) => tracing::info!("HTTP requests in flight answered"),
+                Err(_) => {
+                    http.abort();
+                    tracing::warn!(?drain, "HTTP requests still in flight; cut");
+                }
+            }
+        }
+        let _ = self.rpc_stop.send(true);
+        self.accept_task.abort();
+        let rest = deadline.saturating_duration_since(Instant::now());
         let graceful = async {
             let handed = handoff(
                 &self.transport,
                 &self.store,
                 &self.driver.snapshot,
                 &self.metrics,
-                bound / 2,
+                rest / 2,
             )
             .await;
             tracing::info!(objects = handed, "handoff done");
             let (done, left) = oneshot::channel();
-            let leave = Command::Leave { bound: bound / 2, done };
+            let leave =
+                Command::Leave { bound: deadline.saturating_duration_since(Instant::now()), done };
             if self.driver.commands.send(leave).await.is_ok() {
                 let _ = left.await;
             }
         };
-        if timeout(bound, graceful).await.is_err() {
+        if timeout(rest, graceful).await.is_err() {
             tracing::warn!(?bound, "shutdown bound reached; exiting anyway");
         }
         self.driver.task.abort();

@@ -7,9 +7,14 @@
 //! misses of protocol requests are the core's business: a message the transport cannot send
 //! is simply dropped (and counted), and the core sees the missing answer as a miss.
 //!
-//! Each connection is one task owning the socket: it sends its hello, waits (bounded) for the
-//! peer's, then loops over "frame arrived" and "frame to send". A frame the codec refuses
-//! closes the connection and counts `rpc_rejected_frames_total{reason}`.
+//! Each connection is one task owning the socket. It first runs the handshake, bounded by
+//! [`HANDSHAKE_TIMEOUT`]: hellos both ways, then proofs both ways (each side's over the
+//! other's fresh nonce, see [`crate::rpc::Proof`]). Only a connection whose peer proved the
+//! secret is registered as the route to that peer or has its queue written; one that does not
+//! answer in time is closed and counted as `no_proof` (or `no_hello`). Then it loops over
+//! "frame arrived" and "frame to send". A frame the codec refuses closes the connection and
+//! counts `rpc_rejected_frames_total{reason}`; a wrong secret or a failed proof is also
+//! logged at warn with the peer's address, on both sides.
 
 use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
@@ -19,6 +24,7 @@ use beehive_replication::{Id, Message, Peer};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -30,8 +36,11 @@ use tokio_util::codec::Framed;
 
 /// Frames queued per connection before further sends are dropped (the core will see misses).
 const QUEUE: usize = 1024;
-/// Bound on connecting, and on waiting for the peer's hello.
+/// Bound on connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on the whole handshake (both hellos and both proofs). A peer that has not proved the
+/// secret by then, such as one replaying a recorded hello, is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and largest wait before dialling a peer again after a failed dial.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -127,6 +136,13 @@ struct Wire {
 struct Conn {
     tx: mpsc::Sender<Payload>,
     generation: u64,
+}
+
+/// A dialled connection's queue, its generation, and whom it was dialled for.
+struct Outgoing {
+    rx: mpsc::Receiver<Payload>,
+    generation: u64,
+    to: Peer,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -342,20 +358,15 @@ impl Wire {
     async fn dial(self: Arc<Self>, to: Peer, rx: mpsc::Receiver<Payload>, generation: u64) {
         match timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
             Ok(Ok(stream)) => {
-                lock(&self.backoff).remove(&to.id);
                 self.metrics.connects.inc();
-                self.run(stream, Some((rx, generation))).await;
+                self.run(stream, Some(Outgoing { rx, generation, to })).await;
             }
             failed => {
                 let error = match failed {
                     Ok(Err(e)) => e.to_string(),
                     _ => "timed out".to_string(),
                 };
-                let mut backoff = lock(&self.backoff);
-                let delay =
-                    backoff.get(&to.id).map_or(BACKOFF_MIN, |b| (b.delay * 2).min(BACKOFF_MAX));
-                backoff.insert(to.id, Backoff { next_try: Instant::now() + delay, delay });
-                drop(backoff);
+                let delay = self.back_off(to.id);
                 tracing::debug!(peer = ?to, %error, retry_in = ?delay, "dial failed");
                 let queued = rx.len() as u64;
                 self.metrics
@@ -367,6 +378,14 @@ impl Wire {
         }
     }
 
+    /// Puts `peer` in backoff (doubling the last delay) and returns the delay.
+    fn back_off(&self, peer: Id) -> Duration {
+        let mut backoff = lock(&self.backoff);
+        let delay = backoff.get(&peer).map_or(BACKOFF_MIN, |b| (b.delay * 2).min(BACKOFF_MAX));
+        backoff.insert(peer, Backoff { next_try: Instant::now() + delay, delay });
+        delay
+    }
+
     /// Removes the connection entry for `peer` if it is still the one of `generation`.
     fn forget(&self, peer: Id, generation: u64) {
         let mut conns = lock(&self.conns);
@@ -376,41 +395,44 @@ impl Wire {
     }
 
     /// Runs one connection to its end. `outgoing` is the queue of a dialled connection; an
-    /// accepted one registers a queue for its peer unless a live connection already has one.
-    async fn run(
-        self: Arc<Self>,
-        stream: TcpStream,
-        outgoing: Option<(mpsc::Receiver<Payload>, u64)>,
-    ) {
+    /// accepted one registers a queue for its peer, once the peer proved the secret, unless a
+    /// live connection already has one.
+    async fn run(self: Arc<Self>, stream: TcpStream, outgoing: Option<Outgoing>) {
         let _ = stream.set_nodelay(true);
+        let addr = stream.peer_addr().ok();
         let codec = FrameCodec::with_max_frame_length(self.key.clone(), self.max_frame);
-        let (mut sink, mut frames) = Framed::new(stream, codec).split();
-        let hello = Hello { peer: self.me, nonce: rand::random() };
-        if sink.send(Payload::Hello(hello)).await.is_err() {
-            if let Some((_, generation)) = outgoing {
-                self.forget_any(generation);
-            }
-            return;
-        }
-        let remote = match timeout(CONNECT_TIMEOUT, frames.next()).await {
-            Ok(Some(Ok(Frame { payload: Payload::Hello(h), .. }))) => Some(h.peer),
-            Ok(Some(Err(e))) => {
-                self.count_error(&e);
+        let mut framed = Framed::new(stream, codec);
+        let handshake = timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut framed)).await;
+        let remote = match handshake {
+            Ok(Ok(remote)) => Some(remote),
+            Ok(Err(e)) => {
+                self.handshake_refused(addr, &e);
                 None
             }
-            _ => None,
+            Err(_) => {
+                let reason =
+                    if framed.codec().remote_peer().is_some() { "no_proof" } else { "no_hello" };
+                self.metrics.reject(reason);
+                tracing::debug!(peer = ?addr, reason, "handshake timed out; connection dropped");
+                None
+            }
         };
         let Some(remote) = remote else {
-            if let Some((_, generation)) = outgoing {
-                self.forget_any(generation);
+            if let Some(out) = outgoing {
+                self.forget_any(out.generation);
+                self.back_off(out.to.id);
             }
             return;
         };
+        let (mut sink, mut frames) = framed.split();
         // A dialled connection keeps its queue; an accepted one makes its own, and holds a
         // sender itself so the queue stays open even when a live connection already serves
         // the peer.
         let (mut rx, generation, _own_tx) = match outgoing {
-            Some((rx, generation)) => (rx, generation, None),
+            Some(Outgoing { rx, generation, to }) => {
+                lock(&self.backoff).remove(&to.id);
+                (rx, generation, None)
+            }
             None => {
                 let (tx, rx) = mpsc::channel(QUEUE);
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -460,6 +482,53 @@ impl Wire {
         }
         self.metrics.connections_open.dec();
         self.forget(remote.id, generation);
+    }
+
+    /// Hellos both ways, then proofs both ways; returns the peer once it proved the secret
+    /// over our nonce. Nothing else is read or written before.
+    async fn handshake(
+        &self,
+        framed: &mut Framed<TcpStream, FrameCodec>,
+    ) -> Result<Peer, FrameError> {
+        let closed = || FrameError::Io(std::io::ErrorKind::UnexpectedEof.into());
+        framed.send(Payload::Hello(Hello { peer: self.me, nonce: rand::random() })).await?;
+        let remote = match framed.next().await.ok_or_else(closed)?? {
+            Frame { payload: Payload::Hello(h), .. } => h.peer,
+            _ => return Err(FrameError::Malformed("handshake: expected a hello".into())),
+        };
+        let proof = framed.codec().proof()?;
+        framed.send(proof).await?;
+        match framed.next().await.ok_or_else(closed)?? {
+            // The codec checked it against our nonce.
+            Frame { payload: Payload::Proof(_), .. } => Ok(remote),
+            _ => Err(FrameError::Malformed("handshake: expected a proof".into())),
+        }
+    }
+
+    /// Counts a failed handshake; a wrong secret, a failed proof or a version skew is an
+    /// operator's business, so it is logged at warn with the peer's address.
+    fn handshake_refused(&self, addr: Option<SocketAddr>, e: &FrameError) {
+        self.count_error(e);
+        let peer = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        match e {
+            FrameError::BadMac => tracing::warn!(
+                %peer,
+                "RPC peer's hello does not verify: it uses another cluster secret (or is not a \
+                 beehive node); connection refused"
+            ),
+            FrameError::BadProof => tracing::warn!(
+                %peer,
+                "RPC peer did not prove the cluster secret over our nonce (a replayed hello?); \
+                 connection refused"
+            ),
+            FrameError::BadVersion { got, expected } => tracing::warn!(
+                %peer,
+                got,
+                expected,
+                "RPC peer speaks another protocol version; connection refused"
+            ),
+            e => tracing::debug!(%peer, error = %e, "handshake failed"),
+        }
     }
 
     /// Removes whichever entry has `generation` (used before the peer's id is confirmed).
@@ -554,8 +623,8 @@ impl Wire {
                 }
                 true
             }
-            // The codec refuses a second hello; nothing to do if one slipped through.
-            Payload::Hello(_) => false,
+            // The codec refuses a second hello or proof; nothing to do if one slipped through.
+            Payload::Hello(_) | Payload::Proof(_) => false,
         }
     }
 }

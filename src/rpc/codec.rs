@@ -10,7 +10,8 @@
 //!    hello is sealed under the cluster key, every later frame under the connection's session
 //!    key ([`MacKey::session`]), which needs both sides' hello nonces;
 //! 4. sequence number strictly above the last accepted one on this connection;
-//! 5. kind byte and hello-first order;
+//! 5. kind byte and handshake order: the hello first, then the proof (checked against our
+//!    nonce), only then messages and bodies;
 //! 6. payload decode (with a limit, no trailing bytes), header/message request id agree;
 //! 7. [`Message::validate`].
 //!
@@ -19,7 +20,7 @@
 
 use super::error::FrameError;
 use super::frame::{
-    self, BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload, DEFAULT_MAX_FRAME_LEN,
+    self, BodyMsg, Frame, Hello, Kind, MacKey, Payload, Proof, DEFAULT_MAX_FRAME_LEN,
     MIN_FRAME_LEN, UNAUTHENTICATED_MAX_FRAME_LEN,
 };
 use super::payload::{self, DecodeFailure};
@@ -30,14 +31,22 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedC
 /// Both directions of one connection's framing: what we send (our sequence numbers) and what
 /// we receive (the peer's hello and the last sequence number accepted from it).
 ///
+/// The handshake, in each direction: a hello (sealed under the cluster key), then a proof
+/// ([`FrameCodec::proof`]) over the other side's nonce. Messages and bodies are refused both
+/// ways until our proof is sent and the peer's has checked out ([`FrameCodec::is_established`]).
+///
 /// Not `Clone`: two encoders sharing a connection would reuse sequence numbers and the peer
 /// would close the connection as a replay.
 #[derive(Debug)]
 pub struct FrameCodec {
     /// The cluster key: seals and checks hellos, and derives the session keys.
     key: MacKey,
-    /// Our hello's nonce, once we sent it.
-    local_nonce: Option<Nonce>,
+    /// Our hello, once we sent it.
+    local: Option<Hello>,
+    /// Whether we sent our proof.
+    proof_sent: bool,
+    /// Whether the peer's proof arrived and checked out.
+    proven: bool,
     /// Keys for frames after the hellos, once both hellos are known.
     send_key: Option<MacKey>,
     recv_key: Option<MacKey>,
@@ -75,7 +84,9 @@ impl FrameCodec {
             .new_codec();
         FrameCodec {
             key,
-            local_nonce: None,
+            local: None,
+            proof_sent: false,
+            proven: false,
             send_key: None,
             recv_key: None,
             lengths,
@@ -97,17 +108,47 @@ impl FrameCodec {
         self.remote.map(|h| h.peer)
     }
 
-    /// Whether both hellos are known, so messages can be sent and received.
+    /// Whether the handshake is done both ways (our proof sent, the peer's checked), so
+    /// messages and bodies can be sent and received.
     pub fn is_established(&self) -> bool {
-        self.send_key.is_some()
+        self.proof_sent && self.proven
+    }
+
+    /// Whether the peer proved it holds the cluster secret over our nonce.
+    pub fn is_proven(&self) -> bool {
+        self.proven
+    }
+
+    /// Our proof for this connection, to send right after the hellos are exchanged.
+    /// `NotEstablished` until both hellos are known.
+    pub fn proof(&self) -> Result<Payload, FrameError> {
+        match (&self.local, &self.remote) {
+            (Some(local), Some(remote)) => Ok(Payload::Proof(self.key.proof(local, remote))),
+            _ => Err(FrameError::NotEstablished),
+        }
     }
 
     /// Derives the session keys once both nonces are known.
     fn establish(&mut self) {
-        if let (Some(local), Some(remote)) = (self.local_nonce, self.remote) {
-            self.send_key = Some(self.key.session(&local, &remote.nonce));
-            self.recv_key = Some(self.key.session(&remote.nonce, &local));
+        if let (Some(local), Some(remote)) = (self.local, self.remote) {
+            self.send_key = Some(self.key.session(&local.nonce, &remote.nonce));
+            self.recv_key = Some(self.key.session(&remote.nonce, &local.nonce));
         }
+    }
+
+    /// Checks the peer's proof against the one only a holder of the secret can make for our
+    /// nonce. The comparison is constant-time (`blake3::Hash`'s `PartialEq`).
+    fn check_proof(&mut self, proof: Proof) -> Result<(), FrameError> {
+        let (Some(local), Some(remote)) = (self.local, self.remote) else {
+            // Without our hello the peer has no nonce of ours to prove anything over.
+            return Err(FrameError::UnexpectedKind { got: "proof", expected: "our hello first" });
+        };
+        let expected = blake3::Hash::from(self.key.proof(&remote, &local).tag);
+        if expected != blake3::Hash::from(proof.tag) {
+            return Err(FrameError::BadProof);
+        }
+        self.proven = true;
+        Ok(())
     }
 
     /// The last sequence number accepted from the peer (0: none yet).
@@ -136,6 +177,14 @@ impl FrameCodec {
         };
         let bytes = frame::payload_of(body);
         let payload = match (kind, self.remote) {
+            (Kind::Proof, Some(_)) if !self.proven => {
+                let proof: Proof = decode_payload(bytes)?;
+                self.check_proof(proof)?;
+                Payload::Proof(proof)
+            }
+            (Kind::Message | Kind::Body, Some(_)) if !self.proven => {
+                return Err(FrameError::UnexpectedKind { got: kind.name(), expected: "proof" })
+            }
             (Kind::Hello, None) => {
                 let hello: Hello = decode_payload(bytes)?;
                 self.remote = Some(hello);
@@ -155,10 +204,10 @@ impl FrameCodec {
                         .map_err(decode_failure)?;
                 Payload::Body(msg)
             }
-            (Kind::Hello, Some(_)) => {
-                return Err(FrameError::UnexpectedKind { got: "hello", expected: "message" })
+            (Kind::Hello | Kind::Proof, Some(_)) => {
+                return Err(FrameError::UnexpectedKind { got: kind.name(), expected: "message" })
             }
-            (kind @ (Kind::Message | Kind::Body), None) => {
+            (kind @ (Kind::Message | Kind::Body | Kind::Proof), None) => {
                 return Err(FrameError::UnexpectedKind { got: kind.name(), expected: "hello" })
             }
         };
@@ -222,19 +271,23 @@ impl Encoder<Payload> for FrameCodec {
 
     /// Appends one sealed frame to `dst`, stamped with this connection's next sequence number.
     /// Does not validate the message: the receiver does, and refuses it as `Invalid`.
-    /// A hello must come first (and only once); other frames wait for the peer's hello.
+    /// A hello must come first (and only once), then, once the peer's hello arrived, our
+    /// proof (once); messages and bodies wait until the handshake is done both ways.
     fn encode(&mut self, item: Payload, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let hello = matches!(item, Payload::Hello(_));
-        match (hello, self.local_nonce.is_some()) {
-            (true, true) => {
-                return Err(FrameError::UnexpectedKind { got: "hello", expected: "message" })
-            }
-            (false, _) if self.send_key.is_none() => return Err(FrameError::NotEstablished),
+        let unexpected = |got| Err(FrameError::UnexpectedKind { got, expected: "message" });
+        match &item {
+            Payload::Hello(_) if self.local.is_some() => return unexpected("hello"),
+            Payload::Hello(_) => {}
+            _ if self.send_key.is_none() => return Err(FrameError::NotEstablished),
+            Payload::Proof(_) if self.proof_sent => return unexpected("proof"),
+            Payload::Proof(_) => {}
+            _ if !self.is_established() => return Err(FrameError::NotEstablished),
             _ => {}
         }
         let mut bytes = BytesMut::new();
         let encoded = match &item {
             Payload::Hello(h) => payload::encode(h, &mut bytes),
+            Payload::Proof(p) => payload::encode(p, &mut bytes),
             Payload::Message(msg) => payload::encode(msg, &mut bytes),
             Payload::Body(msg) => payload::encode(msg, &mut bytes),
         };
@@ -251,9 +304,13 @@ impl Encoder<Payload> for FrameCodec {
 
         let key = match &item {
             Payload::Hello(h) => {
-                self.local_nonce = Some(h.nonce);
+                self.local = Some(*h);
                 self.establish();
                 &self.key
+            }
+            Payload::Proof(_) => {
+                self.proof_sent = true;
+                self.send_key.as_ref().unwrap_or(&self.key)
             }
             _ => self.send_key.as_ref().unwrap_or(&self.key),
         };
@@ -290,10 +347,25 @@ mod tests {
         Hello { peer: peer(), nonce: [7; frame::NONCE_LEN] }
     }
 
-    /// A frame sealed with the right key whose header says whatever the test wants.
+    /// Our side's hello in these tests.
+    fn mine() -> Hello {
+        Hello { peer: Peer::from_addr(([127, 0, 0, 1], 7001).into()), nonce: [8; frame::NONCE_LEN] }
+    }
+
+    /// A frame sealed with the cluster key whose header says whatever the test wants.
     fn forged(kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> BytesMut {
+        forged_with(&key(), kind, seq, request_id, payload)
+    }
+
+    /// The same, under the peer's session key once both hellos were exchanged.
+    fn forged_session(kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> BytesMut {
+        let session = key().session(&hello().nonce, &mine().nonce);
+        forged_with(&session, kind, seq, request_id, payload)
+    }
+
+    fn forged_with(key: &MacKey, kind: u8, seq: u64, request_id: u64, payload: &[u8]) -> BytesMut {
         let prefix = prefix_for(MIN_FRAME_LEN + payload.len()).unwrap();
-        let body = seal(&key(), kind, seq, request_id, payload, prefix);
+        let body = seal(key, kind, seq, request_id, payload, prefix);
         let mut out = BytesMut::from(&prefix[..]);
         out.extend_from_slice(&body);
         out
@@ -305,11 +377,43 @@ mod tests {
         out
     }
 
-    fn after_hello() -> FrameCodec {
+    /// A codec that sent its hello and took the peer's hello and proof (seq 1 and 2).
+    fn after_handshake() -> FrameCodec {
         let mut codec = FrameCodec::new(key());
-        let mut hello = forged(Kind::Hello as u8, 1, 0, &encoded(&hello()));
-        assert!(codec.decode(&mut hello).unwrap().is_some());
+        codec.encode(Payload::Hello(mine()), &mut BytesMut::new()).unwrap();
+        let mut theirs = forged(Kind::Hello as u8, 1, 0, &encoded(&hello()));
+        assert!(codec.decode(&mut theirs).unwrap().is_some());
+        let proof = key().proof(&hello(), &mine());
+        let mut proof = forged_session(Kind::Proof as u8, 2, 0, &encoded(&proof));
+        assert!(codec.decode(&mut proof).unwrap().is_some());
+        assert!(codec.is_proven());
         codec
+    }
+
+    #[test]
+    fn a_proof_over_another_nonce_or_id_is_bad_proof_and_messages_wait_for_it() {
+        let msg = encoded(&Message::Request { id: 5, body: Request::Ping });
+        let other_nonce = Hello { nonce: [9; frame::NONCE_LEN], ..mine() };
+        let other_id = Hello { peer: Peer::from_addr(([127, 0, 0, 1], 7002).into()), ..mine() };
+        for receiver in [other_nonce, other_id] {
+            let mut codec = FrameCodec::new(key());
+            codec.encode(Payload::Hello(mine()), &mut BytesMut::new()).unwrap();
+            codec.decode(&mut forged(Kind::Hello as u8, 1, 0, &encoded(&hello()))).unwrap();
+            let early = codec.decode(&mut forged_session(Kind::Message as u8, 2, 5, &msg));
+            assert_eq!(early.unwrap_err().reason(), "unexpected_kind");
+            let mut codec = FrameCodec::new(key());
+            codec.encode(Payload::Hello(mine()), &mut BytesMut::new()).unwrap();
+            codec.decode(&mut forged(Kind::Hello as u8, 1, 0, &encoded(&hello()))).unwrap();
+            let wrong = encoded(&key().proof(&hello(), &receiver));
+            let err = codec.decode(&mut forged_session(Kind::Proof as u8, 2, 0, &wrong));
+            assert!(matches!(err, Err(FrameError::BadProof)), "{err:?}");
+            assert!(!codec.is_proven());
+        }
+        // A second proof is refused.
+        let mut codec = after_handshake();
+        let again = encoded(&key().proof(&hello(), &mine()));
+        let err = codec.decode(&mut forged_session(Kind::Proof as u8, 3, 0, &again)).unwrap_err();
+        assert_eq!(err.reason(), "unexpected_kind");
     }
 
     #[test]
@@ -321,25 +425,28 @@ mod tests {
 
     #[test]
     fn header_and_message_request_ids_must_agree() {
-        let mut codec = after_hello();
+        let mut codec = after_handshake();
         let msg = Message::Request { id: 5, body: Request::Ping };
-        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 6, &encoded(&msg))).unwrap_err();
+        let err = codec
+            .decode(&mut forged_session(Kind::Message as u8, 3, 6, &encoded(&msg)))
+            .unwrap_err();
         assert_eq!(err.reason(), "malformed", "{err}");
     }
 
     #[test]
     fn trailing_payload_bytes_are_malformed() {
-        let mut codec = after_hello();
+        let mut codec = after_handshake();
         let mut bytes = encoded(&Message::Request { id: 5, body: Request::Ping });
         bytes.extend_from_slice(&[0]);
-        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 5, &bytes)).unwrap_err();
+        let err = codec.decode(&mut forged_session(Kind::Message as u8, 3, 5, &bytes)).unwrap_err();
         assert_eq!(err.reason(), "malformed", "{err}");
     }
 
     #[test]
     fn authentic_garbage_payload_is_a_decode_error() {
-        let mut codec = after_hello();
-        let err = codec.decode(&mut forged(Kind::Message as u8, 2, 0, &[0xff; 8])).unwrap_err();
+        let mut codec = after_handshake();
+        let err =
+            codec.decode(&mut forged_session(Kind::Message as u8, 3, 0, &[0xff; 8])).unwrap_err();
         assert_eq!(err.reason(), "decode", "{err}");
     }
 
@@ -375,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_wait_for_both_hellos_then_use_the_session_key() {
+    fn messages_wait_for_both_hellos_and_proofs_then_use_the_session_key() {
         let msg = Message::Request { id: 1, body: Request::Ping };
         let mut a = FrameCodec::new(key());
         let mut b = FrameCodec::new(key());
@@ -389,6 +496,16 @@ mod tests {
         assert!(!a.is_established());
         a.decode(&mut to_a).unwrap().unwrap();
         b.decode(&mut to_b).unwrap().unwrap();
+        // Hellos alone establish nothing: a hello can be replayed.
+        assert!(!a.is_established() && !b.is_established());
+        let err = Encoder::<Message>::encode(&mut a, msg.clone(), &mut dst).unwrap_err();
+        assert_eq!(err.reason(), "not_established");
+        let (a_proof, b_proof) = (a.proof().unwrap(), b.proof().unwrap());
+        assert_ne!(a_proof, b_proof, "each direction's proof is its own");
+        a.encode(a_proof, &mut to_b).unwrap();
+        b.encode(b_proof, &mut to_a).unwrap();
+        assert!(matches!(a.decode(&mut to_a).unwrap().unwrap().payload, Payload::Proof(_)));
+        assert!(matches!(b.decode(&mut to_b).unwrap().unwrap().payload, Payload::Proof(_)));
         assert!(a.is_established() && b.is_established());
         Encoder::<Message>::encode(&mut a, msg.clone(), &mut to_b).unwrap();
         let frame = b.decode(&mut to_b).unwrap().unwrap();
@@ -405,6 +522,7 @@ mod tests {
             FrameError::Truncated { len: 1, min: 2 }.reason(),
             FrameError::BadVersion { got: 2, expected: 1 }.reason(),
             FrameError::BadMac.reason(),
+            FrameError::BadProof.reason(),
             FrameError::Replayed { seq: 1, last: 1 }.reason(),
             FrameError::Malformed(String::new()).reason(),
             FrameError::UnexpectedKind { got: "a", expected: "b" }.reason(),
@@ -417,6 +535,7 @@ mod tests {
                 "truncated",
                 "bad_version",
                 "bad_mac",
+                "bad_proof",
                 "replayed",
                 "malformed",
                 "unexpected_kind",

@@ -26,6 +26,10 @@ pub enum FrameError {
     /// The MAC does not match: the sender lacks the cluster secret, or the bytes were altered.
     #[error("frame MAC does not verify (wrong cluster secret or altered bytes)")]
     BadMac,
+    /// The peer's proof does not match our nonce: it does not hold the cluster secret (a
+    /// replayed hello), or it answered another connection's nonce.
+    #[error("handshake proof does not verify (replayed hello or wrong cluster secret)")]
+    BadProof,
     /// The sequence number is not above the last accepted one on this connection: a replay.
     #[error("frame sequence number {seq} is not above the last accepted {last} (replayed)")]
     Replayed { seq: u64, last: u64 },
@@ -66,6 +70,7 @@ impl FrameError {
             FrameError::Truncated { .. } => "truncated",
             FrameError::BadVersion { .. } => "bad_version",
             FrameError::BadMac => "bad_mac",
+            FrameError::BadProof => "bad_proof",
             FrameError::Replayed { .. } => "replayed",
             FrameError::Malformed(_) => "malformed",
             FrameError::UnexpectedKind { .. } => "unexpected_kind",

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this build speaks. A frame with any other version is refused.
+/// Version 2 added the proof frame: a version-1 node, which routes traffic to a connection
+/// on a (replayable) hello alone, cannot join a version-2 ring.
 pub const VERSION: u8 = 2;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
@@ -42,6 +44,8 @@ pub const UNAUTHENTICATED_MAX_FRAME_LEN: usize = 4 * 1024;
 pub const MAC_CONTEXT: &str = "beehive rpc frame mac v1";
 /// The blake3 `derive_key` context for per-connection session keys.
 pub const SESSION_CONTEXT: &str = "beehive rpc session key v1";
+/// The blake3 `derive_key` context for the key of handshake proofs.
+pub const PROOF_CONTEXT: &str = "beehive rpc handshake proof v1";
 /// Bytes of the random nonce each side puts in its hello.
 pub const NONCE_LEN: usize = 16;
 
@@ -65,6 +69,8 @@ pub enum Kind {
     Message = 2,
     /// A [`BodyMsg`]: object bodies moving between nodes, outside the protocol core.
     Body = 3,
+    /// The second frame each side sends: a [`Proof`] that it holds the cluster secret.
+    Proof = 4,
 }
 
 impl Kind {
@@ -74,6 +80,7 @@ impl Kind {
             1 => Some(Kind::Hello),
             2 => Some(Kind::Message),
             3 => Some(Kind::Body),
+            4 => Some(Kind::Proof),
             _ => None,
         }
     }
@@ -84,6 +91,7 @@ impl Kind {
             Kind::Hello => "hello",
             Kind::Message => "message",
             Kind::Body => "body",
+            Kind::Proof => "proof",
         }
     }
 }
@@ -95,6 +103,16 @@ pub struct Hello {
     pub peer: Peer,
     /// Fresh random bytes; both sides' nonces key the rest of the connection.
     pub nonce: Nonce,
+}
+
+/// The second frame on a connection, in each direction: a keyed hash, under a key derived
+/// from the cluster secret, over the *receiver's* nonce (fresh for this connection), the
+/// sender's nonce and both ids ([`MacKey::proof`]). A hello recorded off the wire verifies
+/// anywhere (it is sealed under the cluster key), but only a holder of the secret can answer
+/// a nonce it has never seen; until the peer's proof arrives, nothing is routed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    pub tag: [u8; 32],
 }
 
 /// Object bodies between nodes (replica fetch, home → entry node, handoff on leave). The
@@ -169,6 +187,9 @@ pub enum Payload {
     Message(Message),
     /// An object body request or answer.
     Body(BodyMsg),
+    /// The sender's proof that it holds the cluster secret. Sent once, right after the hello
+    /// (see [`crate::rpc::FrameCodec::proof`]).
+    Proof(Proof),
 }
 
 impl Payload {
@@ -178,13 +199,14 @@ impl Payload {
             Payload::Hello(_) => Kind::Hello,
             Payload::Message(_) => Kind::Message,
             Payload::Body(_) => Kind::Body,
+            Payload::Proof(_) => Kind::Proof,
         }
     }
 
-    /// The request id the header carries: the message's own id, 0 for a hello.
+    /// The request id the header carries: the message's own id, 0 for a hello or a proof.
     pub fn request_id(&self) -> u64 {
         match self {
-            Payload::Hello(_) => 0,
+            Payload::Hello(_) | Payload::Proof(_) => 0,
             Payload::Message(Message::Request { id, .. } | Message::Response { id, .. }) => *id,
             Payload::Body(b) => b.id(),
         }
@@ -230,6 +252,18 @@ impl MacKey {
         hasher.update(sender);
         hasher.update(receiver);
         MacKey(*hasher.finalize().as_bytes())
+    }
+
+    /// The proof that the holder of this key, `sender`, saw `receiver`'s hello: bound to
+    /// both nonces (the receiver's first, so each direction's proof differs) and both ids.
+    pub fn proof(&self, sender: &Hello, receiver: &Hello) -> Proof {
+        let key = blake3::derive_key(PROOF_CONTEXT, &self.0);
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        hasher.update(&receiver.nonce);
+        hasher.update(&sender.nonce);
+        hasher.update(&sender.peer.id.0.to_be_bytes());
+        hasher.update(&receiver.peer.id.0.to_be_bytes());
+        Proof { tag: *hasher.finalize().as_bytes() }
     }
 
     /// The MAC of a frame: the keyed hash of its length prefix and body up to the MAC.

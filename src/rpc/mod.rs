@@ -6,8 +6,11 @@
 //! * Sans-IO: [`FrameCodec`] implements `tokio_util::codec::{Decoder, Encoder}` over
 //!   `BytesMut` and owns no socket, clock or RNG. The connection driver wraps it in `Framed`.
 //! * One codec per connection. Each side's first frame is a [`Payload::Hello`] with its
-//!   advertised [`beehive_replication::Peer`] and a fresh nonce; every later frame is a
-//!   message (or an object body, [`BodyMsg`]) from that peer.
+//!   advertised [`beehive_replication::Peer`] and a fresh nonce, its second a
+//!   [`Payload::Proof`]: a keyed hash over the *other* side's nonce that only a holder of the
+//!   cluster secret can make (a hello alone can be replayed). Every later frame is a message
+//!   (or an object body, [`BodyMsg`]) from that peer, and none is accepted or sent before
+//!   both proofs.
 //! * Every frame is sealed with a blake3 keyed MAC: the hello under a key derived from the
 //!   cluster secret ([`MacKey::derive`]), every later frame under a per-connection,
 //!   per-direction session key derived from it and both hellos' random nonces
@@ -32,5 +35,5 @@ mod payload;
 
 pub use codec::FrameCodec;
 pub use error::{FrameError, PayloadError};
-pub use frame::{BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload};
+pub use frame::{BodyMsg, Frame, Hello, Kind, MacKey, Nonce, Payload, Proof};
 pub use payload::DECODE_LIMIT;

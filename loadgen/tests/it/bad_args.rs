@@ -26,6 +26,8 @@ async fn configuration_errors() {
     assert!(matches!(c.validate(), Err(LoadError::NoObjects)));
     let c = LoadConfig { mode: LoopMode::Closed { concurrency: 0 }, ..base() };
     assert!(matches!(c.validate(), Err(LoadError::ZeroConcurrency)));
+    let c = LoadConfig { verify: true, ..base() };
+    assert!(matches!(c.validate(), Err(LoadError::VerifyWithoutOrigin)));
 }
 
 #[tokio::test]

@@ -95,3 +95,33 @@ async fn reversal_moves_the_most_requested_object() {
     assert_eq!(top(&before), 0, "first half: {:?}", first.paths);
     assert_eq!(top(&after), m - 1, "second half: {:?}", all.paths);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_counts_every_body_that_is_not_the_origin_s() {
+    let origin = Origin::start(origin_config()).await.unwrap();
+    // A stand-in CDN that answers the same paths with other bytes: another seed.
+    let liar = Origin::start(OriginConfig { seed: 2, ..origin_config() }).await.unwrap();
+    let config = |target: &Origin| LoadConfig {
+        targets: vec![target.url()],
+        objects: 50,
+        mode: LoopMode::Closed { concurrency: 4 },
+        duration: Some(Duration::from_millis(1500)),
+        requests: Some(400),
+        origin_stats: Some(origin.stats_url()),
+        verify: true,
+        ..LoadConfig::default()
+    };
+    let honest = run(&config(&origin), false).await.unwrap();
+    let s = &honest.summary;
+    assert!(s.requests > 0);
+    assert_eq!((s.verified_bodies, s.wrong_bodies), (Some(s.requests), Some(0)), "{s:?}");
+    // Asking the origin for hashes does not count as origin traffic.
+    assert_eq!(s.origin_requests, Some(s.requests));
+    let lied = run(&config(&liar), false).await.unwrap();
+    let s = &lied.summary;
+    assert_eq!((s.verified_bodies, s.wrong_bodies), (Some(s.requests), Some(s.requests)), "{s:?}");
+    let mut table = Vec::new();
+    lied.print_table(&mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains(&format!("wrong {}", s.requests)), "{table}");
+}
