@@ -1,6 +1,6 @@
 //! Seeds: the nodes a new node joins the ring through.
 
-use super::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
 use std::fmt;
 use std::net::SocketAddr;
 

@@ -4,7 +4,9 @@
 //! config types' own (`ChordConfig`, `ProxyConfig`, [`NodeConfig::default`]), and
 //! [`Settings::of`] reads a configuration back into a complete layer (`beehive node --check`).
 
-use super::{invalid, ConfigError, NodeConfig, Seed};
+use super::error::{invalid, ConfigError};
+use super::node::NodeConfig;
+use super::seed::Seed;
 use beehive_replication::config::Mode;
 use clap::Args;
 use serde::{Deserialize, Serialize};
