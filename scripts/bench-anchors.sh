@@ -59,7 +59,7 @@ mkdir -p "$out"
 # as the server side has cores.
 node() { # node <target> <http port> <rpc port> <admin port> [extra flags...]
   local name=$1 http=$2 rpc=$3 admin=$4; shift 4
-  printf 'TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret-%s" --origin site=http://$BENCH_ORIGIN --rate-per-sec 1000000 %s' \
+  printf 'env TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret-%s" --origin site=http://$BENCH_ORIGIN --rate-per-sec 1000000 %s' \
     "$bin" "$http" "$rpc" "$admin" "$name" "$*"
 }
 # Each target its own cluster secret (targets start one after another in one scratch dir).
