@@ -57,26 +57,27 @@ mkdir -p "$out"
 # One node. CMD runs under `bash -c` in the target's process group (anchors.sh stops the
 # group), with BENCH_RUN, BENCH_ORIGIN and BENCH_WORKERS set; tokio gets as many workers
 # as the server side has cores.
-node() { # node <http port> <rpc port> <admin port> [extra flags...]
-  local http=$1 rpc=$2 admin=$3; shift 3
-  printf 'TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret" --origin site=http://$BENCH_ORIGIN --rate-per-sec 100000000 %s' \
-    "$bin" "$http" "$rpc" "$admin" "$*"
+node() { # node <target> <http port> <rpc port> <admin port> [extra flags...]
+  local name=$1 http=$2 rpc=$3 admin=$4; shift 4
+  printf 'env TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret-%s" --origin site=http://$BENCH_ORIGIN --rate-per-sec 1000000 %s' \
+    "$bin" "$http" "$rpc" "$admin" "$name" "$*"
 }
-secret='head -c 32 /dev/urandom | base64 > "$BENCH_RUN/secret"'
+# Each target its own cluster secret (targets start one after another in one scratch dir).
+secret() { printf 'head -c 32 /dev/urandom | base64 > "$BENCH_RUN/secret-%s"' "$1"; }
 host=site.beehive.localhost
 
 targets=(
   --target "beehive=http://127.0.0.1:$port" --host "beehive=$host:$port"
-  --start "beehive=$secret; exec $(node "$port" $((port + 10)) $((port + 11)))"
+  --start "beehive=$(secret beehive); exec $(node beehive "$port" $((port + 10)) $((port + 11)))"
 )
 if [[ $ring == 1 ]]; then
   p2=$((port + 2))
-  first=$(node $((port + 1)) $((port + 20)) $((port + 21)) --mode chord)
-  second=$(node "$p2" $((port + 22)) $((port + 23)) --mode chord --join 127.0.0.1:$((port + 20)))
+  first=$(node beehive-ring $((port + 1)) $((port + 20)) $((port + 21)) --mode chord)
+  second=$(node beehive-ring "$p2" $((port + 22)) $((port + 23)) --mode chord --join 127.0.0.1:$((port + 20)))
   # The second node joins once the first is up; both stay in the target's process group.
   targets+=(
     --target "beehive-ring=http://127.0.0.1:$p2" --host "beehive-ring=$host:$p2"
-    --start "beehive-ring=$secret; $first & sleep 1; $second & wait"
+    --start "beehive-ring=$(secret beehive-ring); $first & sleep 1; $second & wait"
   )
 fi
 
@@ -85,7 +86,7 @@ if [[ -n $base ]]; then
   pb=$((port + 3))
   targets+=(
     --target "beehive-base=http://127.0.0.1:$pb" --host "beehive-base=$host:$pb"
-    --start "beehive-base=$secret; exec $(bin=$base node "$pb" $((port + 30)) $((port + 31)))"
+    --start "beehive-base=$(secret beehive-base); exec $(bin=$base node beehive-base "$pb" $((port + 30)) $((port + 31)))"
   )
 fi
 

@@ -89,6 +89,18 @@ impl CachedObject {
 
     /// Parses the wire form; never panics on arbitrary input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, Bytes::copy_from_slice)
+    }
+
+    /// Parses the wire form held in `bytes`, the body a slice of them (no copy).
+    pub fn decode_shared(bytes: &Bytes) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, |body| bytes.slice_ref(body))
+    }
+
+    fn decode_with<'a>(
+        bytes: &'a [u8],
+        body_of: impl FnOnce(&'a [u8]) -> Bytes,
+    ) -> Result<Self, DecodeError> {
         let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::Framing)?;
         if magic != MAGIC {
             return Err(DecodeError::Framing);
@@ -107,12 +119,23 @@ impl CachedObject {
         Ok(CachedObject {
             status: meta.status,
             headers,
-            body: Bytes::copy_from_slice(body),
+            body: body_of(body),
             policy: meta.policy,
             stored_at: meta.stored_at,
             fresh_until: meta.fresh_until,
             vary: meta.vary,
         })
+    }
+
+    /// Bytes of metadata in an encoded object (0 when it is not one): about what its decoded
+    /// form holds beyond the body.
+    pub fn meta_len(bytes: &[u8]) -> usize {
+        match bytes.get(4..8) {
+            Some(l) if bytes.starts_with(MAGIC) => {
+                u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize
+            }
+            _ => 0,
+        }
     }
 
     /// Whether `req_headers` select this variant (always, for a response without `Vary`).
@@ -260,6 +283,11 @@ mod tests {
         let o = sample();
         let d = CachedObject::decode(&o.encode()).unwrap();
         assert_eq!(d.body, o.body);
+        let wire = o.encode();
+        let shared = CachedObject::decode_shared(&wire).unwrap();
+        assert_eq!(shared.body, o.body);
+        assert_eq!(shared.body.as_ptr(), wire[wire.len() - o.body.len()..].as_ptr(), "a slice");
+        assert_eq!(CachedObject::meta_len(&wire), wire.len() - 8 - o.body.len());
         assert_eq!(d.header("etag"), Some("\"v1\""));
         assert!(d.policy.is_storable());
         let ttl = d.policy.time_to_live(SystemTime::now()).as_secs();

@@ -45,6 +45,8 @@ pub(crate) struct Reply {
     pub(crate) result: CacheResult,
     pub(crate) hops: u32,
     pub(crate) level: Option<u8>,
+    /// The time the lookup judged freshness at, for `Age`.
+    pub(crate) now: SystemTime,
 }
 
 /// Shapes this node's responses. Built once per proxy, so the headers every response carries
@@ -80,7 +82,7 @@ impl Responder {
         let mut headers = obj.headers.clone();
         headers.remove(header::CONTENT_LENGTH);
         rewrite_location(ctx, &mut headers);
-        let age = obj.policy.age(SystemTime::now()).as_secs();
+        let age = obj.policy.age(served.now).as_secs();
         headers.insert(header::AGE, HeaderValue::from(age));
         self.decorate(&mut headers, served.result, served.hops, served.level);
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -14,7 +14,7 @@
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::ProxyConfig;
 use crate::conn::{Activity, Expired, Tracked};
-use crate::host::map_host;
+use crate::host::{map_host, Target};
 use crate::key::ObjectKey;
 use crate::key::{normalise, variant_key};
 use crate::limits::{purge_allowed, ClientLimits};
@@ -64,16 +64,9 @@ pub struct Proxy {
     responder: Responder,
     /// Keys with a background refresh under way, so a stale hot object triggers one at a time.
     refreshing: Mutex<HashSet<ObjectKey>>,
-    /// Decoded forms of stored objects, so a hit does not parse its metadata again. An entry
-    /// counts only while the store still holds the very bytes it was decoded from.
-    decoded: moka::sync::Cache<ObjectKey, (Bytes, Arc<CachedObject>)>,
     /// Whether the node serves: false before it joined its ring (see [`Proxy::with_readiness`]).
     ready: Box<dyn Fn() -> bool + Send + Sync>,
 }
-
-/// The share of the store's byte budget the decoded forms may take on top of it (a decoded
-/// object holds its body again).
-const DECODED_SHARE: u64 = 4;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +74,32 @@ impl std::fmt::Debug for Proxy {
             .field("node", &self.config.node_name)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a lookup asks for; the load request it sends is built only when the local store
+/// cannot answer.
+struct Wanted<'a> {
+    target: &'a Target,
+    /// The normalised URL: the origin resource, and the primary cache key.
+    url: String,
+    /// Request headers a variant varies on, forwarded besides [`FORWARDED`].
+    vary: Vec<String>,
+}
+
+impl Wanted<'_> {
+    /// The load request, forwarding also the request headers in `varies`.
+    fn spec(&self, client: &HeaderMap, varies: Option<&[String]>) -> LoadSpec {
+        let mut spec = LoadSpec {
+            target: self.target.clone(),
+            url: self.url.clone(),
+            headers: forwarded(client, FORWARDED.iter().copied()),
+        };
+        add_forwarded(&mut spec, client, &self.vary);
+        if let Some(names) = varies {
+            add_forwarded(&mut spec, client, names);
+        }
+        spec
     }
 }
 
@@ -113,12 +132,6 @@ impl Proxy {
     ) -> Self {
         let limits = ClientLimits::new(config.rate_per_sec, config.burst);
         let metrics = loader.metrics();
-        let decoded = moka::sync::Cache::builder()
-            .max_capacity((config.store_bytes / DECODED_SHARE).max(1 << 20))
-            .weigher(|_: &ObjectKey, (bytes, obj): &(Bytes, Arc<CachedObject>)| {
-                u32::try_from(bytes.len() + obj.body.len()).unwrap_or(u32::MAX)
-            })
-            .build();
         let responder = Responder::new(&config.node_name, cluster.node_name(), metrics.clone());
         Proxy {
             responder,
@@ -129,7 +142,6 @@ impl Proxy {
             limits,
             metrics,
             refreshing: Mutex::default(),
-            decoded,
             ready: Box::new(|| true),
         }
     }
@@ -323,12 +335,8 @@ impl Proxy {
         // Phases: local lookup → cluster fetch → store.
         let url = normalise(&ctx.target, &path, &self.config);
         let key = ObjectKey::of(&url);
-        let spec = LoadSpec {
-            target: ctx.target.clone(),
-            url,
-            headers: forwarded(&headers, FORWARDED.iter().copied()),
-        };
-        match self.lookup(key, spec, &headers, true).await {
+        let want = Wanted { target: &ctx.target, url, vary: Vec::new() };
+        match self.lookup(key, &want, &headers, true).await {
             Ok(reply) => self.responder.reply(&ctx, &headers, reply),
             Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
             Err(Miss::Fail(status, msg)) => self.responder.error(status, &msg),
@@ -339,20 +347,22 @@ impl Proxy {
     async fn lookup(
         self: &Arc<Self>,
         key: ObjectKey,
-        mut spec: LoadSpec,
+        want: &Wanted<'_>,
         client: &HeaderMap,
         allow_variant: bool,
     ) -> Result<Reply, Miss> {
+        // The one clock read of a hit: freshness and `Age` both use it.
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
-        let local = self.store.get(&key).and_then(|b| self.decode_stored(key, b));
+        let local = self.store.get_decoded(&key);
         if let Some(obj) = &local {
-            if allow_variant && !obj.vary_matches(client) {
+            let matches = obj.vary_matches(client);
+            if allow_variant && !matches {
                 if let Some(names) = vary_names(&obj.headers) {
-                    return Box::pin(self.variant(&names, spec, client)).await;
+                    return Box::pin(self.variant(names, want, client)).await;
                 }
             }
-            if obj.vary_matches(client) {
+            if matches {
                 // A request that states no cache preferences of its own is answered by the
                 // stored freshness alone (`fresh_until` came from the same policy); only one
                 // with Cache-Control or Pragma needs the full RFC 9111 evaluation.
@@ -362,7 +372,7 @@ impl Proxy {
                     && (plain
                         || obj
                             .policy
-                            .before_request(&policy_request(&spec.url, client), now)
+                            .before_request(&policy_request(&want.url, client), now)
                             .satisfies_without_revalidation())
                 {
                     self.cluster.served_locally(key);
@@ -371,32 +381,39 @@ impl Proxy {
                         result: CacheResult::Hit,
                         hops: 0,
                         level: None,
+                        now,
                     });
                 }
                 let swr = self.config.stale_while_revalidate.as_millis() as u64;
                 if obj.is_stale(now_ms) && obj.staleness_ms(now_ms) <= swr {
-                    self.refresh_in_background(key, spec.clone());
+                    self.refresh_in_background(key, want.spec(client, None));
                     self.cluster.served_locally(key);
                     return Ok(Reply {
                         object: obj.clone(),
                         result: CacheResult::Stale,
                         hops: 0,
                         level: None,
+                        now,
                     });
                 }
             }
         }
         // Forward the headers the stored variant varies on, so the home loads the right one.
-        if let Some(names) = local.as_ref().and_then(|o| vary_names(&o.headers)) {
-            add_forwarded(&mut spec, client, &names);
-        }
+        let varies = local.as_ref().and_then(|o| vary_names(&o.headers));
+        let spec = want.spec(client, varies.as_deref());
         let fetched = self.cluster.fetch(key, spec.encode(), local.is_some()).await;
         let stale_if_error = |status: u16, msg: String| match &local {
             Some(o)
                 if o.staleness_ms(unix_ms(SystemTime::now()))
                     <= self.config.stale_if_error.as_millis() as u64 =>
             {
-                Ok(Reply { object: o.clone(), result: CacheResult::Stale, hops: 0, level: None })
+                Ok(Reply {
+                    object: o.clone(),
+                    result: CacheResult::Stale,
+                    hops: 0,
+                    level: None,
+                    now: SystemTime::now(),
+                })
             }
             _ => Err(Miss::Fail(status, msg)),
         };
@@ -440,42 +457,32 @@ impl Proxy {
         }
         if allow_variant && f.cacheable && !obj.vary_matches(client) {
             if let Some(names) = vary_names(&obj.headers) {
-                return Box::pin(self.variant(&names, spec, client)).await;
+                return Box::pin(self.variant(names, want, client)).await;
             }
         }
+        let now = SystemTime::now();
         let result = if !f.cacheable {
             CacheResult::Pass
-        } else if obj.is_stale(unix_ms(SystemTime::now())) {
+        } else if obj.is_stale(unix_ms(now)) {
             CacheResult::Stale
         } else {
             CacheResult::Miss
         };
-        Ok(Reply { object: obj, result, hops: f.hops, level: f.level })
+        Ok(Reply { object: obj, result, hops: f.hops, level: f.level, now })
     }
 
-    /// The decoded form of `bytes`, the store's object for `key`: from the decoded cache when
-    /// it was decoded from these very bytes, else decoded now (and kept).
-    fn decode_stored(&self, key: ObjectKey, bytes: Bytes) -> Option<Arc<CachedObject>> {
-        if let Some((seen, obj)) = self.decoded.get(&key) {
-            if seen.as_ptr() == bytes.as_ptr() && seen.len() == bytes.len() {
-                return Some(obj);
-            }
-        }
-        let obj = Arc::new(CachedObject::decode(&bytes).ok()?);
-        self.decoded.insert(key, (bytes, obj.clone()));
-        Some(obj)
-    }
-
-    /// Looks up the variant of `spec.url` this request's `names` values select.
+    /// Looks up the variant of `want.url` this request's values of `names` select.
     async fn variant(
         self: &Arc<Self>,
-        names: &[String],
-        mut spec: LoadSpec,
+        names: Vec<String>,
+        want: &Wanted<'_>,
         client: &HeaderMap,
     ) -> Result<Reply, Miss> {
-        let key = variant_key(&spec.url, &vary_values(names, client));
-        add_forwarded(&mut spec, client, names);
-        self.lookup(key, spec, client, false).await
+        let key = variant_key(&want.url, &vary_values(&names, client));
+        let mut vary = want.vary.clone();
+        vary.extend(names);
+        let want = Wanted { target: want.target, url: want.url.clone(), vary };
+        self.lookup(key, &want, client, false).await
     }
 
     /// Refreshes `key` through the cluster unless a refresh of it is already under way.

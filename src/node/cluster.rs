@@ -13,7 +13,7 @@
 //! loads do); since only homes load from origins, the origin sees one request per object
 //! however many nodes miss at once.
 
-use super::driver::{Command, Found};
+use super::driver::{Command, Found, HitCounts};
 use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
 use beehive_proxy::{
     BoxFuture, Cluster, ClusterError, Fetch, Fetched, Flights, LoadRequest, Loader, ObjectKey,
@@ -40,7 +40,7 @@ struct Ring {
     name: String,
     me: Peer,
     commands: mpsc::Sender<Command>,
-    served: mpsc::Sender<Id>,
+    served: HitCounts,
     transport: Transport,
     store: ObjectStore,
     loader: Loader,
@@ -64,7 +64,7 @@ impl RingCluster {
         name: String,
         me: Peer,
         commands: mpsc::Sender<Command>,
-        served: mpsc::Sender<Id>,
+        served: HitCounts,
         transport: Transport,
         store: ObjectStore,
         loader: Loader,
@@ -196,8 +196,7 @@ impl Cluster for RingCluster {
     }
 
     fn served_locally(&self, key: ObjectKey) {
-        // Best effort: a full queue loses a count, never a request.
-        let _ = self.ring.served.try_send(ring_id(key));
+        self.ring.served.count(ring_id(key));
     }
 
     fn purge(&self, key: ObjectKey) -> BoxFuture<'_, Result<(), ClusterError>> {

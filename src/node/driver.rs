@@ -14,7 +14,9 @@ use arc_swap::ArcSwap;
 use beehive_replication::beehive::wire::Offer;
 use beehive_replication::node::ObjectAnswer;
 use beehive_replication::{Event, Id, LookupId, Message, Node, Peer, Time};
-use std::collections::HashMap;
+use dashmap::DashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -58,8 +60,8 @@ pub enum Found {
 
 /// Least time between two published snapshots.
 const PUBLISH_GAP: Duration = Duration::from_millis(20);
-/// Local hits queued for counting before further ones are dropped (counting is best effort).
-pub const SERVED_QUEUE: usize = 16_384;
+/// How often the local hits counted by the HTTP face reach the core.
+const HIT_DRAIN: Duration = Duration::from_millis(20);
 /// How long a replica body fetch may take.
 const BODY_WAIT: Duration = Duration::from_secs(5);
 
@@ -87,7 +89,10 @@ pub struct Driver {
     /// Callers waiting for lookups.
     waiting: HashMap<LookupId, oneshot::Sender<Found>>,
     /// Keys served from the local store (HTTP hits), to count.
-    served: mpsc::Receiver<Id>,
+    served: HitCounts,
+    /// Keys served here at the last drain that the core did not know of (see
+    /// [`Self::served_locally`]).
+    unknown: HashSet<Id>,
     /// Our own command queue, for body-fetch tasks to report back.
     own: mpsc::Sender<Command>,
     store: Arc<dyn BodyStore>,
@@ -97,14 +102,58 @@ pub struct Driver {
     published: Instant,
 }
 
+/// Local hits per key, counted by the HTTP face and drained by the driver every
+/// [`HIT_DRAIN`]: a hit costs a shared-lock map read and an atomic add, not a channel send.
+#[derive(Debug, Clone, Default)]
+pub struct HitCounts(Arc<DashMap<Id, AtomicU32>>);
+
+impl HitCounts {
+    /// Counts one hit of `key`.
+    pub fn count(&self, key: Id) {
+        if let Some(n) = self.0.get(&key) {
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.0.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes every count, leaving none.
+    fn drain(&self) -> Vec<(Id, u32)> {
+        let mut taken = Vec::with_capacity(self.0.len());
+        self.0.retain(|key, n| {
+            taken.push((*key, n.load(Ordering::Relaxed)));
+            false
+        });
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_are_counted_per_key_and_drained_once() {
+        let hits = HitCounts::default();
+        for _ in 0..3 {
+            hits.count(Id(1));
+        }
+        hits.clone().count(Id(2));
+        let mut drained = hits.drain();
+        drained.sort();
+        assert_eq!(drained, vec![(Id(1), 3), (Id(2), 1)]);
+        assert!(hits.drain().is_empty());
+    }
+}
+
 /// What the rest of the node keeps of a running driver.
 #[derive(Debug)]
 pub struct DriverHandle {
     /// The routing state as of the last input, for readers that must not wait.
     pub snapshot: Arc<ArcSwap<RingSnapshot>>,
     pub commands: mpsc::Sender<Command>,
-    /// Local hits to count ([`Node::served_locally`]); `try_send`, dropped when full.
-    pub served: mpsc::Sender<Id>,
+    /// Local hits to count ([`Node::served_locally`]).
+    pub served: HitCounts,
     pub task: JoinHandle<()>,
 }
 
@@ -122,7 +171,7 @@ impl Driver {
         let first = RingSnapshot::capture(&core, info.expects_peers, info.mode, info.target_hops);
         let snapshot = Arc::new(ArcSwap::from_pointee(first));
         let (commands, command_rx) = mpsc::channel(1024);
-        let (served, served_rx) = mpsc::channel(SERVED_QUEUE);
+        let served = HitCounts::default();
         let mut driver = Driver {
             core,
             epoch: Instant::now(),
@@ -135,7 +184,8 @@ impl Driver {
             inflight: HashMap::new(),
             leaving: None,
             waiting: HashMap::new(),
-            served: served_rx,
+            served: served.clone(),
+            unknown: HashSet::new(),
             own: commands.clone(),
             store,
             ops: OpsTracker::default(),
@@ -153,6 +203,8 @@ impl Driver {
     /// Runs until the node has left (after [`Command::Leave`]) or the transport is gone; the
     /// node aborts the task otherwise.
     async fn run(mut self) {
+        let mut hit_drain = tokio::time::interval(HIT_DRAIN);
+        hit_drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.core.poll_timeout().map(|t| self.epoch + t);
             tokio::select! {
@@ -168,13 +220,15 @@ impl Driver {
                     let now = self.now();
                     self.core.handle_timeout(now);
                 }
-                Some(key) = self.served.recv() => {
+                _ = hit_drain.tick() => {
                     let now = self.now();
-                    self.served_locally(now, key);
-                    for _ in 1..BATCH * 16 {
-                        let Ok(more) = self.served.try_recv() else { break };
-                        self.served_locally(now, more);
+                    let mut unknown = HashSet::new();
+                    for (key, hits) in self.served.drain() {
+                        if !self.served_locally(now, key, hits) {
+                            unknown.insert(key);
+                        }
                     }
+                    self.unknown = unknown;
                 }
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -227,13 +281,22 @@ impl Driver {
         }
     }
 
-    /// Counts a local hit; a body the core no longer holds here is dropped from the store.
-    fn served_locally(&mut self, now: Time, key: Id) {
-        if !self.core.served_locally(now, key) {
-            self.store.remove(key);
-        } else {
+    /// Counts `hits` local hits of `key`; `false` when the core does not hold it here. Such
+    /// a body is dropped from the store only when it was unknown at the previous drain too: a
+    /// home's fresh load is in the store (and served) a moment before its
+    /// [`Command::PutHome`] reaches the core, and dropping it then sent the next request for
+    /// it back to the origin.
+    fn served_locally(&mut self, now: Time, key: Id, hits: u32) -> bool {
+        for _ in 0..hits {
+            if !self.core.served_locally(now, key) {
+                if self.unknown.contains(&key) {
+                    self.store.remove(key);
+                }
+                return false;
+            }
             self.metrics.observe_local_hit();
         }
+        true
     }
 
     /// Fetches a replica body in a task of its own and reports back as a command.
