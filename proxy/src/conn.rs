@@ -5,7 +5,8 @@
 //! racing the client's next request (which the client then had to retry). Here:
 //!
 //! * the **header timeout** runs from the first byte of a request to its complete head (the
-//!   service being called), and only then: a slow-loris client is dropped;
+//!   service being called), and only then: a slow-loris client is dropped. A response still
+//!   being written restarts it (a pipelined head waits in hyper's buffer until then);
 //! * the **idle timeout** (much longer) runs while no request is under way and nothing moves;
 //!   an idle connection is then closed cleanly, through hyper's graceful shutdown (FIN after
 //!   the last response, never mid-request).
@@ -30,6 +31,8 @@ pub(crate) struct Activity {
     start: Instant,
     /// When bytes were last read or written.
     last_io: AtomicU64,
+    /// When bytes were last written (or a response was ready).
+    last_write: AtomicU64,
     /// When the first byte of a request head arrived, while no request was being served;
     /// [`NONE`] otherwise.
     head_since: AtomicU64,
@@ -51,6 +54,7 @@ impl Activity {
         Arc::new(Activity {
             start: Instant::now(),
             last_io: AtomicU64::new(0),
+            last_write: AtomicU64::new(0),
             head_since: AtomicU64::new(NONE),
             active: AtomicUsize::new(0),
         })
@@ -72,7 +76,9 @@ impl Activity {
     }
 
     fn on_write(&self) {
-        self.last_io.store(self.now_ms(), Ordering::Relaxed);
+        let now = self.now_ms();
+        self.last_io.store(now, Ordering::Relaxed);
+        self.last_write.store(now, Ordering::Relaxed);
     }
 
     /// A request head is complete and the service has it; the request counts as under way
@@ -88,7 +94,8 @@ impl Activity {
         let now = self.now_ms();
         let head_since = self.head_since.load(Ordering::Acquire);
         if head_since != NONE {
-            return (now.saturating_sub(head_since) > millis(header)).then_some(Expired::Header);
+            let since = head_since.max(self.last_write.load(Ordering::Relaxed));
+            return (now.saturating_sub(since) > millis(header)).then_some(Expired::Header);
         }
         let quiet = now.saturating_sub(self.last_io.load(Ordering::Relaxed));
         (self.active.load(Ordering::Acquire) == 0 && quiet > millis(idle)).then_some(Expired::Idle)
@@ -188,6 +195,11 @@ mod tests {
         assert_eq!(a.expired(header, idle), None);
         // A request head starts and does not complete.
         a.on_read();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(a.expired(header, idle), Some(Expired::Header));
+        // Unless a response is still being written (the head is a pipelined one).
+        a.on_write();
+        assert_eq!(a.expired(header, idle), None);
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(a.expired(header, idle), Some(Expired::Header));
         // It completes; while it is served, nothing expires however long it takes.

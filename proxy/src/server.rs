@@ -168,10 +168,10 @@ impl Proxy {
     ) {
         let mut builder = http1::Builder::new();
         // hyper's own header timer also runs between keep-alive requests, so it is only a
-        // backstop at the idle timeout; `conn` enforces the header timeout proper.
+        // backstop past the idle timeout; `conn` enforces both timeouts proper.
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.config.idle_timeout.max(self.config.header_read_timeout))
+            .header_read_timeout(self.config.idle_timeout + self.config.header_read_timeout)
             .max_headers(self.config.max_headers)
             .max_header_size(self.config.max_header_bytes);
         let mut connections = JoinSet::new();

@@ -38,9 +38,11 @@ use tokio_util::codec::Framed;
 const QUEUE: usize = 1024;
 /// Bound on connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bound on the whole handshake (both hellos and both proofs). A peer that has not proved the
-/// secret by then, such as one replaying a recorded hello, is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on the whole handshake (both hellos and both proofs: two round trips). A peer that
+/// has not proved the secret by then, such as one replaying a recorded hello, is dropped. Only
+/// a bound on what a silent connection holds: nothing is routed to it meanwhile, so it can be
+/// generous enough for a loaded machine.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and largest wait before dialling a peer again after a failed dial.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
