@@ -11,7 +11,8 @@
 //!
 //! Concurrent misses for one key on one node share one fetch ([`Flights`], as the home's
 //! loads do); since only homes load from origins, the origin sees one request per object
-//! however many nodes miss at once.
+//! however many nodes miss at once. The exception is a miss the ring cannot answer (see
+//! `Ring::fetch`): the entry node then loads from the origin itself rather than fail.
 
 use super::driver::{Command, Found, HitCounts};
 use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
@@ -93,7 +94,27 @@ impl Ring {
     }
 
     /// One miss, start to end (see the module docs).
+    /// One miss: through the ring, and if the ring cannot answer now (a lookup that ran out of
+    /// routes around dead or frozen nodes, a home that does not answer), from the origin
+    /// directly, so that a request another node could not serve still gets its answer. Such a
+    /// body is coalesced per key like a home's load; it is not the home's copy, so the core
+    /// never offers it and the next local hit drops it.
     async fn fetch(self: Arc<Self>, key: ObjectKey, load: LoadRequest, refresh: bool) -> Fetch {
+        match self.clone().fetch_through_ring(key, load.clone(), refresh).await {
+            Err(ClusterError::Unavailable(why)) => {
+                tracing::debug!(?key, %why, "ring unavailable: loading from the origin");
+                self.loader.load(key, load).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn fetch_through_ring(
+        self: Arc<Self>,
+        key: ObjectKey,
+        load: LoadRequest,
+        refresh: bool,
+    ) -> Fetch {
         let id = ring_id(key);
         if refresh {
             return self.load_at_home(key, load).await;
