@@ -82,29 +82,6 @@ fn python(script: &str, args: &[String]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// `N` clients in threads, client k asking node `ports[k % len]` for PATH with the CDN Host:
-/// prints one line per client, `status sha256`.
-const PY_CLIENTS: &str = r#"
-import hashlib, http.client, sys, threading
-host, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ports = [int(p) for p in sys.argv[4:]]
-out = [None] * n
-barrier = threading.Barrier(n)
-def client(k):
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", ports[k % len(ports)], timeout=20)
-        barrier.wait(timeout=20)
-        conn.request("GET", path, headers={"Host": host})
-        r = conn.getresponse()
-        out[k] = "%d %s" % (r.status, hashlib.sha256(r.read()).hexdigest())
-    except Exception as e:
-        out[k] = "error %r" % (e,)
-threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
-for t in threads: t.start()
-for t in threads: t.join(60)
-print("\n".join(str(o) for o in out))
-"#;
-
 fn sha256_hex(bytes: &[u8]) -> String {
     python(
         "import hashlib,sys; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest())",
@@ -140,20 +117,17 @@ fn five_nodes_serve_the_origin_s_bytes_coalesce_misses_and_follow_http_semantics
     }
 
     // Python's http.client through every node.
-    let ports: Vec<String> = cdn.nodes.iter().map(|n| n.http.unwrap().port().to_string()).collect();
+    let ports: Vec<u16> = cdn.nodes.iter().map(|n| n.http.unwrap().port()).collect();
+    let host = format!("site.{SUFFIX}");
     let want = sha256_hex(&cdn.origin_get("/o/4", &[]).body);
-    let mut args = vec![format!("site.{SUFFIX}"), "/o/4".to_string(), "5".to_string()];
-    args.extend(ports.iter().cloned());
-    for line in python(PY_CLIENTS, &args).lines() {
+    for line in python_clients_output(&host, "/o/4", 5, &ports).lines() {
         assert_eq!(line, format!("200 {want}"));
     }
 
     // 100 concurrent clients over all nodes, one cold object: one origin request.
     let cold = "/o/50";
     assert_eq!(cdn.origin_count(cold), 0);
-    let mut args = vec![format!("site.{SUFFIX}"), cold.to_string(), "100".to_string()];
-    args.extend(ports.iter().cloned());
-    let lines = python(PY_CLIENTS, &args);
+    let lines = python_clients_output(&host, cold, 100, &ports);
     let origin_body = cdn.origin_get(cold, &[]);
     let want = format!("200 {}", sha256_hex(&origin_body.body));
     assert_eq!(lines.lines().count(), 100);

@@ -318,3 +318,49 @@ pub fn wait_child(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
     }
     None
 }
+
+/// `N` concurrent clients in Python threads (http.client: a client that is not ours), one
+/// connection each, all connected before any sends. Client k asks port `ports[k % len]` for
+/// PATH, with `?k=<k>` appended when TAG is 1, and prints `status sha256-of-body` or its error.
+const PY_CLIENTS: &str = r#"
+import hashlib, http.client, sys, threading
+host, path, n, tag = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+ports = [int(p) for p in sys.argv[5:]]
+out = [None] * n
+barrier = threading.Barrier(n)
+def client(k):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", ports[k % len(ports)], timeout=20)
+        conn.connect()
+        barrier.wait(timeout=20)
+        conn.request("GET", path + ("?k=%d" % k if tag else ""), headers={"Host": host})
+        r = conn.getresponse()
+        out[k] = "%d %s" % (r.status, hashlib.sha256(r.read()).hexdigest())
+    except Exception as e:
+        out[k] = "error %r" % (e,)
+threads = [threading.Thread(target=client, args=(k,)) for k in range(n)]
+for t in threads: t.start()
+for t in threads: t.join(60)
+print("\n".join(str(o) for o in out))
+"#;
+
+/// Starts `n` concurrent Python clients (see `PY_CLIENTS`) for `path` with Host `host`, spread
+/// over `ports`; `tag` makes each URL distinct. Their lines are on the child's stdout.
+pub fn python_clients(host: &str, path: &str, n: usize, tag: bool, ports: &[u16]) -> Child {
+    Command::new("python3")
+        .arg("-c")
+        .arg(PY_CLIENTS)
+        .args([host, path, &n.to_string(), if tag { "1" } else { "0" }])
+        .args(ports.iter().map(|p| p.to_string()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+/// Runs [`python_clients`] to the end and returns its lines.
+pub fn python_clients_output(host: &str, path: &str, n: usize, ports: &[u16]) -> String {
+    let out = python_clients(host, path, n, false, ports).wait_with_output().expect("python3");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
