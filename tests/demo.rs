@@ -127,11 +127,11 @@ fn sixteen_live_nodes_converge_near_c_and_recover_after_a_reversal() {
     // ... and come back within 10 % of C. The protocol's bound (two replication intervals after
     // the next leader result) is asserted by the simulator's `popularity_reversal_recovers`;
     // here 16 live nodes and the load generator share the machine, and a loaded 2-core CI
-    // machine has taken 3 and 4 s where a quiet one takes 1 to 3. Allow 5 s, and ask the last
-    // ten seconds to sit within 10 % of C.
+    // machine has taken 3 and 4 s where a quiet one takes 1 to 3, and 6 s with another ring
+    // under load beside it. Allow 8 s, and ask the last ten seconds to sit within 10 % of C.
     let back = (15..hops.len()).find(|&t| hops[t] <= 1.1 && hops[t] >= 0.9).map(|t| t - 15);
     eprintln!("back within 10 % of C after {back:?} s (replication interval 1 s)");
-    assert!(back.is_some_and(|s| s <= 5), "not back within 10 % of C: {hops:.2?}");
+    assert!(back.is_some_and(|s| s <= 8), "not back within 10 % of C: {hops:.2?}");
     let tail = &hops[hops.len() - 10..];
     let after = tail.iter().sum::<f64>() / tail.len() as f64;
     assert!((after - 1.0).abs() <= 0.1, "settled at {after:.2} hops after the reversal");

@@ -79,3 +79,66 @@ fn a_node_that_has_not_joined_answers_503_with_retry_after() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
     assert!(stats["paths"]["/o/1"].is_null(), "{stats}");
 }
+
+/// GETs `/o/0 .. /o/{n-1}` in order through the HTTP face at `port` on one connection (Python's
+/// http.client); panics unless every answer is a 200.
+fn get_all(port: u16, n: usize) {
+    let script = "import http.client,sys\n\
+        c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=20)\n\
+        for i in range(int(sys.argv[2])):\n\
+        \x20   c.request('GET', '/o/%d' % i, headers={'Host': 'site.beehive.localhost'})\n\
+        \x20   r = c.getresponse(); r.read()\n\
+        \x20   assert r.status == 200, (i, r.status)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), &n.to_string()])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The origin's count of every request it answered.
+fn origin_total(origin: &OriginProc) -> u64 {
+    let (_, body) = http(origin.addr, "GET", "/stats", b"").expect("origin /stats");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    v["total"].as_u64().expect("total")
+}
+
+#[test]
+fn a_joining_node_takes_its_arc_from_its_successor_not_the_origin() {
+    const OBJECTS: usize = 400;
+    let origin = start_origin("127.0.0.1:0", &["--objects", "400", "--size", "2000"]);
+    let node = |join: Option<std::net::SocketAddr>| {
+        let mut cmd = node_command(SECRET);
+        cmd.args(["--rpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--origin", &format!("site=http://{}", origin.addr)]);
+        if let Some(j) = join {
+            cmd.args(["--join", &j.to_string()]);
+        }
+        start_command(cmd)
+    };
+    let mut nodes = vec![node(None)];
+    for _ in 0..3 {
+        nodes.push(node(Some(nodes[0].rpc)));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    assert!(wait_for(CONVERGE, || cluster_error(&all, false).is_none()).is_some());
+    let port = nodes[0].http.unwrap().port();
+    get_all(port, OBJECTS);
+    let warm = origin_total(&origin);
+    assert_eq!(warm, OBJECTS as u64, "each object once from the origin");
+
+    nodes.push(node(Some(nodes[0].rpc)));
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    assert!(wait_for(CONVERGE, || cluster_error(&all, false).is_none()).is_some());
+    // The handover runs when the successor learns its new predecessor; give it a moment.
+    let newcomer = &nodes[4];
+    let handed = wait_for(Duration::from_secs(10), || {
+        newcomer.metric("beehive_handoff_received_objects_total") > 0.0
+    });
+    assert!(handed.is_some(), "the successor handed the newcomer nothing");
+    std::thread::sleep(Duration::from_millis(500));
+    get_all(port, OBJECTS);
+    let again = origin_total(&origin) - warm;
+    eprintln!("a 5th node joined a warm ring of 4: {again} origin fetches for {OBJECTS} objects");
+    assert_eq!(again, 0, "the newcomer fetched from the origin what its successor held");
+}

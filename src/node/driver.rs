@@ -6,6 +6,7 @@
 //! the core (the admin listener and the dashboard). The core's own request timeouts turn silence
 //! into misses and answers into RTT samples; the driver only times round trips for metrics.
 
+use super::handoff::hand_over;
 use super::metrics::{KindLabel, Metrics};
 use super::snapshot::{OpsTracker, RingSnapshot};
 use super::store::{BodyStore, StoredObject};
@@ -64,6 +65,8 @@ const PUBLISH_GAP: Duration = Duration::from_millis(20);
 const HIT_DRAIN: Duration = Duration::from_millis(20);
 /// How long a replica body fetch may take.
 const BODY_WAIT: Duration = Duration::from_secs(5);
+/// Bound on handing a new predecessor the home objects of its arc.
+const HANDOVER_BOUND: Duration = Duration::from_secs(30);
 
 /// The driver's view of its node's configuration, for snapshots.
 #[derive(Debug, Clone)]
@@ -299,6 +302,26 @@ impl Driver {
         true
     }
 
+    /// A new predecessor between the old one and us took the arc `(old, new]`: the home objects
+    /// we hold there are its now, handed over in a task of its own.
+    fn hand_over_to_newcomer(&self, old: Option<Peer>, new: Option<Peer>) {
+        let (Some(old), Some(new)) = (old, new) else { return };
+        let me = self.transport.me().id;
+        if !new.id.in_open(old.id, me) {
+            return;
+        }
+        let (transport, store, metrics) =
+            (self.transport.clone(), self.store.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            let moves = |key: Id| key.in_open_closed(old.id, new.id);
+            let n =
+                hand_over(&transport, store.as_ref(), new, moves, &metrics, HANDOVER_BOUND).await;
+            if n > 0 {
+                tracing::info!(objects = n, peer = ?new, "handed the new predecessor its arc");
+            }
+        });
+    }
+
     /// Fetches a replica body in a task of its own and reports back as a command.
     fn fetch_replica(&self, from: Peer, offer: Offer) {
         let transport = self.transport.clone();
@@ -352,7 +375,8 @@ impl Driver {
                 Event::Joined { successor } => tracing::info!(?successor, "joined the ring"),
                 Event::JoinFailed => tracing::warn!("no seed answered the join; retrying"),
                 Event::PredecessorChanged { old, new } => {
-                    tracing::info!(?old, ?new, "predecessor changed")
+                    tracing::info!(?old, ?new, "predecessor changed");
+                    self.hand_over_to_newcomer(old, new);
                 }
                 Event::LookupDone { id, home, hops, served, .. } => {
                     if let Some(reply) = self.waiting.remove(&id) {

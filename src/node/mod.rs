@@ -27,6 +27,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod driver;
+pub mod handoff;
 pub mod metrics;
 pub mod snapshot;
 pub mod store;
@@ -330,23 +331,8 @@ async fn handoff(
     let snap = snapshot.load();
     let Some(successor) = snap.successor_peer else { return 0 };
     let me = transport.me().id;
-    let deadline = Instant::now() + bound;
-    let mut handed = 0;
-    for (key, _, _) in store.list() {
-        let home = snap.predecessor_peer.is_none_or(|p| key.in_open_closed(p.id, me));
-        let Some(object) = store.get(key).filter(|_| home) else { continue };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match transport.store_body(successor, key, object.body, left).await {
-            Ok(true) => {
-                handed += 1;
-                metrics.handoff_sent.inc();
-            }
-            Ok(false) => tracing::warn!(?key, "successor refused a handed-off object"),
-            Err(e) => tracing::warn!(?key, error = %e, "handoff failed"),
-        }
-    }
-    handed
+    let predecessor = snap.predecessor_peer;
+    let home =
+        |key: beehive_replication::Id| predecessor.is_none_or(|p| key.in_open_closed(p.id, me));
+    handoff::hand_over(transport, store.as_ref(), successor, home, metrics, bound).await
 }
