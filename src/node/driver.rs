@@ -15,8 +15,9 @@ use arc_swap::ArcSwap;
 use beehive_replication::beehive::wire::Offer;
 use beehive_replication::node::ObjectAnswer;
 use beehive_replication::{Event, Id, LookupId, Message, Node, Peer, Time};
+use bytes::Bytes;
 use dashmap::DashMap;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +44,10 @@ pub enum Command {
     PutHome { key: Id, hash: [u8; 32], size: u64 },
     /// Purge `key` here, as its home; the reply is `false` if we are not the home.
     Purge { key: Id, reply: oneshot::Sender<bool> },
-    /// A replica body asked for by [`Event::FetchBody`] is verified and in the store.
-    ReplicaStored { from: Peer, offer: Offer },
+    /// A replica body asked for by [`Event::FetchBody`], verified against its hash; it goes
+    /// into the store only if the core still wants it, so the store never holds a copy the
+    /// core does not know of.
+    ReplicaStored { from: Peer, offer: Offer, body: Bytes },
     /// A replica body could not be fetched.
     FetchFailed { key: Id },
 }
@@ -93,9 +96,6 @@ pub struct Driver {
     waiting: HashMap<LookupId, oneshot::Sender<Found>>,
     /// Keys served from the local store (HTTP hits), to count.
     served: HitCounts,
-    /// Keys served here at the last drain that the core did not know of (see
-    /// [`Self::served_locally`]).
-    unknown: HashSet<Id>,
     /// Our own command queue, for body-fetch tasks to report back.
     own: mpsc::Sender<Command>,
     store: Arc<dyn BodyStore>,
@@ -188,7 +188,6 @@ impl Driver {
             leaving: None,
             waiting: HashMap::new(),
             served: served.clone(),
-            unknown: HashSet::new(),
             own: commands.clone(),
             store,
             ops: OpsTracker::default(),
@@ -225,13 +224,9 @@ impl Driver {
                 }
                 _ = hit_drain.tick() => {
                     let now = self.now();
-                    let mut unknown = HashSet::new();
                     for (key, hits) in self.served.drain() {
-                        if !self.served_locally(now, key, hits) {
-                            unknown.insert(key);
-                        }
+                        self.served_locally(now, key, hits);
                     }
-                    self.unknown = unknown;
                 }
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -275,31 +270,26 @@ impl Driver {
                 }
                 let _ = reply.send(done);
             }
-            Command::ReplicaStored { from, offer } => {
-                if !self.core.replica_stored(now, from, offer) {
-                    self.store.remove(offer.key);
+            Command::ReplicaStored { from, offer, body } => {
+                if self.core.replica_stored(now, from, offer) {
+                    self.store.put(offer.key, StoredObject { body, hash: offer.info.hash });
                 }
             }
             Command::FetchFailed { key } => self.core.fetch_failed(key),
         }
     }
 
-    /// Counts `hits` local hits of `key`; `false` when the core does not hold it here. Such
-    /// a body is dropped from the store only when it was unknown at the previous drain too: a
-    /// home's fresh load is in the store (and served) a moment before its
-    /// [`Command::PutHome`] reaches the core, and dropping it then sent the next request for
-    /// it back to the origin.
-    fn served_locally(&mut self, now: Time, key: Id, hits: u32) -> bool {
+    /// Counts `hits` local hits of `key`; a body the core no longer holds here is dropped
+    /// from the store (the core keeps a home's own bodies, which the loader stores before the
+    /// core hears of them).
+    fn served_locally(&mut self, now: Time, key: Id, hits: u32) {
         for _ in 0..hits {
             if !self.core.served_locally(now, key) {
-                if self.unknown.contains(&key) {
-                    self.store.remove(key);
-                }
-                return false;
+                self.store.remove(key);
+                return;
             }
             self.metrics.observe_local_hit();
         }
-        true
     }
 
     /// A new predecessor between the old one and us took the arc `(old, new]`: the home objects
@@ -325,15 +315,11 @@ impl Driver {
     /// Fetches a replica body in a task of its own and reports back as a command.
     fn fetch_replica(&self, from: Peer, offer: Offer) {
         let transport = self.transport.clone();
-        let store = self.store.clone();
         let own = self.own.clone();
         tokio::spawn(async move {
             let key = offer.key;
             let command = match transport.fetch_body(from, key, offer.info.hash, BODY_WAIT).await {
-                Ok(body) => {
-                    store.put(key, StoredObject { body, hash: offer.info.hash });
-                    Command::ReplicaStored { from, offer }
-                }
+                Ok(body) => Command::ReplicaStored { from, offer, body },
                 Err(e) => {
                     tracing::debug!(?key, peer = ?from, error = %e, "replica fetch failed");
                     Command::FetchFailed { key }

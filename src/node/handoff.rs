@@ -22,8 +22,8 @@ pub async fn hand_over(
 ) -> u64 {
     let deadline = Instant::now() + bound;
     let mut handed = 0;
-    for (key, _, _) in store.list() {
-        let Some(object) = store.get(key).filter(|_| moves(key)) else { continue };
+    for (key, _, _) in store.list().into_iter().filter(|(key, _, _)| moves(*key)) {
+        let Some(object) = store.get(key) else { continue };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
