@@ -93,8 +93,7 @@ fn node_cmd(rpc: u16, join: Option<SocketAddr>, origin: SocketAddr) -> Command {
 
 /// Sum of the origin's request counts for `/o/*` paths, and how many distinct ones.
 fn origin_object_requests(origin: SocketAddr) -> (u64, u64) {
-    let (_, body) = http(origin, "GET", "/stats", b"").expect("origin /stats");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    let v = origin_stats(origin);
     let paths = v["paths"].as_object().expect("paths");
     let objects = paths.iter().filter(|(p, _)| p.starts_with("/o/"));
     objects.fold((0, 0), |(n, d), (_, c)| (n + c.as_u64().unwrap_or(0), d + 1))

@@ -98,9 +98,7 @@ fn get_all(port: u16, n: usize) {
 
 /// The origin's count of every request it answered.
 fn origin_total(origin: &OriginProc) -> u64 {
-    let (_, body) = http(origin.addr, "GET", "/stats", b"").expect("origin /stats");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
-    v["total"].as_u64().expect("total")
+    origin_stats(origin.addr)["total"].as_u64().expect("total")
 }
 
 #[test]

@@ -364,3 +364,9 @@ pub fn python_clients_output(host: &str, path: &str, n: usize, ports: &[u16]) ->
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// The built-in origin's `/stats` (request counts: `total`, and per path under `paths`).
+pub fn origin_stats(origin: SocketAddr) -> serde_json::Value {
+    let (_, body) = http(origin, "GET", "/stats", b"").expect("origin /stats");
+    serde_json::from_str(&body).expect("stats JSON")
+}
