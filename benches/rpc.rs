@@ -30,7 +30,12 @@ async fn start_node() -> (SocketAddr, DriverHandle) {
     let addr = listener.local_addr().unwrap();
     let me = Peer::from_addr(addr);
     let metrics = Arc::new(Metrics::new("chord", 1.0));
-    let config = TransportConfig { me, key: MacKey::derive(SECRET), max_body_bytes: 1 << 20 };
+    let config = TransportConfig {
+        me,
+        key: MacKey::derive(SECRET),
+        max_body_bytes: 1 << 20,
+        copy_bytes: 1 << 20,
+    };
     let store: Arc<dyn BodyStore> = Arc::new(MemoryStore::default());
     let (transport, inbound) = Transport::new(config, metrics.clone(), store.clone());
     let core = Node::new(me, ChordConfig::default(), Duration::ZERO);

@@ -326,9 +326,9 @@ fn a_ring_answers_around_a_frozen_node() {
 }
 
 /// The operator-sized run of issue 18: 8 nodes, 300 req/s, a kill and restart every 5 s, with
-/// the issue's bounds. It does not meet the origin bound yet (3.63 fetches per object in the
-/// last run; docs/experiments.md, "Churn"): a killed home's store is lost, and its arc is
-/// fetched from the origin again while it is down and once more when it is back.
+/// the issue's bounds (docs/experiments.md, "Churn"). A killed home's store is lost; the
+/// origin bound holds because its successor keeps a copy of each of its objects
+/// (src/node/copies.rs) and hands them back when it restarts.
 #[test]
 #[ignore = "90 s; run with --release --ignored"]
 fn eight_nodes_under_churn_at_300_requests_per_second() {

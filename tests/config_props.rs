@@ -29,6 +29,7 @@ const KEYS: &[&str] = &[
     "stale_while_revalidate",
     "origin_timeout_ms",
     "header_timeout_ms",
+    "idle_timeout_ms",
 ];
 const INTERVALS: &[&str] =
     &["stabilize_ms", "fix_fingers_ms", "check_predecessor_ms", "merge_ms", "replication_ms"];

@@ -381,6 +381,7 @@ mod bodies {
             me,
             key: MacKey::derive(super::SECRET.as_bytes()),
             max_body_bytes: CAP,
+            copy_bytes: 1 << 20,
         };
         let (transport, inbound) = Transport::new(config, metrics.clone(), store.clone());
         let serving = transport.clone();

@@ -112,6 +112,14 @@ fn payloads() -> Vec<Payload> {
         Payload::Body(BodyMsg::Pass { id: 12 }),
         Payload::Body(BodyMsg::Purge { id: 13, key: Id(6) }),
         Payload::Body(BodyMsg::Purged { id: 13, done: false }),
+        Payload::Body(BodyMsg::Copy { id: 14, key: Id(7), body: Bytes::from(vec![2; 100]) }),
+        Payload::Body(BodyMsg::Sync { id: 15, fresh: true, keys: vec![(Id(8), [3; 32])] }),
+        Payload::Body(BodyMsg::Synced {
+            id: 15,
+            lacking: vec![Id(8)],
+            extra: vec![(Id(9), [4; 32])],
+        }),
+        Payload::Body(BodyMsg::FetchCopy { id: 16, key: Id(9) }),
     ]);
     all
 }

@@ -12,10 +12,16 @@
 //! Concurrent misses for one key on one node share one fetch ([`Flights`], as the home's
 //! loads do); since only homes load from origins, the origin sees one request per object
 //! however many nodes miss at once. The exception is a miss the ring cannot answer (see
-//! `Ring::fetch`): the entry node then loads from the origin itself rather than fail.
+//! `Ring::fetch`): the entry node then asks the live node after the silent home for its
+//! successor copy ([`super::copies`]), and loads from the origin itself only if it has none.
+//! A home without the body likewise asks its successor's copy before the origin.
 
+use super::copy_sync::home_keys;
 use super::driver::{Command, Found, HitCounts};
+use super::snapshot::RingSnapshot;
+use super::store::{BodyStore, StoredObject};
 use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
+use arc_swap::ArcSwap;
 use beehive_proxy::{
     BoxFuture, Cluster, ClusterError, Fetch, Fetched, Flights, LoadRequest, Loader, ObjectKey,
     ObjectStore,
@@ -29,6 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a body transfer or a load at the home may take (the home's own origin timeout
 /// is shorter, so an origin timeout comes back as a 504, not as this).
 const BODY_WAIT: Duration = Duration::from_secs(15);
+/// How long a successor copy is waited for before the origin is asked instead: a copy is
+/// one loopback-to-LAN round trip away, and the node asked may be the silent one.
+const COPY_WAIT: Duration = Duration::from_millis(500);
 
 /// The ring as the HTTP face sees it. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -45,6 +54,8 @@ struct Ring {
     transport: Transport,
     store: ObjectStore,
     loader: Loader,
+    /// The routing state: our successor (whose copies we ask) and the live peers.
+    snapshot: Arc<ArcSwap<RingSnapshot>>,
     /// Misses in flight on this node, per (key, refresh).
     misses: Flights<(ObjectKey, bool)>,
 }
@@ -61,6 +72,7 @@ pub fn ring_id(key: ObjectKey) -> Id {
 }
 
 impl RingCluster {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
         me: Peer,
@@ -69,6 +81,7 @@ impl RingCluster {
         transport: Transport,
         store: ObjectStore,
         loader: Loader,
+        snapshot: Arc<ArcSwap<RingSnapshot>>,
     ) -> Self {
         let ring = Ring {
             name,
@@ -78,6 +91,7 @@ impl RingCluster {
             transport,
             store,
             loader,
+            snapshot,
             misses: Flights::default(),
         };
         RingCluster { ring: Arc::new(ring) }
@@ -93,19 +107,36 @@ impl Ring {
         answer.await.unwrap_or(Found::Failed { hops: 0 })
     }
 
-    /// One miss, start to end (see the module docs).
     /// One miss: through the ring, and if the ring cannot answer now (a lookup that ran out of
-    /// routes around dead or frozen nodes, a home that does not answer), from the origin
-    /// directly, so that a request another node could not serve still gets its answer. Such a
-    /// body is coalesced per key like a home's load; it is not the home's copy, so the core
-    /// never offers it and the next local hit drops it.
+    /// routes around dead or frozen nodes, a home that does not answer), from the successor
+    /// copy held by the first live node after the key, else from the origin directly, so that
+    /// a request another node could not serve still gets its answer. Such a body is coalesced
+    /// per key like a home's load; it is not the home's copy, so the core never offers it and
+    /// the next local hit drops it.
     async fn fetch(self: Arc<Self>, key: ObjectKey, load: LoadRequest, refresh: bool) -> Fetch {
         match self.clone().fetch_through_ring(key, load.clone(), refresh).await {
             Err(ClusterError::Unavailable(why)) => {
-                tracing::debug!(?key, %why, "ring unavailable: loading from the origin");
+                tracing::debug!(?key, %why, "ring unavailable: asking a copy, else the origin");
+                let holder = self.snapshot.load().live_home_of(ring_id(key));
+                if let Some(holder) = holder.filter(|_| !refresh) {
+                    self.seed_from_copy(key, holder).await;
+                }
                 self.loader.load(key, load).await
             }
             answer => answer,
+        }
+    }
+
+    /// Puts `holder`'s copy of `key` (a successor copy, or its own) into the store, where the
+    /// loader finds it (and revalidates it if stale). Nothing if `key` is stored already or
+    /// `holder` has no copy within [`COPY_WAIT`].
+    async fn seed_from_copy(&self, key: ObjectKey, holder: Peer) {
+        if self.store.get_hashed(&key).is_some() {
+            return;
+        }
+        let id = ring_id(key);
+        if let Ok(body) = self.transport.fetch_copy(holder, id, COPY_WAIT).await {
+            BodyStore::put(&self.store, id, StoredObject::new(body));
         }
     }
 
@@ -194,12 +225,39 @@ impl Ring {
         let done = answer.await.unwrap_or(false);
         if done {
             self.loader.purge(&key);
+            self.drop_successor_copy().await;
         }
         done
     }
 
-    /// Loads `key` as its home: from the store or the origin, then tells the core.
+    /// Lists our home objects to our successor now, so that it drops the copy of one just
+    /// purged before a miss could bring it back.
+    async fn drop_successor_copy(&self) {
+        let snap = self.snapshot.load_full();
+        let Some(succ) = snap.successor_peer.filter(|s| s.id != self.me.id) else { return };
+        if snap.predecessor_peer.is_none() {
+            return;
+        }
+        let keys = home_keys(&self.store, &snap, self.me.id);
+        if let Err(e) = self.transport.sync_copies(succ, false, keys, COPY_WAIT).await {
+            tracing::debug!(peer = ?succ, error = %e, "could not drop the purged copy");
+        }
+    }
+
+    /// Loads `key` as its home: from the store, a successor copy (ours, of a dead
+    /// predecessor's object; or our successor's, of ours from before a restart) or the origin,
+    /// then tells the core.
     async fn load_here(&self, key: ObjectKey, load: LoadRequest) -> Fetch {
+        let id = ring_id(key);
+        if self.store.get_hashed(&key).is_none() {
+            if let Some((_, object)) = self.transport.copies().take(|k| k == id).pop() {
+                BodyStore::put(&self.store, id, object);
+            } else if let Some(succ) = self.snapshot.load().successor_peer {
+                if succ.id != self.me.id {
+                    self.seed_from_copy(key, succ).await;
+                }
+            }
+        }
         let loaded = self.loader.load(key, load).await?;
         if let Some(hash) = loaded.hash {
             let size = loaded.object.len() as u64;

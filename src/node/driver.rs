@@ -312,6 +312,23 @@ impl Driver {
         });
     }
 
+    /// Our arc is now `(new, me]`: the successor copies we hold there are our home objects
+    /// (their home died and we took its arc), moved into the store and told to the core.
+    fn adopt_copies(&self, new: Option<Peer>) {
+        let Some(new) = new else { return };
+        let me = self.transport.me().id;
+        let taken = self.transport.copies().take(|key| key.in_open_closed(new.id, me));
+        if taken.is_empty() {
+            return;
+        }
+        tracing::info!(objects = taken.len(), "took on the copies of a dead predecessor's arc");
+        for (key, object) in taken {
+            let (hash, size) = (object.hash, object.body.len() as u64);
+            self.store.put(key, object);
+            let _ = self.own.try_send(Command::PutHome { key, hash, size });
+        }
+    }
+
     /// Fetches a replica body in a task of its own and reports back as a command.
     fn fetch_replica(&self, from: Peer, offer: Offer) {
         let transport = self.transport.clone();
@@ -363,6 +380,7 @@ impl Driver {
                 Event::PredecessorChanged { old, new } => {
                     tracing::info!(?old, ?new, "predecessor changed");
                     self.hand_over_to_newcomer(old, new);
+                    self.adopt_copies(new);
                 }
                 Event::LookupDone { id, home, hops, served, .. } => {
                     if let Some(reply) = self.waiting.remove(&id) {

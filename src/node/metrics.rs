@@ -107,6 +107,14 @@ pub struct Metrics {
     /// Objects handed to the successor on a graceful shutdown / received that way.
     pub handoff_sent: Counter,
     pub handoff_received: Counter,
+    /// Successor copies: pushed to our successor (and their bytes), received from our
+    /// predecessor, fetched instead of an origin load, and held now.
+    pub copies_sent: Counter,
+    pub copy_bytes_sent: Counter,
+    pub copies_received: Counter,
+    pub copies_fetched: Counter,
+    pub copies_held: Gauge,
+    pub copy_bytes_held: Gauge,
     pub connections_open: Gauge,
     pub connects: Counter,
     pub ring_size_estimate: Gauge,
@@ -154,6 +162,12 @@ impl Metrics {
             bodies_served: Counter::default(),
             handoff_sent: Counter::default(),
             handoff_received: Counter::default(),
+            copies_sent: Counter::default(),
+            copy_bytes_sent: Counter::default(),
+            copies_received: Counter::default(),
+            copies_fetched: Counter::default(),
+            copies_held: Gauge::default(),
+            copy_bytes_held: Gauge::default(),
             connections_open: Gauge::default(),
             connects: Counter::default(),
             ring_size_estimate: Gauge::default(),
@@ -220,6 +234,36 @@ impl Metrics {
             "handoff_received_objects",
             "Objects received from a leaving predecessor",
             m.handoff_received.clone(),
+        );
+        r.register(
+            "successor_copies_sent",
+            "Home objects copied to the successor",
+            m.copies_sent.clone(),
+        );
+        r.register(
+            "successor_copy_bytes_sent",
+            "Bytes of home objects copied to the successor",
+            m.copy_bytes_sent.clone(),
+        );
+        r.register(
+            "successor_copies_received",
+            "Copies of the predecessor's home objects received",
+            m.copies_received.clone(),
+        );
+        r.register(
+            "successor_copies_fetched",
+            "Bodies taken from a successor copy instead of the origin",
+            m.copies_fetched.clone(),
+        );
+        r.register(
+            "successor_copies_held",
+            "Copies of the predecessor's home objects held",
+            m.copies_held.clone(),
+        );
+        r.register(
+            "successor_copy_bytes_held",
+            "Bytes of the copies of the predecessor's home objects held",
+            m.copy_bytes_held.clone(),
         );
         r.register(
             "rpc_connections_open",

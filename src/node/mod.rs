@@ -22,10 +22,13 @@
 //! * [`admin`] — `/healthz`, `/readyz`, `/ring`, `/metrics`, `/objects`, `/stats`, the dashboard
 //! * [`metrics`] — the node's Prometheus registry
 //! * [`store`] — object bodies held, keyed by ring id
+//! * [`copies`], [`copy_sync`] — successor copies of home objects, and their upkeep
 
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod copies;
+pub mod copy_sync;
 pub mod driver;
 pub mod handoff;
 pub mod metrics;
@@ -147,6 +150,8 @@ pub struct RunningNode {
     metrics: Arc<Metrics>,
     driver: DriverHandle,
     accept_task: JoinHandle<()>,
+    /// Keeps our successor's copies of our home objects.
+    copy_task: JoinHandle<()>,
     /// The HTTP face's accept loop, which returns once its connections are drained.
     http_task: Option<JoinHandle<()>>,
     /// Stops the HTTP face and turns `/readyz` false.
@@ -187,6 +192,9 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         me,
         key: MacKey::derive(config.secret.expose()),
         max_body_bytes: config.proxy.max_object_bytes,
+        // Copies of the predecessor's home objects: about one more store's worth of home
+        // objects at most, bounded like the store.
+        copy_bytes: proxy_config.store_bytes,
     };
     let (transport, inbound) = Transport::new(transport_config, metrics.clone(), store.clone());
 
@@ -220,7 +228,16 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         transport.clone(),
         objects.clone(),
         loader.clone(),
+        driver.snapshot.clone(),
     );
+    let copy_task = copy_sync::CopyKeeper {
+        transport: transport.clone(),
+        store: store.clone(),
+        snapshot: driver.snapshot.clone(),
+        commands: driver.commands.clone(),
+        metrics: metrics.clone(),
+    }
+    .spawn();
     transport.set_home_service(Arc::new(ring.clone()));
     let (http_addr, http_task) = match (config.http, http_listener) {
         (Some(addr), Some(listener)) => {
@@ -266,6 +283,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         metrics,
         driver,
         accept_task,
+        copy_task,
         http_task,
         stop,
         rpc_stop,
@@ -315,6 +333,7 @@ impl RunningNode {
             tracing::warn!(?bound, "shutdown bound reached; exiting anyway");
         }
         self.driver.task.abort();
+        self.copy_task.abort();
         tracing::info!("left the ring");
     }
 }

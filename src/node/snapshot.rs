@@ -79,6 +79,19 @@ pub struct RingSnapshot {
     pub successor_peer: Option<Peer>,
     #[serde(skip)]
     pub predecessor_peer: Option<Peer>,
+    /// Every peer routed through (predecessor, successors, fingers) that is not suspected,
+    /// in ring order: where an entry node looks for the live node after a silent home.
+    #[serde(skip)]
+    pub ring_peers: Vec<Peer>,
+}
+
+impl RingSnapshot {
+    /// The first live peer known at or after `key` clockwise: `key`'s home as this node sees
+    /// it once the silent peers are left out, so the successor of a home that went silent.
+    pub fn live_home_of(&self, key: Id) -> Option<Peer> {
+        let at = self.ring_peers.partition_point(|p| p.id < key);
+        self.ring_peers.get(at).or_else(|| self.ring_peers.first()).copied()
+    }
 }
 
 /// Lowercase hex of a ring id, 32 digits.
@@ -120,6 +133,14 @@ impl RingSnapshot {
         let successor = routing.successors().first().copied();
         let predecessor = routing.predecessor();
         let joined = node.is_joined();
+        let mut ring_peers: Vec<Peer> = predecessor
+            .into_iter()
+            .chain(routing.successors().iter().copied())
+            .chain(routing.fingers().iter().flatten().copied())
+            .filter(|p| p.id != me.id && !node.peers().is_suspected(p.id))
+            .collect();
+        ring_peers.sort_by_key(|p| p.id);
+        ring_peers.dedup_by_key(|p| p.id);
         let settled = !expects_peers || (successor.is_some() && predecessor.is_some());
         RingSnapshot {
             id: hex_id(me.id),
@@ -144,6 +165,7 @@ impl RingSnapshot {
             ops: Arc::default(),
             successor_peer: successor,
             predecessor_peer: predecessor,
+            ring_peers,
         }
     }
 }

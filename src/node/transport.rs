@@ -16,6 +16,7 @@
 //! counts `rpc_rejected_frames_total{reason}`; a wrong secret or a failed proof is also
 //! logged at warn with the peer's address, on both sides.
 
+use super::copies::{Copies, SyncAnswer};
 use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
 use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
@@ -108,6 +109,8 @@ pub struct TransportConfig {
     pub me: Peer,
     pub key: MacKey,
     pub max_body_bytes: usize,
+    /// Budget of the successor copies this node keeps for its predecessor, in bytes.
+    pub copy_bytes: u64,
 }
 
 /// Cheap to clone; every clone is the same transport.
@@ -128,6 +131,7 @@ struct Wire {
     inbound: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
     store: Arc<dyn BodyStore>,
+    copies: Arc<Copies>,
     waiting: Mutex<HashMap<u64, oneshot::Sender<BodyMsg>>>,
     next_body_id: AtomicU64,
     /// Set once the HTTP face is up; until then loads and purges are refused.
@@ -176,6 +180,7 @@ impl Transport {
             inbound,
             metrics,
             store,
+            copies: Arc::new(Copies::new(config.copy_bytes)),
             waiting: Mutex::new(HashMap::new()),
             next_body_id: AtomicU64::new(1),
             home: std::sync::OnceLock::new(),
@@ -185,6 +190,11 @@ impl Transport {
 
     pub fn me(&self) -> Peer {
         self.wire.me
+    }
+
+    /// The successor copies this node holds for its predecessor.
+    pub fn copies(&self) -> &Arc<Copies> {
+        &self.wire.copies
     }
 
     /// The frame length cap this transport uses (and expects of its peers).
@@ -301,6 +311,66 @@ impl Transport {
             BodyMsg::Stored { accepted, .. } => Ok(accepted),
             _ => Err(BodyError::Malformed),
         }
+    }
+
+    /// Gives `to` (our successor) the copy of our home object `key`. `Ok(false)`: refused
+    /// (over its copy budget).
+    pub async fn copy_body(
+        &self,
+        to: Peer,
+        key: Id,
+        body: Bytes,
+        wait: Duration,
+    ) -> Result<bool, BodyError> {
+        if body.len() > self.wire.max_body {
+            return Err(BodyError::TooLarge);
+        }
+        match self.request_body(to, move |id| BodyMsg::Copy { id, key, body }, wait).await? {
+            BodyMsg::Stored { accepted, .. } => Ok(accepted),
+            _ => Err(BodyError::Malformed),
+        }
+    }
+
+    /// Lists our home objects to `to`, our successor (see [`Copies::sync`]).
+    pub async fn sync_copies(
+        &self,
+        to: Peer,
+        fresh: bool,
+        keys: Vec<(Id, [u8; 32])>,
+        wait: Duration,
+    ) -> Result<SyncAnswer, BodyError> {
+        match self.request_body(to, move |id| BodyMsg::Sync { id, fresh, keys }, wait).await? {
+            BodyMsg::Synced { lacking, extra, .. } => Ok(SyncAnswer { lacking, extra }),
+            _ => Err(BodyError::Malformed),
+        }
+    }
+
+    /// Asks `from` for any copy it holds of `key` (a successor copy or its own). The body is
+    /// not checked against a hash: the asker has none, and `from` proved the secret.
+    pub async fn fetch_copy(
+        &self,
+        from: Peer,
+        key: Id,
+        wait: Duration,
+    ) -> Result<Bytes, BodyError> {
+        let result = match self.request_body(from, |id| BodyMsg::FetchCopy { id, key }, wait).await
+        {
+            Ok(BodyMsg::Found { body, .. }) if body.len() > self.wire.max_body => {
+                Err(BodyError::TooLarge)
+            }
+            Ok(BodyMsg::Found { body, .. }) => Ok(body),
+            Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
+            Ok(_) => Err(BodyError::Malformed),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => {
+                self.wire.metrics.copies_fetched.inc();
+            }
+            Err(BodyError::Missing) => {}
+            Err(e) => self.wire.metrics.reject_body(e.reason()),
+        }
+        result
     }
 
     async fn request_body(
@@ -597,6 +667,27 @@ impl Wire {
                     self.metrics.reject_body("too_large");
                 }
                 sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Copy { id, key, body }) => {
+                let accepted = body.len() <= self.max_body && self.copies.put(from.id, key, body);
+                if accepted {
+                    self.metrics.copies_received.inc();
+                }
+                sink.send(Payload::Body(BodyMsg::Stored { id, accepted })).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Sync { id, fresh, keys }) => {
+                let SyncAnswer { lacking, extra } = self.copies.sync(from.id, fresh, &keys);
+                sink.send(Payload::Body(BodyMsg::Synced { id, lacking, extra })).await.is_ok()
+            }
+            Payload::Body(BodyMsg::FetchCopy { id, key }) => {
+                let answer = match self.copies.get(key).or_else(|| self.store.get(key)) {
+                    Some(o) => {
+                        self.metrics.bodies_served.inc();
+                        BodyMsg::Found { id, body: o.body }
+                    }
+                    None => BodyMsg::Missing { id },
+                };
+                sink.send(Payload::Body(answer)).await.is_ok()
             }
             Payload::Body(BodyMsg::Load { id, key, load }) => {
                 self.answer_later(

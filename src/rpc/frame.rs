@@ -22,8 +22,9 @@ use std::fmt;
 
 /// The protocol version this build speaks. A frame with any other version is refused.
 /// Version 2 added the proof frame: a version-1 node, which routes traffic to a connection
-/// on a (replayable) hello alone, cannot join a version-2 ring.
-pub const VERSION: u8 = 2;
+/// on a (replayable) hello alone, cannot join a version-2 ring. Version 3 added the successor
+/// copies' messages (`Copy`, `Sync`, `Synced`, `FetchCopy`).
+pub const VERSION: u8 = 3;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.
@@ -143,6 +144,18 @@ pub enum BodyMsg {
     Purge { id: u64, key: Id },
     /// The answer to `Purge`: `done` is false when the receiver is not the home.
     Purged { id: u64, done: bool },
+    /// "Keep this as the successor copy of my home object `key`" (answered by `Stored`).
+    Copy { id: u64, key: Id, body: Bytes },
+    /// A home to its successor: "these are my home objects". The successor drops its copies
+    /// of the sender's that are not listed, unless `fresh` (the sender has just started and
+    /// lists what it has so far), in which case it keeps them and names them in `extra`.
+    Sync { id: u64, fresh: bool, keys: Vec<(Id, [u8; 32])> },
+    /// The answer to `Sync`: the listed keys the successor has no copy of, and (for a fresh
+    /// sender) the copies it holds of the sender's that were not listed.
+    Synced { id: u64, lacking: Vec<Id>, extra: Vec<(Id, [u8; 32])> },
+    /// "Send me any copy you hold of `key`" (answered by `Found` or `Missing`): a home that
+    /// lost its store asks its successor, and an entry node the successor of a silent home.
+    FetchCopy { id: u64, key: Id },
 }
 
 impl BodyMsg {
@@ -158,7 +171,11 @@ impl BodyMsg {
             | BodyMsg::LoadFailed { id, .. }
             | BodyMsg::Pass { id }
             | BodyMsg::Purge { id, .. }
-            | BodyMsg::Purged { id, .. } => *id,
+            | BodyMsg::Purged { id, .. }
+            | BodyMsg::Copy { id, .. }
+            | BodyMsg::Sync { id, .. }
+            | BodyMsg::Synced { id, .. }
+            | BodyMsg::FetchCopy { id, .. } => *id,
         }
     }
 
@@ -173,6 +190,7 @@ impl BodyMsg {
                 | BodyMsg::LoadFailed { .. }
                 | BodyMsg::Pass { .. }
                 | BodyMsg::Purged { .. }
+                | BodyMsg::Synced { .. }
         )
     }
 }

@@ -104,6 +104,10 @@ pub struct Settings {
     /// Bound on reading a client's request headers, in milliseconds (slowloris guard).
     #[arg(long, value_name = "MS", env = "BEEHIVE_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
+    /// How long, in milliseconds, an idle keep-alive connection is kept before it is closed
+    /// (separate from the header timeout, so an idle client is not cut mid-request).
+    #[arg(long, value_name = "MS", env = "BEEHIVE_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
     #[command(flatten)]
     #[serde(default)]
     pub intervals: Intervals,
@@ -240,6 +244,9 @@ impl Settings {
         if let Some(v) = self.header_timeout_ms {
             proxy.header_read_timeout = ms("header-timeout-ms", v)?;
         }
+        if let Some(v) = self.idle_timeout_ms {
+            proxy.idle_timeout = ms("idle-timeout-ms", v)?;
+        }
         let iv = self.intervals;
         let periods = [
             ("stabilize-ms", iv.stabilize_ms, &mut chord.stabilize_interval),
@@ -294,6 +301,7 @@ impl Settings {
             stale_while_revalidate: Some(proxy.stale_while_revalidate.as_secs()),
             origin_timeout_ms: millis(proxy.origin_timeout),
             header_timeout_ms: millis(proxy.header_read_timeout),
+            idle_timeout_ms: millis(proxy.idle_timeout),
             intervals: Intervals {
                 stabilize_ms: millis(chord.stabilize_interval),
                 fix_fingers_ms: millis(chord.fix_fingers_interval),
