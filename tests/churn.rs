@@ -75,8 +75,18 @@ impl Tally {
     }
 }
 
+/// A port free now and not handed out before in this process: the tests run in parallel,
+/// and the OS may give a just-released port to the next bind (two nodes once got one port).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn node_cmd(rpc: u16, join: Option<SocketAddr>, origin: SocketAddr) -> Command {
@@ -181,6 +191,13 @@ struct Outcome {
     /// From the last restart to one ring again.
     reformed: Option<Duration>,
     restarts: usize,
+    /// Successor copies held over all nodes at the end (objects, bytes): the storage the
+    /// copies cost, against the bytes of the objects themselves.
+    copies_held: (f64, f64),
+    /// Copies pushed to successors and bodies taken from a copy instead of the origin, summed
+    /// over the nodes' last runs (a killed node's counts are lost).
+    copies_sent: f64,
+    copies_fetched: f64,
 }
 
 /// Runs `plan` and checks the outcome with `check` while the nodes still run (a failed check
@@ -253,6 +270,11 @@ fn churn(plan: &Plan, check: impl FnOnce(&Outcome)) -> Outcome {
         eprintln!("not one ring: {:?}", cluster_error(&all, false));
     }
     loader.join().expect("load thread");
+    let sum = |series: &str| nodes.iter().map(|n| n.metric(series)).sum::<f64>();
+    let copies_held =
+        (sum("beehive_successor_copies_held"), sum("beehive_successor_copy_bytes_held"));
+    let copies_sent = sum("beehive_successor_copies_sent_total");
+    let copies_fetched = sum("beehive_successor_copies_fetched_total");
 
     let (fetched, distinct) = origin_object_requests(origin.addr);
     let mut t = tally.lock().unwrap();
@@ -272,6 +294,9 @@ fn churn(plan: &Plan, check: impl FnOnce(&Outcome)) -> Outcome {
         origin_per_object: (fetched - direct) as f64 / distinct.max(1) as f64,
         reformed,
         restarts,
+        copies_held,
+        copies_sent,
+        copies_fetched,
     };
     check(&outcome);
     outcome
@@ -292,6 +317,18 @@ fn check(plan: &Plan, o: &Outcome, max_failed: f64, max_p99_ms: f64, max_origin:
         o.origin_per_object
     );
     assert!(o.reformed.is_some(), "the ring did not re-form after the last restart");
+    let (copies, bytes) = o.copies_held;
+    eprintln!(
+        "successor copies: {copies} held ({bytes} bytes), {} pushed, {} used instead of the origin",
+        o.copies_sent, o.copies_fetched
+    );
+    // One copy per home object, on its home's successor; a copy of a former predecessor's is
+    // dropped within seconds, so more than two per object would be a leak.
+    assert!(
+        copies <= 2.0 * plan.objects as f64,
+        "{copies} copies held for {} objects",
+        plan.objects
+    );
 }
 
 /// Bounds with margin for a loaded 2-core CI machine running a debug-profile build.
