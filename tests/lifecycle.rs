@@ -140,3 +140,65 @@ fn a_joining_node_takes_its_arc_from_its_successor_not_the_origin() {
     eprintln!("a 5th node joined a warm ring of 4: {again} origin fetches for {OBJECTS} objects");
     assert_eq!(again, 0, "the newcomer fetched from the origin what its successor held");
 }
+
+/// GETs `/o/0 .. /o/{n-1}` round and round through the HTTP face at `port` for `secs` seconds
+/// (one connection); exits non-zero on an answer other than 200.
+fn hammer(port: u16, n: usize, secs: f64) -> std::process::Child {
+    let script = "import http.client,sys,time\n\
+        c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=20)\n\
+        end = time.time() + float(sys.argv[3])\n\
+        while time.time() < end:\n\
+        \x20   for i in range(int(sys.argv[2])):\n\
+        \x20       c.request('GET', '/o/%d' % i, headers={'Host': 'site.beehive.localhost'})\n\
+        \x20       r = c.getresponse(); r.read()\n\
+        \x20       assert r.status == 200, (i, r.status)\n";
+    std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), &n.to_string(), &secs.to_string()])
+        .spawn()
+        .expect("python3")
+}
+
+/// A home that leaves on SIGTERM hands its objects to its successor before its leave reaches
+/// it: a body the successor stored then, while not yet its home, was dropped by its next local
+/// hit, and the object came from the origin again. The successor now keeps such a body as a
+/// successor copy until it is the home. Under requests for every object at the successor, the
+/// leave costs no origin fetch.
+#[test]
+fn a_home_leaving_under_load_at_its_successor_costs_no_origin_fetch() {
+    const OBJECTS: usize = 300;
+    let origin = start_origin("127.0.0.1:0", &["--objects", "300", "--size", "2000"]);
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for i in 0..3 {
+        let mut cmd = node_command(SECRET);
+        cmd.args(["--rpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--origin", &format!("site=http://{}", origin.addr)])
+            .args(["--rate-per-sec", "100000"]);
+        if i > 0 {
+            cmd.args(["--join", &nodes[0].rpc.to_string()]);
+        }
+        nodes.push(start_command(cmd));
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    assert!(wait_for(CONVERGE, || cluster_error(&all, false).is_none()).is_some());
+    let mut leaving = nodes.remove(1);
+    let succ = hex_id(&leaving.ring().expect("ring")["successors"][0]).expect("a successor");
+    let successor = nodes.iter().find(|n| n.id == succ).expect("the successor is a live node");
+    let port = successor.http.unwrap().port();
+    get_all(port, OBJECTS);
+    let warm = origin_total(&origin);
+    assert_eq!(warm, OBJECTS as u64, "each object once from the origin");
+    // Let the successor copies settle, then hit every object at the successor while the home
+    // hands its arc over and leaves.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut load = hammer(port, OBJECTS, 4.0);
+    std::thread::sleep(Duration::from_millis(1000));
+    leaving.signal("-TERM");
+    let status = leaving.wait_exit(Duration::from_secs(8));
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}; log:\n{}", leaving.log_tail());
+    let loaded = wait_child(&mut load, Duration::from_secs(30));
+    assert!(loaded.is_some_and(|s| s.success()), "the load saw an answer other than 200");
+    get_all(port, OBJECTS);
+    let again = origin_total(&origin) - warm;
+    eprintln!("a home left on SIGTERM under load at its successor: {again} origin fetches");
+    assert_eq!(again, 0, "objects the leaving home handed over came from the origin again");
+}

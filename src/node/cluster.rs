@@ -324,7 +324,23 @@ impl HomeService for RingCluster {
         Box::pin(async move { ring.purge_here(ObjectKey(key.0)).await })
     }
 
-    fn adopt(&self, key: Id, hash: [u8; 32], size: u64) {
-        let _ = self.ring.commands.try_send(Command::PutHome { key, hash, size });
+    /// A handed body goes into the store only once we are its home. A leaving node hands
+    /// its arc over before its leave reaches us: a body stored meanwhile would be one the core
+    /// does not know, and the next local hit would drop it. Until then it is kept as a
+    /// successor copy, which the predecessor change (or a miss) takes on.
+    fn adopt(&self, from: Peer, key: Id, object: StoredObject) {
+        let ring = &self.ring;
+        let owns = ring
+            .snapshot
+            .load()
+            .predecessor_peer
+            .is_some_and(|p| key.in_open_closed(p.id, ring.me.id) || p.id == ring.me.id);
+        if owns {
+            let (hash, size) = (object.hash, object.body.len() as u64);
+            BodyStore::put(&ring.store, key, object);
+            let _ = ring.commands.try_send(Command::PutHome { key, hash, size });
+        } else if !ring.transport.copies().put(from.id, key, object.body) {
+            tracing::debug!(?key, "a handed object did not fit the copy budget");
+        }
     }
 }

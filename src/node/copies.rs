@@ -86,6 +86,9 @@ impl Copies {
         }
         inner.bytes += len;
         inner.held.insert(key, Held { object, from });
+        // A handing node that never syncs to us (a successor handing a newcomer its arc)
+        // counts as heard from now, so its copies last until they are taken on.
+        inner.senders.entry(from).or_insert_with(Instant::now);
         true
     }
 

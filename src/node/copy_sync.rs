@@ -70,6 +70,9 @@ impl CopyKeeper {
                 continue;
             }
             last = Some((succ.id, Instant::now()));
+            if let Some(pred) = snap.predecessor_peer {
+                self.take_on(pred, me.id).await;
+            }
             let keys = home_keys(self.store.as_ref(), &snap, me.id);
             let answer = match self.transport.sync_copies(succ, fresh, keys, WAIT).await {
                 Ok(answer) => answer,
@@ -83,6 +86,18 @@ impl CopyKeeper {
                 self.reclaim(succ, answer.extra).await;
             }
             self.push(succ, answer.lacking).await;
+        }
+    }
+
+    /// Takes on as home objects the copies held in our arc `(pred, me]`: bodies handed to us
+    /// before we were their home, when the predecessor change that also does this was seen
+    /// before they arrived.
+    async fn take_on(&self, pred: Peer, me: Id) {
+        let mine = self.transport.copies().take(|k| k.in_open_closed(pred.id, me));
+        for (key, object) in mine {
+            let (hash, size) = (object.hash, object.body.len() as u64);
+            self.store.put(key, object);
+            let _ = self.commands.send(Command::PutHome { key, hash, size }).await;
         }
     }
 

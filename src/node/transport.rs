@@ -99,8 +99,9 @@ pub trait HomeService: Send + Sync + std::fmt::Debug {
     fn load(&self, key: Id, load: LoadRequest) -> BoxFuture<Fetch>;
     /// Purges `key` here and over its replica arc; `false` if this node is not its home.
     fn purge(&self, key: Id) -> BoxFuture<bool>;
-    /// A leaving predecessor handed us `key` (already in the store): take it on as home.
-    fn adopt(&self, key: Id, hash: [u8; 32], size: u64);
+    /// `from` handed us `key` (it leaves, or we joined before it): take it on as home once
+    /// it is in our arc.
+    fn adopt(&self, from: Peer, key: Id, object: StoredObject);
 }
 
 /// What a transport needs to know about its node.
@@ -657,11 +658,10 @@ impl Wire {
                 let accepted = body.len() <= self.max_body;
                 if accepted {
                     let object = StoredObject::new(body);
-                    let (hash, size) = (object.hash, object.body.len() as u64);
-                    self.store.put(key, object);
                     self.metrics.handoff_received.inc();
-                    if let Some(home) = self.home.get() {
-                        home.adopt(key, hash, size);
+                    match self.home.get() {
+                        Some(home) => home.adopt(from, key, object),
+                        None => self.store.put(key, object),
                     }
                 } else {
                     self.metrics.reject_body("too_large");
