@@ -165,8 +165,9 @@ fn hammer(port: u16, n: usize, secs: f64) -> std::process::Child {
 /// leave costs no origin fetch.
 #[test]
 fn a_home_leaving_under_load_at_its_successor_costs_no_origin_fetch() {
-    const OBJECTS: usize = 300;
-    let origin = start_origin("127.0.0.1:0", &["--objects", "300", "--size", "2000"]);
+    // Enough objects that the handover takes a while: the window the load must hit.
+    const OBJECTS: usize = 2000;
+    let origin = start_origin("127.0.0.1:0", &["--objects", "2000", "--size", "2000"]);
     let mut nodes: Vec<NodeProc> = Vec::new();
     for i in 0..3 {
         let mut cmd = node_command(SECRET);

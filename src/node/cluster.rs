@@ -335,10 +335,11 @@ impl HomeService for RingCluster {
             .load()
             .predecessor_peer
             .is_some_and(|p| key.in_open_closed(p.id, ring.me.id) || p.id == ring.me.id);
-        if owns {
-            let (hash, size) = (object.hash, object.body.len() as u64);
+        let (hash, size) = (object.hash, object.body.len() as u64);
+        // The core must hear of a stored home object, or a hit drops it: with the driver's
+        // queue full, it waits as a copy for the next sync to take it on.
+        if owns && ring.commands.try_send(Command::PutHome { key, hash, size }).is_ok() {
             BodyStore::put(&ring.store, key, object);
-            let _ = ring.commands.try_send(Command::PutHome { key, hash, size });
         } else if !ring.transport.copies().put(from.id, key, object.body) {
             tracing::debug!(?key, "a handed object did not fit the copy budget");
         }

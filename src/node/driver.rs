@@ -312,21 +312,12 @@ impl Driver {
         });
     }
 
-    /// Our arc is now `(new, me]`: the successor copies we hold there are our home objects
-    /// (their home died and we took its arc), moved into the store and told to the core.
-    fn adopt_copies(&self, new: Option<Peer>) {
-        let Some(new) = new else { return };
+    /// Our arc is now `(new, me]`: the successor copies we hold there (their home died or
+    /// left, and we took its arc) are our home objects; taken out of the copies here.
+    fn copies_in_arc(&self, new: Option<Peer>) -> Vec<(Id, StoredObject)> {
+        let Some(new) = new else { return Vec::new() };
         let me = self.transport.me().id;
-        let taken = self.transport.copies().take(|key| key.in_open_closed(new.id, me));
-        if taken.is_empty() {
-            return;
-        }
-        tracing::info!(objects = taken.len(), "took on the copies of a dead predecessor's arc");
-        for (key, object) in taken {
-            let (hash, size) = (object.hash, object.body.len() as u64);
-            self.store.put(key, object);
-            let _ = self.own.try_send(Command::PutHome { key, hash, size });
-        }
+        self.transport.copies().take(|key| key.in_open_closed(new.id, me) || new.id == me)
     }
 
     /// Fetches a replica body in a task of its own and reports back as a command.
@@ -364,6 +355,16 @@ impl Driver {
 
     /// Drains every output of the core, then publishes the routing snapshot.
     fn drain(&mut self) {
+        // Copies taken on at a predecessor change are told to the core here, and what that
+        // produces is drained in turn.
+        while self.drain_once() {}
+        self.publish();
+    }
+
+    /// Drains the core's transmits and events once; `true` if copies were taken on, so
+    /// there may be more.
+    fn drain_once(&mut self) -> bool {
+        let mut adopted = Vec::new();
         while let Some(t) = self.core.poll_transmit() {
             self.metrics.observe_transmit(&t.message);
             if let Message::Request { id, .. } = &t.message {
@@ -380,7 +381,7 @@ impl Driver {
                 Event::PredecessorChanged { old, new } => {
                     tracing::info!(?old, ?new, "predecessor changed");
                     self.hand_over_to_newcomer(old, new);
-                    self.adopt_copies(new);
+                    adopted.extend(self.copies_in_arc(new));
                 }
                 Event::LookupDone { id, home, hops, served, .. } => {
                     if let Some(reply) = self.waiting.remove(&id) {
@@ -399,6 +400,21 @@ impl Driver {
                 Event::Evict { key } => self.store.remove(key),
             }
         }
+        if adopted.is_empty() {
+            return false;
+        }
+        tracing::info!(objects = adopted.len(), "took on the copies of a dead predecessor's arc");
+        let now = self.now();
+        for (key, object) in adopted {
+            let (hash, size) = (object.hash, object.body.len() as u64);
+            self.store.put(key, object);
+            self.core.put_home(now, key, hash, size);
+        }
+        true
+    }
+
+    /// Publishes the routing snapshot (at most every [`PUBLISH_GAP`]).
+    fn publish(&mut self) {
         if self.inflight.len() > 4096 {
             self.inflight.retain(|_, (sent, _)| sent.elapsed() < INFLIGHT_MAX_AGE);
         }
