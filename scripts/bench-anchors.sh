@@ -3,7 +3,8 @@
 # proxy_cache, Varnish) of the sibling bench tool, in the same run, so its numbers read as
 # ratios. Builds the release binary first unless --no-build.
 #
-#   scripts/bench-anchors.sh                                   # full table (~15 min)
+#   scripts/bench-anchors.sh --ring                            # the whole table: pinned and
+#                      unpinned, zipf/uniform 1 KiB and 100 KiB, local hits and one hop (~25 min)
 #   scripts/bench-anchors.sh --runs 3 --modes pinned --dists zipf --only "static-1k nginx"
 #   scripts/bench-anchors.sh --ring --only "beehive beehive-ring"   # beehive alone: local, 1 hop
 #   ANCHORS=/path/to/anchors.sh scripts/bench-anchors.sh ...
@@ -57,9 +58,14 @@ mkdir -p "$out"
 # One node. CMD runs under `bash -c` in the target's process group (anchors.sh stops the
 # group), with BENCH_RUN, BENCH_ORIGIN and BENCH_WORKERS set; tokio gets as many workers
 # as the server side has cores.
+# A node from the previous mode may still be leaving its ring (it hands its objects off for
+# up to its shutdown bound) and hold its ports, so each node first waits (10 s at most) until
+# nothing listens on them.
 node() { # node <target> <http port> <rpc port> <admin port> [extra flags...]
   local name=$1 http=$2 rpc=$3 admin=$4; shift 4
-  printf 'env TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret-%s" --origin site=http://$BENCH_ORIGIN --rate-per-sec 1000000 %s' \
+  printf 'for p in %s %s %s; do for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || break; sleep 0.1; done; done; ' \
+    "$http" "$rpc" "$admin"
+  printf 'exec env TOKIO_WORKER_THREADS=$BENCH_WORKERS %q node --http 127.0.0.1:%s --rpc 127.0.0.1:%s --admin 127.0.0.1:%s --secret-file "$BENCH_RUN/secret-%s" --origin site=http://$BENCH_ORIGIN --rate-per-sec 1000000 %s' \
     "$bin" "$http" "$rpc" "$admin" "$name" "$*"
 }
 # Each target its own cluster secret (targets start one after another in one scratch dir).
@@ -68,7 +74,7 @@ host=site.beehive.localhost
 
 targets=(
   --target "beehive=http://127.0.0.1:$port" --host "beehive=$host:$port"
-  --start "beehive=$(secret beehive); exec $(node beehive "$port" $((port + 10)) $((port + 11)))"
+  --start "beehive=$(secret beehive); $(node beehive "$port" $((port + 10)) $((port + 11)))"
 )
 if [[ $ring == 1 ]]; then
   p2=$((port + 2))
@@ -86,7 +92,7 @@ if [[ -n $base ]]; then
   pb=$((port + 3))
   targets+=(
     --target "beehive-base=http://127.0.0.1:$pb" --host "beehive-base=$host:$pb"
-    --start "beehive-base=$(secret beehive-base); exec $(bin=$base node beehive-base "$pb" $((port + 30)) $((port + 31)))"
+    --start "beehive-base=$(secret beehive-base); $(bin=$base node beehive-base "$pb" $((port + 30)) $((port + 31)))"
   )
 fi
 

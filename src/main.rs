@@ -9,6 +9,11 @@ mod sim_cmd;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc malloc: a hit allocates and frees a few small blocks, and
+/// glibc kept resizing its per-thread heap under that churn (see docs/experiments.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// beehive — a content distribution network on a Chord ring with Beehive replication.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]

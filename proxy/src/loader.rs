@@ -247,6 +247,7 @@ impl Loader {
             body,
             policy,
             stored_at,
+            prepared: Default::default(),
         };
         let bytes = object.encode();
         let hash = if cacheable {

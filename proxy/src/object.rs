@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -36,6 +37,19 @@ pub struct CachedObject {
     pub fresh_until: u64,
     /// `(header, value)` of each `Vary` header in the request the object was loaded for.
     pub vary: Vec<(String, String)>,
+    /// What every hit on this object would otherwise work out again, made on first use from
+    /// the fields as they are then (a stored object is shared and no longer changes).
+    pub(crate) prepared: Prepared,
+}
+
+/// Per-object results a hit reuses: the `Vary` names and the head of a plain hit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Prepared {
+    vary_names: OnceLock<Option<Vec<String>>>,
+    /// The headers of a plain `HIT` (no conditional or range request): the origin's, the
+    /// node-independent CDN ones, `Content-Length`; each hit adds only `Age`, `Via` and the
+    /// node's name.
+    pub(crate) hit_head: OnceLock<HeaderMap>,
 }
 
 /// Why bytes did not decode to an object. Nothing is stored; the caller drops the bytes.
@@ -124,6 +138,7 @@ impl CachedObject {
             stored_at: meta.stored_at,
             fresh_until: meta.fresh_until,
             vary: meta.vary,
+            prepared: Prepared::default(),
         })
     }
 
@@ -140,8 +155,10 @@ impl CachedObject {
 
     /// Whether `req_headers` select this variant (always, for a response without `Vary`).
     pub fn vary_matches(&self, req_headers: &HeaderMap) -> bool {
-        match vary_names(&self.headers) {
-            Some(names) => vary_values(&names, req_headers) == self.vary,
+        let names = self.prepared.vary_names.get_or_init(|| vary_names(&self.headers));
+        match names.as_deref() {
+            Some([]) => self.vary.is_empty(),
+            Some(names) => vary_values(names, req_headers) == self.vary,
             None => false,
         }
     }
@@ -275,6 +292,7 @@ mod tests {
             stored_at: unix_ms(now),
             fresh_until: unix_ms(now) + 60_000,
             vary: vec![("accept-language".into(), String::new())],
+            prepared: Prepared::default(),
         }
     }
 

@@ -79,6 +79,12 @@ impl Responder {
         served: Reply,
     ) -> Response<Body> {
         let obj = served.object;
+        if (served.result, served.hops, served.level) == (CacheResult::Hit, 0, None)
+            && plain(req_headers)
+            && !obj.headers.contains_key(header::LOCATION)
+        {
+            return self.plain_hit(ctx, &obj, served.now);
+        }
         let mut headers = obj.headers.clone();
         headers.remove(header::CONTENT_LENGTH);
         rewrite_location(ctx, &mut headers);
@@ -86,7 +92,8 @@ impl Responder {
         headers.insert(header::AGE, HeaderValue::from(age));
         self.decorate(&mut headers, served.result, served.hops, served.level);
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let (etag, lm) = (obj.header("etag"), obj.header("last-modified"));
+        let text = |name| obj.headers.get(name).and_then(|v| v.to_str().ok());
+        let (etag, lm) = (text(header::ETAG), text(header::LAST_MODIFIED));
         let (status, body) = if status == StatusCode::OK && not_modified(req_headers, etag, lm) {
             (StatusCode::NOT_MODIFIED, Bytes::new())
         } else if status == StatusCode::OK && if_range_holds(req_headers, etag, lm) {
@@ -124,6 +131,26 @@ impl Responder {
         let body =
             if ctx.head || status == StatusCode::NOT_MODIFIED { empty() } else { full(body) };
         let mut res = Response::new(body);
+        *res.status_mut() = status;
+        *res.headers_mut() = headers;
+        res
+    }
+
+    /// A fresh local hit on a request with no conditional or range headers: the object's
+    /// ready head (made on its first such hit) with `Age`, `Via` and the node's name added.
+    fn plain_hit(&self, ctx: &Admitted, obj: &CachedObject, now: SystemTime) -> Response<Body> {
+        let mut headers = obj.prepared.hit_head.get_or_init(|| hit_head(obj)).clone();
+        headers.insert(header::AGE, HeaderValue::from(obj.policy.age(now).as_secs()));
+        if let Some(v) = &self.via {
+            headers.append(header::VIA, v.clone());
+        }
+        if let Some(v) = &self.node {
+            headers.insert(HeaderName::from_static("x-beehive-node"), v.clone());
+        }
+        let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let sent = if ctx.head { 0 } else { obj.body.len() as u64 };
+        self.metrics.response(status.as_u16(), Some(CacheResult::Hit), sent);
+        let mut res = Response::new(if ctx.head { empty() } else { full(obj.body.clone()) });
         *res.status_mut() = status;
         *res.headers_mut() = headers;
         res
@@ -173,6 +200,31 @@ impl Responder {
     }
 }
 
+/// Whether a request asks for the whole object unconditionally.
+fn plain(req: &HeaderMap) -> bool {
+    !(req.contains_key(header::RANGE)
+        || req.contains_key(header::IF_RANGE)
+        || req.contains_key(header::IF_NONE_MATCH)
+        || req.contains_key(header::IF_MODIFIED_SINCE))
+}
+
+/// What [`Responder::reply`] gives a plain `HIT` of `obj`, less `Age`, `Via` and
+/// `X-Beehive-Node` (those change per hit or per node).
+fn hit_head(obj: &CachedObject) -> HeaderMap {
+    let mut headers = obj.headers.clone();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(CacheResult::Hit.as_str()),
+    );
+    headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(0u32));
+    if obj.status == 200 {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(obj.body.len()));
+    headers
+}
+
 /// Rewrites a `Location` on the origin's own host to the CDN name the client used.
 pub(crate) fn rewrite_location(ctx: &Admitted, headers: &mut HeaderMap) {
     let Some(loc) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
@@ -193,6 +245,94 @@ pub(crate) fn rewrite_location(ctx: &Admitted, headers: &mut HeaderMap) {
                     headers.insert(header::LOCATION, v);
                 }
                 return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::make_policy;
+    use std::time::Duration;
+
+    fn object(status: u16, headers: &[(&str, &'static str)]) -> Arc<CachedObject> {
+        let req = http::Request::get("http://o:80/x").body(()).unwrap().into_parts().0;
+        let mut h = HeaderMap::new();
+        for (n, v) in headers {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static(v));
+        }
+        let now = SystemTime::now() - Duration::from_secs(7);
+        let status = StatusCode::from_u16(status).unwrap();
+        let policy = make_policy(&req, status, &h, now, Duration::from_secs(60));
+        let obj = CachedObject {
+            status: status.as_u16(),
+            headers: h,
+            body: Bytes::from_static(b"0123456789"),
+            policy,
+            stored_at: crate::object::unix_ms(now),
+            fresh_until: crate::object::unix_ms(now) + 60_000,
+            vary: Vec::new(),
+            prepared: Default::default(),
+        };
+        // Through the wire form, as the store holds it.
+        Arc::new(CachedObject::decode(&obj.encode()).unwrap())
+    }
+
+    fn sorted(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> =
+            h.iter().map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec())).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_plain_hit_answers_as_the_general_path_does() {
+        let responder = Responder::new("n1", "node-1", Arc::default());
+        let objects = [
+            object(200, &[("etag", "\"v1\""), ("content-length", "10"), ("via", "1.0 up")]),
+            object(404, &[("content-type", "text/plain")]),
+            object(301, &[("cache-control", "max-age=5"), ("content-length", "99")]),
+        ];
+        for head in [false, true] {
+            let ctx = Admitted {
+                peer: "127.0.0.1:1".parse().unwrap(),
+                host_header: "site.example".into(),
+                target: Target { host: "o".into(), port: 80, open: false },
+                head,
+            };
+            for obj in &objects {
+                let now = SystemTime::now();
+                let served = || Reply {
+                    object: obj.clone(),
+                    result: CacheResult::Hit,
+                    hops: 0,
+                    level: None,
+                    now,
+                };
+                // An `If-Range` that holds (or none, for objects without an ETag) changes
+                // nothing in the answer but takes the general path.
+                let mut general = HeaderMap::new();
+                general.insert(header::IF_RANGE, HeaderValue::from_static("\"v1\""));
+                let general = if obj.headers.contains_key(header::ETAG) {
+                    general
+                } else {
+                    let mut g = HeaderMap::new();
+                    g.insert(header::IF_RANGE, HeaderValue::from_static("x"));
+                    g
+                };
+                for _ in 0..2 {
+                    let fast = responder.reply(&ctx, &HeaderMap::new(), served());
+                    let slow = responder.reply(&ctx, &general, served());
+                    assert_eq!(fast.status(), slow.status(), "{}", obj.status);
+                    assert_eq!(sorted(fast.headers()), sorted(slow.headers()), "{}", obj.status);
+                    let ranges = fast.headers().contains_key(header::ACCEPT_RANGES);
+                    assert_eq!(ranges, obj.status == 200);
+                    let len = |r: Response<Body>| async move {
+                        r.into_body().collect().await.unwrap().to_bytes().len()
+                    };
+                    assert_eq!(len(fast).await, if head { 0 } else { 10 });
+                }
             }
         }
     }
