@@ -46,8 +46,9 @@ pub struct Holdings {
     held: FastMap<Id, Held>,
     /// key → (lowest version still valid, when the tombstone may be forgotten).
     tombstones: FastMap<Id, (u64, Time)>,
-    /// key → version being fetched, so one offer from each of several fingers costs one fetch.
-    fetching: FastMap<Id, u64>,
+    /// key → (version being fetched, from whom), so one offer from each of several fingers
+    /// costs one fetch, and a failed fetch can ask its source for a full list again.
+    fetching: FastMap<Id, (u64, Option<Id>)>,
     /// source → (when, until) of its latest bulk renewal; applied lazily to attached copies,
     /// so a delta answer costs O(1) here instead of a pass over every copy.
     bulk: FastMap<Id, (Time, Time)>,
@@ -97,11 +98,13 @@ impl Holdings {
 
     /// `h` with its source's bulk renewal applied.
     fn effective(&self, h: &Held) -> Held {
+        // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
+        // still says the source renews it: the copy stays renewable and unchanged.
         match h.source.and_then(|s| self.bulk.get(&s)) {
-            Some((at, until)) if *until > h.until => {
-                Held { until: *until, renewed_at: h.renewed_at.max(*at), ..*h }
+            Some((at, until)) => {
+                Held { until: h.until.max(*until), renewed_at: h.renewed_at.max(*at), ..*h }
             }
-            _ => *h,
+            None => *h,
         }
     }
 
@@ -212,9 +215,9 @@ impl Holdings {
             }
         }
         match self.fetching.get(&offer.key) {
-            Some(v) if *v >= offer.info.version => Considered::Ignored,
+            Some((v, _)) if *v >= offer.info.version => Considered::Ignored,
             _ => {
-                self.fetching.insert(offer.key, offer.info.version);
+                self.fetching.insert(offer.key, (offer.info.version, Some(from)));
                 Considered::Fetch
             }
         }
@@ -224,11 +227,11 @@ impl Holdings {
     pub fn want_cache(&mut self, offer: &Offer) -> bool {
         if self.is_dead(offer.key, offer.info.version)
             || self.held.get(&offer.key).is_some_and(|h| h.info.version >= offer.info.version)
-            || self.fetching.get(&offer.key).is_some_and(|v| *v >= offer.info.version)
+            || self.fetching.get(&offer.key).is_some_and(|(v, _)| *v >= offer.info.version)
         {
             return false;
         }
-        self.fetching.insert(offer.key, offer.info.version);
+        self.fetching.insert(offer.key, (offer.info.version, None));
         true
     }
 
@@ -287,7 +290,7 @@ impl Holdings {
         until: Time,
         cached: bool,
     ) -> bool {
-        if self.fetching.get(&offer.key).is_some_and(|v| *v <= offer.info.version) {
+        if self.fetching.get(&offer.key).is_some_and(|(v, _)| *v <= offer.info.version) {
             self.fetching.remove(&offer.key);
         }
         if self.is_dead(offer.key, offer.info.version)
@@ -324,9 +327,9 @@ impl Holdings {
         by_use.into_iter().map(|(_, key)| key).filter(|key| self.remove(*key)).collect()
     }
 
-    /// A fetch failed: a later offer may try again.
-    pub fn fetch_failed(&mut self, key: Id) {
-        self.fetching.remove(&key);
+    /// A fetch failed: a later offer may try again. Returns the node it was fetched from.
+    pub fn fetch_failed(&mut self, key: Id) -> Option<Id> {
+        self.fetching.remove(&key).and_then(|(_, from)| from)
     }
 
     /// Invalidates every version of `key` below `min_version` until `forget_at`. Returns
@@ -335,7 +338,7 @@ impl Holdings {
         let t = self.tombstones.entry(key).or_insert((min_version, forget_at));
         t.0 = t.0.max(min_version);
         t.1 = t.1.max(forget_at);
-        if self.fetching.get(&key).is_some_and(|v| *v < min_version) {
+        if self.fetching.get(&key).is_some_and(|(v, _)| *v < min_version) {
             self.fetching.remove(&key);
         }
         if self.held.get(&key).is_some_and(|h| h.info.version < min_version) {
@@ -352,10 +355,8 @@ impl Holdings {
             let bulk = std::mem::take(&mut self.bulk);
             for h in self.held.values_mut() {
                 if let Some((at, until)) = h.source.and_then(|s| bulk.get(&s)) {
-                    if *until > h.until {
-                        h.until = *until;
-                        h.renewed_at = h.renewed_at.max(*at);
-                    }
+                    h.until = h.until.max(*until);
+                    h.renewed_at = h.renewed_at.max(*at);
                 }
             }
             self.bulk = bulk;

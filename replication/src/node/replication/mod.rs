@@ -56,6 +56,17 @@ pub struct KnownObject {
     pub size: Option<u64>,
 }
 
+/// A node that pulled from us.
+#[derive(Debug)]
+struct Puller {
+    peer: Peer,
+    /// When it last pulled: it gets our pushes for two intervals after.
+    at: Time,
+    /// Keys pushed to it since it last pulled, with our generation then: its next delta
+    /// leaves them out unless they changed again.
+    pushed: FastMap<Id, u64>,
+}
+
 /// Replication's periodic tasks, in firing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
@@ -105,8 +116,9 @@ pub(crate) struct Replication {
     /// Offer generations: bumped by every change to what we offer, so fingers can answer
     /// pulls with deltas (see [`crate::beehive::wire::OfferList`]).
     gen: u64,
-    /// key → the generation of its last change (kept for [`offers::CHANGE_LOG_TICKS`] ticks).
-    changes: FastMap<Id, u64>,
+    /// (generation, key) of every change, oldest first (kept for [`offers::CHANGE_LOG_TICKS`]
+    /// ticks): a delta is a binary search and a walk over what came after it.
+    changes: VecDeque<(u64, Id)>,
     /// The generation at each of the last ticks; the oldest bounds what a delta can cover.
     tick_gens: VecDeque<u64>,
     last_tick: Time,
@@ -114,8 +126,8 @@ pub(crate) struct Replication {
     ticks: u64,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
-    /// Nodes that pulled from us, and when last: new offers are pushed to them soon.
-    pullers: FastMap<Id, (Peer, Time)>,
+    /// Nodes that pulled from us lately: new offers are pushed to them soon.
+    pullers: FastMap<Id, Puller>,
     /// Keys whose offers go out with the next push (see [`offers::PUSH_BATCHES`]).
     to_push: Vec<Id>,
     last_push: Option<Time>,
@@ -143,7 +155,7 @@ impl Replication {
             level_sum: 0.0,
             lookups: 0,
             gen: 0,
-            changes: FastMap::default(),
+            changes: VecDeque::new(),
             tick_gens: VecDeque::new(),
             last_tick: Time::ZERO,
             previous_tick: Time::ZERO,
@@ -209,7 +221,7 @@ impl Replication {
     /// Records that our offer of `key` changed.
     fn touch(&mut self, key: Id) {
         self.gen += 1;
-        self.changes.insert(key, self.gen);
+        self.changes.push_back((self.gen, key));
     }
 
     /// `key` was dropped here: the caller drops its body too, unless we are its home.

@@ -2,14 +2,14 @@
 //! with offers it gets (fetch, renew, withdraw), and the change log that lets a pull be
 //! answered with a delta.
 
-use super::{millis, Replication, Timer};
+use super::{millis, Puller, Replication, Timer};
 use crate::beehive::holdings::{Considered, Demoted};
 use crate::beehive::wire::{
     in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
     MAX_OFFERS,
 };
 use crate::config::Mode;
-use crate::hash::FastSet;
+use crate::hash::{FastMap, FastSet};
 use crate::id::Id;
 use crate::message::{Request, Response};
 use crate::node::event::Event;
@@ -20,6 +20,10 @@ use std::time::Duration;
 
 /// Ticks of offer changes kept for delta answers; a puller further behind gets a full list.
 pub(super) const CHANGE_LOG_TICKS: usize = 8;
+/// A withdrawal at level l goes to pullers inside the arc of level l − this: a demotion
+/// moves an object down a level or two at a time, so a puller further out never held it at
+/// the level before (the periodic full list detaches whatever a larger jump leaves).
+const WITHDRAW_REACH: u8 = 2;
 /// A push goes out at once unless one went out less than an interval / this ago; then it
 /// waits for the end of that gap, gathering whatever else comes, one message per puller.
 /// At most this many push rounds per interval, so pushing keeps O(log N) messages per node
@@ -35,7 +39,59 @@ impl Replication {
             self.tick_gens.pop_front();
         }
         let floor = self.tick_gens.front().copied().unwrap_or(0);
-        self.changes.retain(|_, g| *g > floor);
+        while self.changes.front().is_some_and(|(g, _)| *g <= floor) {
+            self.changes.pop_front();
+        }
+    }
+
+    /// The keys whose offer changed after generation `since`, sorted, each once with the
+    /// generation of its last change.
+    fn changed_since(&self, since: u64) -> Vec<(Id, u64)> {
+        let start = self.changes.partition_point(|(g, _)| *g <= since);
+        let mut keys: Vec<(Id, u64)> = self.changes.range(start..).map(|(g, k)| (*k, *g)).collect();
+        // Newest change of each key first, then keep that one.
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        keys.dedup_by_key(|(k, _)| *k);
+        keys
+    }
+
+    /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
+    /// only from the key's home or from a node between itself and the home.
+    fn may_matter(ring: RingView<'_>, to: Id, key: Id) -> bool {
+        ring.owns(key) || ring.me().id.in_open_closed(to, key)
+    }
+
+    /// What changed for `to` since `since`: the offers (unless `full`, where the caller lists
+    /// every offer anyway, or `pushed` says a push already carried this change) and the
+    /// withdrawals.
+    fn delta(
+        &self,
+        now: Time,
+        ring: RingView<'_>,
+        to: Id,
+        since: u64,
+        full: bool,
+        pushed: &FastMap<Id, u64>,
+    ) -> (Vec<Offer>, Vec<Withdrawn>) {
+        let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
+        for (key, changed) in self.changed_since(since) {
+            if !Self::may_matter(ring, to, key) {
+                continue;
+            }
+            let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
+            match self.offer_to(now, to, key) {
+                Some(o) if !full && !was_pushed => offers.push(o),
+                Some(_) => {}
+                None => {
+                    let level = self.level_of(now, ring, key);
+                    if level.is_none_or(|l| in_arc(to, key, l.level.saturating_sub(WITHDRAW_REACH)))
+                    {
+                        withdrawn.push(Withdrawn { key, level });
+                    }
+                }
+            }
+        }
+        (offers, withdrawn)
     }
 
     /// Whether a delta since `since` can be answered from the change log.
@@ -106,9 +162,12 @@ impl Replication {
         stored
     }
 
-    /// The body fetch for `key` failed: a later offer may try again.
+    /// The body fetch for `key` failed: a later offer may try again. Deltas do not offer an
+    /// unchanged copy again, so the next pull to the node it came from asks for the full list.
     pub fn fetch_failed(&mut self, key: Id) {
-        self.holdings.fetch_failed(key);
+        if let Some(from) = self.holdings.fetch_failed(key) {
+            self.seen.remove(&from);
+        }
     }
 
     // ------------------------------------------------------------ requests we answer
@@ -121,8 +180,10 @@ impl Replication {
         pull: Pull,
     ) -> Response {
         let me = ring.me().id;
+        let mut pushed = FastMap::default();
         if self.cfg.mode == Mode::Beehive {
-            self.pullers.insert(from.id, (from, now));
+            let puller = Puller { peer: from, at: now, pushed: FastMap::default() };
+            pushed = self.pullers.insert(from.id, puller).map(|p| p.pushed).unwrap_or_default();
             for e in pull.counts {
                 if ring.owns(e.key) {
                     self.homes.count(e);
@@ -136,32 +197,20 @@ impl Replication {
         }
         let since = pull.since.filter(|g| self.covers(*g));
         let full = pull.full || since.is_none();
-        let mut offers = Vec::new();
-        let mut withdrawn = Vec::new();
-        if let Some(g) = since {
-            // What changed since `g` (a full answer lists the offers anyway and only takes
-            // the withdrawals); in a delta the bulk renewal covers the rest.
-            let mut keys: Vec<Id> =
-                self.changes.iter().filter(|(_, c)| **c > g).map(|(k, _)| *k).collect();
-            keys.sort_unstable();
-            for key in keys {
-                match self.offer_to(now, from.id, key) {
-                    Some(o) if !full => offers.push(o),
-                    Some(_) => {}
-                    None => withdrawn.push(Withdrawn { key, level: self.level_of(now, ring, key) }),
-                }
-            }
-        }
+        // What changed since `since` (a full answer lists the offers anyway and only takes
+        // the withdrawals); in a delta the bulk renewal covers the rest.
+        let (mut offers, mut withdrawn) = match since {
+            Some(g) => self.delta(now, ring, from.id, g, full, &pushed),
+            None => (Vec::new(), Vec::new()),
+        };
         if full {
-            // Every object whose arc holds the puller.
-            let keys: Vec<Id> = self
-                .homes
-                .iter()
-                .map(|(k, _)| *k)
-                .chain(self.holdings.iter().map(|(k, _)| k))
-                .collect();
+            // Every object whose arc holds the puller, from a node it takes offers from.
+            let keys =
+                self.homes.iter().map(|(k, _)| *k).chain(self.holdings.iter().map(|(k, _)| k));
             for key in keys {
-                offers.extend(self.offer_to(now, from.id, key));
+                if Self::may_matter(ring, from.id, key) {
+                    offers.extend(self.offer_to(now, from.id, key));
+                }
             }
         }
         offers.sort_unstable_by_key(|o| (o.level, o.key));
@@ -242,7 +291,22 @@ impl Replication {
             }
         }
         self.take_offers(now, ring, from, list.offers);
-        for w in list.withdrawn {
+        self.take_withdrawals(now, ring, from, list.withdrawn);
+        if !list.full && list.renew_ms > 0 {
+            let lease = Duration::from_millis(u64::from(list.renew_ms));
+            self.holdings.renew_from(from.id, now, lease);
+        }
+        self.seen.insert(from.id, list.gen);
+    }
+
+    fn take_withdrawals(
+        &mut self,
+        now: Time,
+        ring: RingView<'_>,
+        from: Peer,
+        withdrawn: Vec<Withdrawn>,
+    ) {
+        for w in withdrawn {
             if let Some(level) = w.level {
                 self.withdrawn_at(now, ring, from, w.key, level);
             }
@@ -250,11 +314,6 @@ impl Replication {
                 self.touch(w.key);
             }
         }
-        if !list.full && list.renew_ms > 0 {
-            let lease = Duration::from_millis(u64::from(list.renew_ms));
-            self.holdings.renew_from(from.id, now, lease);
-        }
-        self.seen.insert(from.id, list.gen);
     }
 
     /// `from` withdrew `key` at `level`: drop our copy if we lie outside that arc (and tell
@@ -341,32 +400,34 @@ impl Replication {
     }
 
     /// Sends the queued offers to the pullers that would take them (we are the home, or lie
-    /// between them and the key): one message per puller.
+    /// between them and the key): one message per puller. The puller's next delta leaves out
+    /// what a push already carried.
     pub(super) fn flush_pushes(&mut self, now: Time, ring: RingView<'_>) {
         self.timers.clear(Timer::Push);
         self.last_push = Some(now);
         let mut keys = std::mem::take(&mut self.to_push);
         keys.sort_unstable();
         keys.dedup();
-        let me = ring.me().id;
-        let keys: Vec<(Id, bool)> = keys.into_iter().map(|k| (k, ring.owns(k))).collect();
         let mut pullers: Vec<Peer> = self
             .pullers
             .values()
-            .filter(|(_, at)| self.recent_puller(*at, now))
-            .map(|(p, _)| *p)
+            .filter(|p| self.recent_puller(p.at, now))
+            .map(|p| p.peer)
             .collect();
         pullers.sort_unstable_by_key(|p| p.id);
         for p in pullers {
             let mut offers: Vec<Offer> = keys
                 .iter()
-                .filter(|(k, home)| *home || me.in_open_closed(p.id, *k))
-                .filter_map(|(k, _)| self.offer_to(now, p.id, *k))
+                .filter(|k| Self::may_matter(ring, p.id, **k))
+                .filter_map(|k| self.offer_to(now, p.id, *k))
                 .collect();
             if offers.is_empty() {
                 continue;
             }
             offers.truncate(MAX_OFFERS);
+            if let Some(q) = self.pullers.get_mut(&p.id) {
+                q.pushed.extend(offers.iter().map(|o| (o.key, self.gen)));
+            }
             self.send(p, Request::Push { offers });
         }
     }

@@ -15,8 +15,10 @@ use crate::peer::Peer;
 use crate::time::Time;
 use std::time::Duration;
 
-/// Every this many ticks a pull asks a finger for its full list.
-const FULL_PULL_EVERY: u64 = 6;
+/// Every this many ticks a pull asks a finger for its full list: a safety net only. Deltas
+/// carry every change, and a failed body fetch asks its source for a full list at once
+/// (`Replication::fetch_failed`), so what is left to repair is a lost answer's offers.
+const FULL_PULL_EVERY: u64 = 24;
 
 impl Replication {
     /// Arms the next tick: at the phase of the shared clock's interval given by our place on
@@ -125,7 +127,7 @@ impl Replication {
             self.touch(*key);
         }
         let mut pullers = std::mem::take(&mut self.pullers);
-        pullers.retain(|_, (_, at)| self.recent_puller(*at, now));
+        pullers.retain(|_, p| self.recent_puller(p.at, now));
         self.pullers = pullers;
         // Widened arcs fill at once; copies inside a narrowed arc learn their new level.
         self.push_offers(now, ring, &closed.changed);
