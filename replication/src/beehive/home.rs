@@ -29,7 +29,7 @@ const BAND_SIGMAS: f64 = 2.0;
 /// The widest band: wider, the objects held back at their old level (a band holds back as
 /// many promotions as demotions only where objects are spread evenly in log rate) leave the
 /// levels visibly short of the model.
-const BAND_CAP: f64 = 1.5;
+const BAND_CAP: f64 = 2.0;
 
 /// The hysteresis band for an object of smoothed rate `rate` (requests/s), intervals of
 /// `interval_s`: an object moves up a level once its rate is this factor above the level's
