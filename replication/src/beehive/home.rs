@@ -338,6 +338,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_band_is_two_deviations_of_the_estimator_and_capped() {
+        // r·T = 100 requests per interval: σ/r = √(0.3/1.7/100) = 0.042.
+        assert!((band(20.0, 5.0) - 1.084).abs() < 0.001, "{}", band(20.0, 5.0));
+        // Busier objects get a narrower band, faint and unmeasured ones the cap.
+        assert!(band(200.0, 5.0) < band(20.0, 5.0));
+        assert_eq!(band(0.01, 5.0), BAND_CAP);
+        assert_eq!(band(0.0, 5.0), BAND_CAP);
+        assert_eq!(band(f64::NAN, 5.0), BAND_CAP);
+    }
+
+    #[test]
     fn one_origin_cannot_dominate() {
         let home = Id(1);
         let honest = [(home, 10), (Id(2), 12), (Id(3), 9)];
