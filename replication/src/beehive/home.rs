@@ -24,9 +24,27 @@ pub const ORIGIN_FLOOR: u64 = 4;
 /// would make a demoted object look less popular than it is.
 const WIDE_TICKS: u8 = 12;
 
-/// An object moves up a level once its rate is this factor above the level's threshold, and
-/// down once it is this factor below.
-const BAND: f64 = 1.15;
+/// Deviations of the smoothed rate's noise the hysteresis band spans on each side.
+const BAND_SIGMAS: f64 = 2.0;
+/// The widest band: wider, the objects held back at their old level (a band holds back as
+/// many promotions as demotions only where objects are spread evenly in log rate) leave the
+/// levels visibly short of the model.
+const BAND_CAP: f64 = 2.0;
+
+/// The hysteresis band for an object of smoothed rate `rate` (requests/s), intervals of
+/// `interval_s`: an object moves up a level once its rate is this factor above the level's
+/// threshold, and down once it is this factor below. Sized from the estimator's own noise:
+/// an exponential average with weight `w` of Poisson counts over `T` s has variance
+/// `w/(2 − w)·r/T`, so the band is `1 + 2σ/r`; a rate that crosses it moved, noise seldom
+/// does. Capped at [`BAND_CAP`].
+pub fn band(rate: f64, interval_s: f64) -> f64 {
+    let w = SmoothedRate::WEIGHT;
+    let exposure = rate * interval_s;
+    if exposure.is_nan() || exposure <= 0.0 {
+        return BAND_CAP;
+    }
+    (1.0 + BAND_SIGMAS * (w / ((2.0 - w) * exposure)).sqrt()).min(BAND_CAP)
+}
 
 /// A surge: the home served at least this many times the smoothed rate itself in one
 /// interval, [`SURGE_SIGMAS`] Poisson deviations above it and at least [`SURGE_MIN`] requests.
@@ -59,6 +77,12 @@ pub struct HomeObject {
     /// When this home first served the object itself in the current interval: a surge that
     /// began mid-interval is measured over the time since, not the whole interval.
     pub first_served: Option<Time>,
+    /// The object has left the home-only level before: its first promotion ignores the
+    /// band (see `Homes::close_interval`).
+    pub replicated_before: bool,
+    /// This interval's requests were far beyond the rate's noise (a surge or a jump): the
+    /// level follows the new rate without the band.
+    jumped: bool,
 }
 
 impl HomeObject {
@@ -73,6 +97,8 @@ impl HomeObject {
             rate: SmoothedRate::default(),
             fetch_asked: false,
             first_served: None,
+            replicated_before: false,
+            jumped: false,
         }
     }
 
@@ -185,6 +211,8 @@ impl Homes {
                 && own as f64 >= SURGE_FACTOR * expected
                 && beyond_noise(own, expected, SURGE_SIGMAS);
             let first_served = obj.first_served.take();
+            let jump = total >= SURGE_MIN && beyond_noise(total, expected, JUMP_SIGMAS);
+            obj.jumped = surge || jump;
             if surge {
                 // Over the time since the first request, not counting that one (it only
                 // marks the start), so a surge that began mid-interval gets its full rate;
@@ -195,7 +223,7 @@ impl Homes {
                 let n = own.saturating_sub(1) as f64;
                 let since = (n - 2.0 * n.sqrt()).max(0.0) / served_for;
                 obj.rate.restart((total as f64 / interval_s).max(since));
-            } else if total >= SURGE_MIN && beyond_noise(total, expected, JUMP_SIGMAS) {
+            } else if jump {
                 // Relayed counts (a replicated object's requests mostly end at copies) that
                 // rose this far in one interval are a change, not noise: taken in faster.
                 // Not below SURGE_MIN, where a few stray requests are 3 σ of nothing.
@@ -217,17 +245,22 @@ impl Homes {
                     // The thresholds are quantiles of the measured rates (see the leader), so
                     // the measured rate itself is compared: noise that lifts one object over a
                     // threshold has already been counted against the others. A band around
-                    // each threshold, even in log rate so that it moves as many objects up as
-                    // it holds back, keeps noise from moving a whole arc of copies back and
-                    // forth every interval.
+                    // each threshold, sized from the rate's own noise (`band`), keeps noise
+                    // from moving a whole arc of copies back and forth every interval, and a
+                    // demoted copy from coming back unless its rate really rose. An object's
+                    // first promotion from home-only ignores the band: nothing can oscillate
+                    // yet, and holding every newcomer back leaves the levels short. Nor does
+                    // a rate that just jumped far past its noise (a popularity shift) wait.
                     let r = obj.rate.value();
                     let served = obj.info.is_some() && r > 0.0;
                     let cap = |level: usize| match k_prime.filter(|_| served) {
                         Some(k) => level.min(k) as u8,
                         None => level as u8,
                     };
-                    let clearly = cap(level_for_rate(t, r / BAND));
-                    let barely = cap(level_for_rate(t, r * BAND));
+                    let banded = (obj.replicated_before || obj.level < top) && !obj.jumped;
+                    let b = if banded { band(r, interval_s) } else { 1.0 };
+                    let clearly = cap(level_for_rate(t, r / b));
+                    let barely = cap(level_for_rate(t, r * b));
                     if obj.level > clearly {
                         clearly
                     } else if obj.level < barely {
@@ -238,6 +271,7 @@ impl Homes {
                 }
                 _ => top,
             };
+            obj.replicated_before |= level < top;
             if level != obj.level {
                 obj.previous_level = obj.previous_level.min(obj.level);
                 obj.wide_for = WIDE_TICKS;
@@ -302,6 +336,17 @@ pub fn capped_total(origins: &[(Id, u64)], home: Id) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_band_is_two_deviations_of_the_estimator_and_capped() {
+        // r·T = 100 requests per interval: σ/r = √(0.3/1.7/100) = 0.042.
+        assert!((band(20.0, 5.0) - 1.084).abs() < 0.001, "{}", band(20.0, 5.0));
+        // Busier objects get a narrower band, faint and unmeasured ones the cap.
+        assert!(band(200.0, 5.0) < band(20.0, 5.0));
+        assert_eq!(band(0.01, 5.0), BAND_CAP);
+        assert_eq!(band(0.0, 5.0), BAND_CAP);
+        assert_eq!(band(f64::NAN, 5.0), BAND_CAP);
+    }
 
     #[test]
     fn one_origin_cannot_dominate() {

@@ -22,45 +22,44 @@ const SLOW_WEIGHT: f64 = 0.1;
 
 /// Lookups per interval below which the measured average is too noisy to steer by.
 const MIN_LOOKUPS: u64 = 100;
-/// Gain of the correction per interval.
-const STEER_WEIGHT: f64 = 0.15;
+
+/// The correction loop (see docs/replication.md, "The controller"). The plant: the measured
+/// average answers a change of the solved target `u` after [`DELAY`] intervals (the result
+/// spreads on pull answers, copies go down the pull tree, lookups measure, and the report
+/// climbs back to key 0), with gain `g` (measured ≈ 0.65 at N = 128). An integrator
+/// `u(n+1) = u(n) + K·e(n)` on that plant has the characteristic polynomial
+/// `z^(d+1) − z^d + gK`; its double root `z* = d/(d+1)` is the fastest response that does
+/// not overshoot, at `gK = z*^d·(1 − z*)`.
+const DELAY: u32 = 4;
+/// Measured plant gain: hops the average moves per hop of target.
+const PLANT_GAIN: f64 = 0.65;
+/// An error farther than this share of C is a transient (first convergence, a popularity
+/// shift), not model error: it is not integrated.
+const TRANSIENT: f64 = 0.2;
+/// Each interval's error is clipped to this share of C before it is integrated.
+const ERROR_CLIP: f64 = 0.1;
+
+/// The integrator's gain `K`, from [`DELAY`] and [`PLANT_GAIN`] (see there).
+pub fn loop_gain() -> f64 {
+    let d = f64::from(DELAY);
+    let z = d / (d + 1.0);
+    z.powi(DELAY as i32) * (1.0 - z) / PLANT_GAIN
+}
 
 #[derive(Debug)]
 pub struct Leader {
     hop_cost: f64,
     objects: SmoothedRate,
-    /// Added to `C` before solving; see `solve`.
+    /// `u`: added to `C` before solving; see `solve`.
     correction: f64,
-    /// The previous result's `M` and storage per node: steering waits while `M` still moves,
-    /// and does not add copies before the ring has once stored what it was asked for.
-    asked: Option<Asked>,
-    /// The ring has stored what a result asked for at least once: its first convergence is
-    /// over.
-    placed_once: bool,
-    /// The previous interval's measured average was near the target.
-    was_near: bool,
-    /// Objects stored per node at the previous result.
-    last_stored: Option<f64>,
+    /// Results this leader has published: it integrates only once its first result has had
+    /// [`DELAY`] intervals to show in the measured average.
+    results: u32,
     /// Objects the homes had seen at the previous result.
     last_seen: Option<f64>,
     /// Share of requests per interval that went to an object no home had seen.
     discovery: SmoothedRate,
 }
-
-/// What a result asked of the ring.
-#[derive(Debug, Clone, Copy)]
-struct Asked {
-    objects: f64,
-    stored_per_node: f64,
-}
-
-/// `M` (and the stored copies) moving less than this share per interval: the ring's
-/// catalogue is known well enough for the measured average to say something about the
-/// levels rather than about objects not yet seen (or copies not yet placed).
-const SETTLED: f64 = 0.05;
-/// The measured average within this share of C: near enough to steer on. Farther off, the
-/// ring is still converging or recovering, and integrating that error winds up.
-const NEAR: f64 = 0.2;
 
 impl Leader {
     pub fn new(cfg: &ReplicationConfig) -> Self {
@@ -68,10 +67,7 @@ impl Leader {
             hop_cost: cfg.initial_hop_cost,
             objects: SmoothedRate::default(),
             correction: 0.0,
-            asked: None,
-            was_near: false,
-            placed_once: false,
-            last_stored: None,
+            results: 0,
             last_seen: None,
             discovery: SmoothedRate::default(),
         }
@@ -98,6 +94,31 @@ impl Leader {
     /// The hop cost per level the next result uses.
     pub fn hop_cost(&self) -> f64 {
         self.hop_cost
+    }
+
+    /// The correction `u` the next result adds to `C`.
+    pub fn correction(&self) -> f64 {
+        self.correction
+    }
+
+    /// One step of the correction loop on the measured average `measured` (hops per lookup)
+    /// for target `c`; `ceiling` is the most `u` can usefully be (every object home-only).
+    /// Errors beyond [`TRANSIENT`]·C are not integrated, the rest is clipped to
+    /// ±[`ERROR_CLIP`]·C, and `u` stays in [`correction_range`] and below `ceiling`
+    /// (anti-windup: at a bound the integrator holds).
+    fn steer(&mut self, c: f64, measured: f64, ceiling: f64) {
+        if self.results < DELAY || !measured.is_finite() {
+            return;
+        }
+        let error = c - measured;
+        if error.abs() >= TRANSIENT * c {
+            return;
+        }
+        let error = error.clamp(-ERROR_CLIP * c, ERROR_CLIP * c);
+        let next = correction_range(c, self.correction + loop_gain() * error);
+        // Only as far as it changes anything: past `ceiling` every object is home-only.
+        self.correction =
+            if next > self.correction { next.min(ceiling.max(self.correction)) } else { next };
     }
 
     /// Solves for the ring described by `report`. `None` when there is not yet enough
@@ -146,27 +167,6 @@ impl Leader {
         }
         let objects = self.objects.value().max(seen);
         let nodes = (report.nodes as f64).max(1.0);
-        // Until the copies the last result asked for are in place, the measured average says
-        // how far placement lags, not how far the model is off: steering on it then winds the
-        // correction up, and the ring overshoots once the copies land. Placed: the stored
-        // copies and `M` no longer move.
-        let stored = report.stored as f64 / nodes;
-        let moving =
-            self.last_stored.replace(stored).is_none_or(|s| (stored / s - 1.0).abs() >= SETTLED);
-        let settled =
-            !moving && self.asked.is_some_and(|a| (objects / a.objects - 1.0).abs() < SETTLED);
-        // The ring's first convergence is placement catching up, all of it: the average comes
-        // down toward C over many intervals while M and the stored copies still move a few
-        // per cent per interval, and steering on that lowers the target; the copies that adds
-        // outlast the correction. So no copies are added by steering until the ring has once
-        // stored what it was asked for. A one-time gate, not a test on every interval: stored
-        // and asked are both noisy, and a gate on them would block corrections one way more
-        // often than the other, so the target would ratchet. Settled too: in the first
-        // intervals, while M is a fraction of the catalogue, the ring briefly stores more
-        // than the small model asks.
-        if settled && self.asked.is_some_and(|a| stored >= a.stored_per_node) {
-            self.placed_once = true;
-        }
         let params = LevelParams {
             base: 2.0,
             nodes,
@@ -176,25 +176,14 @@ impl Leader {
             hop_cost_per_level: self.hop_cost(),
         };
         // Steer on the measured average: a level's real hop cost is not exactly h per level
-        // (reaching an arc costs a little more than the halving steps), so the model's average
-        // and the measured one differ. Integrated slowly, and only near the target, so the
-        // first convergence (measured ≫ C) does not wind the correction up.
-        // A disturbance (a popularity shift) also throws the average far off for an interval;
-        // the interval after it is recovery, not model error, so steering waits for two near
-        // the target in a row.
+        // (reaching an arc costs a little more than the halving steps), and copies outside
+        // their arc make the ring cost less than the model; the loop removes that offset.
+        // With a storage budget C is whatever fits: no steering.
         if cfg.budget.is_none() && report.lookups >= MIN_LOOKUPS {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
-            let near = (measured - c).abs() < NEAR * c;
-            let was_near = std::mem::replace(&mut self.was_near, near);
-            // No winding up past the point where every object is home-only: on a ring so
-            // small that plain Chord beats C, a larger target changes nothing.
-            let home_only = (c + self.correction) >= params.top_level() as f64 * self.hop_cost;
-            let converging = !self.placed_once && measured > c;
-            if settled && near && was_near && !converging && !(home_only && measured < c) {
-                let step = STEER_WEIGHT * (c - measured);
-                self.correction = correction_range(c, self.correction + step);
-            }
+            let ceiling = params.top_level() as f64 * self.hop_cost - c;
+            self.steer(c, measured, ceiling);
         }
         let steered = (cfg.target_hops + self.correction).max(0.0);
         let params = LevelParams { target_hops: steered, ..params };
@@ -211,7 +200,7 @@ impl Leader {
             summary.rate_at_rank(r).unwrap_or_else(|| fit.rate_of_rank(r))
         });
         let model_stored_per_node = solution.replicas_per_node(nodes);
-        self.asked = Some(Asked { objects, stored_per_node: model_stored_per_node });
+        self.results = self.results.saturating_add(1);
         let result = LevelResult {
             epoch,
             leader: me,

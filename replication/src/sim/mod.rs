@@ -27,7 +27,10 @@ mod scenario;
 pub use config::{Churn, Latency, SimConfig};
 pub use objects::Catalog;
 pub use oracle::{RingCheck, Truth};
-pub use report::{IntervalReport, LookupTotals, ReplicationStats, Report, MAX_HOP_BUCKET};
+use report::FillLedger;
+pub use report::{
+    FillCauses, IntervalReport, LookupTotals, ReplicationStats, Report, MAX_HOP_BUCKET,
+};
 pub use scenario::{run, Progress};
 
 use crate::beehive::wire::Offer;
@@ -145,6 +148,8 @@ pub struct Sim {
     log: blake3::Hasher,
     events_processed: u64,
     counters: IntervalCounters,
+    /// Each node's past fills, to tell why it fetches a body.
+    fills: FillLedger,
     by_kind: BTreeMap<&'static str, u64>,
     encode_buf: Vec<u8>,
     origin: Option<Origin>,
@@ -179,6 +184,7 @@ impl Sim {
             log: blake3::Hasher::new(),
             events_processed: 0,
             counters: IntervalCounters::default(),
+            fills: FillLedger::default(),
             by_kind: BTreeMap::new(),
             encode_buf: Vec::with_capacity(4096),
             origin: None,
@@ -214,6 +220,13 @@ impl Sim {
     pub fn reverse_popularity(&mut self) {
         if let Some(o) = self.origin.as_mut() {
             o.reverse();
+        }
+    }
+
+    /// A shift of the top ranks: the `s` most popular objects trade places with the next `s`.
+    pub fn swap_top_ranks(&mut self, s: usize) {
+        if let Some(o) = self.origin.as_mut() {
+            o.swap_top(s);
         }
     }
 
@@ -364,6 +377,7 @@ impl Sim {
         n.node = Some(node);
         n.incarnation += 1;
         n.wake_at = None;
+        self.fills.started(i, u64::try_from(self.now.as_millis()).unwrap_or(u64::MAX));
         self.membership_changed();
         self.drain(i);
     }
@@ -783,6 +797,7 @@ impl Sim {
             if let Some(node) = self.nodes[i].node.as_mut() {
                 node.replica_stored(now, from, f.offer);
             }
+            self.fills.stored(i, &f.offer, &mut self.counters.rep.fills);
             self.counters.rep.body_fetches += 1;
             self.counters.rep.body_bytes += size;
         } else {

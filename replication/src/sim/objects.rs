@@ -34,13 +34,23 @@ pub(crate) struct Origin {
     zipf: Zipf<f64>,
     /// Rank `r` (1-based) asks for object `r − 1`, or `M − r` once reversed.
     reversed: bool,
+    /// Ranks `1..=2s` are rotated by `s` before that: the top `s` objects drop `s` ranks and
+    /// the next `s` take their place ([`Origin::swap_top`]).
+    swapped: usize,
 }
 
 impl Origin {
     pub fn new(c: &Catalog) -> Result<Self, String> {
         let zipf = Zipf::new(c.objects as f64, c.alpha).map_err(|e| e.to_string())?;
         let keys = (0..c.objects).map(|i| Id::hash(format!("/o/{i}").as_bytes())).collect();
-        Ok(Origin { keys, content: vec![0; c.objects], size: c.size, zipf, reversed: false })
+        Ok(Origin {
+            keys,
+            content: vec![0; c.objects],
+            size: c.size,
+            zipf,
+            reversed: false,
+            swapped: 0,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -49,7 +59,11 @@ impl Origin {
 
     /// The object of popularity `rank` (1-based) under the current order.
     pub fn index_of_rank(&self, rank: usize) -> usize {
-        let r = rank.clamp(1, self.keys.len());
+        let mut r = rank.clamp(1, self.keys.len());
+        let s = self.swapped;
+        if r <= 2 * s {
+            r = (r - 1 + s) % (2 * s) + 1;
+        }
         if self.reversed {
             self.keys.len() - r
         } else {
@@ -74,6 +88,12 @@ impl Origin {
 
     pub fn reverse(&mut self) {
         self.reversed = !self.reversed;
+    }
+
+    /// A shift of the top ranks, not a reversal: the `s` most popular objects trade places
+    /// with the next `s` (at most half the catalogue). `0` restores the order.
+    pub fn swap_top(&mut self, s: usize) {
+        self.swapped = s.min(self.keys.len() / 2);
     }
 
     /// The hash of the body the origin serves now for `index`.

@@ -108,6 +108,8 @@ pub struct ReplicationStats {
     /// Bodies moved between nodes (replica and cache fills), and their bytes.
     pub body_fetches: u64,
     pub body_bytes: u64,
+    /// `body_fetches` by cause.
+    pub fills: FillCauses,
     /// Body fetches refused because the hash did not match.
     pub body_rejected: u64,
     /// Bodies fetched from the origin by homes.
@@ -237,7 +239,7 @@ impl Report {
         if self.intervals.iter().any(|i| i.replication.is_some()) {
             let _ = writeln!(
                 s,
-                "{:>7} {:>6} {:>8} {:>8} {:>9} {:>11} {:>7} {:>7} {:>6} {:>6} {:>8} {:>5}",
+                "{:>7} {:>6} {:>8} {:>8} {:>9} {:>11} {:>7} {:>23} {:>7} {:>6} {:>6} {:>8} {:>5}",
                 "t(s)",
                 "hops",
                 "stored/n",
@@ -245,6 +247,7 @@ impl Report {
                 "ctl msg/n",
                 "ctl bytes/n",
                 "fills",
+                "prom/ret/lease/churn/v",
                 "origin",
                 "stale",
                 "alpha",
@@ -255,7 +258,7 @@ impl Report {
                 let Some(r) = &i.replication else { continue };
                 let _ = writeln!(
                     s,
-                    "{:>7.0} {:>6.3} {:>8.1} {:>8.1} {:>9.1} {:>11.0} {:>7} {:>7} {:>6} {:>6.3} {:>8.0} {:>5.2}",
+                    "{:>7.0} {:>6.3} {:>8.1} {:>8.1} {:>9.1} {:>11.0} {:>7} {:>23} {:>7} {:>6} {:>6.3} {:>8.0} {:>5.2}",
                     i.end_s,
                     i.mean_hops,
                     r.stored_per_node,
@@ -263,6 +266,14 @@ impl Report {
                     r.control_messages_per_node,
                     r.control_bytes_per_node,
                     r.body_fetches,
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        r.fills.promotion,
+                        r.fills.returned,
+                        r.fills.lease_expiry,
+                        r.fills.churn,
+                        r.fills.new_version
+                    ),
                     r.origin_fetches,
                     r.stale_served,
                     r.alpha,
@@ -310,5 +321,83 @@ impl Report {
             self.event_log_hash, self.events_processed
         );
         s
+    }
+}
+
+/// Replica and cache fills in one interval, by why the node fetched the body.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct FillCauses {
+    /// The node never held the object, and was on the ring when its level was set: the
+    /// object was promoted onto it.
+    pub promotion: u64,
+    /// The node held the object before under an older level: a demoted (or lapsed) copy
+    /// came back.
+    pub returned: u64,
+    /// The node held this very level of the object before and lost it (its lease ran out):
+    /// a copy fetched again though its level stood.
+    pub lease_expiry: u64,
+    /// The node joined after the object's level was set: churn moved the arc onto it.
+    pub churn: u64,
+    /// A newer version of an object the node held (the origin's body changed).
+    pub new_version: u64,
+    /// A passive-mode cache fill.
+    pub cache: u64,
+}
+
+impl FillCauses {
+    pub fn total(&self) -> u64 {
+        self.promotion
+            + self.returned
+            + self.lease_expiry
+            + self.churn
+            + self.new_version
+            + self.cache
+    }
+}
+
+/// What each node last fetched, per key, to tell a fill's cause ([`FillCauses`]).
+#[derive(Debug, Default)]
+pub(crate) struct FillLedger {
+    nodes: Vec<NodeFills>,
+}
+
+#[derive(Debug, Default)]
+struct NodeFills {
+    /// The shared clock (ms) when this incarnation of the node started.
+    since_ms: u64,
+    /// key → (level stamp, version) of the last copy stored.
+    held: crate::hash::FastMap<crate::id::Id, (u64, u64)>,
+}
+
+impl FillLedger {
+    /// Node `i` (re)started at `now_ms`: it remembers nothing.
+    pub(crate) fn started(&mut self, i: usize, now_ms: u64) {
+        if self.nodes.len() <= i {
+            self.nodes.resize_with(i + 1, NodeFills::default);
+        }
+        self.nodes[i] = NodeFills { since_ms: now_ms, held: Default::default() };
+    }
+
+    /// Node `i` stored the body `offer` describes: counts the fill under its cause.
+    pub(crate) fn stored(
+        &mut self,
+        i: usize,
+        offer: &crate::beehive::wire::Offer,
+        into: &mut FillCauses,
+    ) {
+        if self.nodes.len() <= i {
+            self.nodes.resize_with(i + 1, NodeFills::default);
+        }
+        let n = &mut self.nodes[i];
+        let now = (offer.stamp, offer.info.version);
+        let cause = match n.held.insert(offer.key, now) {
+            _ if offer.stamp == 0 && !offer.renewable => &mut into.cache,
+            Some((_, version)) if offer.info.version > version => &mut into.new_version,
+            Some((stamp, _)) if stamp == offer.stamp => &mut into.lease_expiry,
+            Some(_) => &mut into.returned,
+            None if offer.stamp < n.since_ms => &mut into.churn,
+            None => &mut into.promotion,
+        };
+        *cause += 1;
     }
 }
