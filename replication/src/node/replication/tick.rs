@@ -18,7 +18,7 @@ use std::time::Duration;
 /// Every this many ticks a pull asks a finger for its full list: a safety net only. Deltas
 /// carry every change, and a failed body fetch asks its source for a full list at once
 /// (`Replication::fetch_failed`), so what is left to repair is a lost answer's offers.
-const FULL_PULL_EVERY: u64 = 24;
+const FULL_PULL_EVERY: u64 = 6;
 
 impl Replication {
     /// Arms the next tick: at the phase of the shared clock's interval given by our place on
