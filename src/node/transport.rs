@@ -305,13 +305,7 @@ impl Transport {
         body: Bytes,
         wait: Duration,
     ) -> Result<bool, BodyError> {
-        if body.len() > self.wire.max_body {
-            return Err(BodyError::TooLarge);
-        }
-        match self.request_body(to, move |id| BodyMsg::Store { id, key, body }, wait).await? {
-            BodyMsg::Stored { accepted, .. } => Ok(accepted),
-            _ => Err(BodyError::Malformed),
-        }
+        self.hand_body(to, body, wait, move |id, body| BodyMsg::Store { id, key, body }).await
     }
 
     /// Gives `to` (our successor) the copy of our home object `key`. `Ok(false)`: refused
@@ -323,10 +317,21 @@ impl Transport {
         body: Bytes,
         wait: Duration,
     ) -> Result<bool, BodyError> {
+        self.hand_body(to, body, wait, move |id, body| BodyMsg::Copy { id, key, body }).await
+    }
+
+    /// Sends a body for `to` to keep (a handoff or a successor copy); both answer `Stored`.
+    async fn hand_body(
+        &self,
+        to: Peer,
+        body: Bytes,
+        wait: Duration,
+        message: impl FnOnce(u64, Bytes) -> BodyMsg,
+    ) -> Result<bool, BodyError> {
         if body.len() > self.wire.max_body {
             return Err(BodyError::TooLarge);
         }
-        match self.request_body(to, move |id| BodyMsg::Copy { id, key, body }, wait).await? {
+        match self.request_body(to, move |id| message(id, body), wait).await? {
             BodyMsg::Stored { accepted, .. } => Ok(accepted),
             _ => Err(BodyError::Malformed),
         }
