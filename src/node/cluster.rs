@@ -135,7 +135,7 @@ impl Ring {
             return;
         }
         let id = ring_id(key);
-        if let Ok(body) = self.transport.fetch_copy(holder, id, COPY_WAIT).await {
+        if let Ok(body) = self.transport.fetch_copy(holder, id, None, COPY_WAIT).await {
             BodyStore::put(&self.store, id, StoredObject::new(body));
         }
     }
@@ -334,7 +334,7 @@ impl HomeService for RingCluster {
             .snapshot
             .load()
             .predecessor_peer
-            .is_some_and(|p| key.in_open_closed(p.id, ring.me.id) || p.id == ring.me.id);
+            .is_some_and(|p| key.in_open_closed(p.id, ring.me.id));
         let (hash, size) = (object.hash, object.body.len() as u64);
         // The core must hear of a stored home object, or a hit drops it: with the driver's
         // queue full, it waits as a copy for the next sync to take it on.

@@ -27,8 +27,12 @@ const WAIT: Duration = Duration::from_secs(2);
 /// Without a known predecessor the arc is unknown and nothing is listed.
 pub fn home_keys(store: &dyn BodyStore, snap: &RingSnapshot, me: Id) -> Vec<(Id, [u8; 32])> {
     let Some(pred) = snap.predecessor_peer else { return Vec::new() };
-    let home = |k: Id| k.in_open_closed(pred.id, me) || pred.id == me;
-    store.list().into_iter().filter(|(k, _, _)| home(*k)).map(|(k, _, h)| (k, h)).collect()
+    store
+        .list()
+        .into_iter()
+        .filter(|(k, _, _)| k.in_open_closed(pred.id, me))
+        .map(|(k, _, h)| (k, h))
+        .collect()
 }
 
 /// What the task works with.
@@ -95,10 +99,16 @@ impl CopyKeeper {
     async fn take_on(&self, pred: Peer, me: Id) {
         let mine = self.transport.copies().take(|k| k.in_open_closed(pred.id, me));
         for (key, object) in mine {
-            let (hash, size) = (object.hash, object.body.len() as u64);
-            self.store.put(key, object);
-            let _ = self.commands.send(Command::PutHome { key, hash, size }).await;
+            self.keep_home(key, object).await;
         }
+    }
+
+    /// Stores `object` as a home object and tells the core, which otherwise would not count
+    /// it as ours and the next local hit would drop it.
+    async fn keep_home(&self, key: Id, object: StoredObject) {
+        let (hash, size) = (object.hash, object.body.len() as u64);
+        self.store.put(key, object);
+        let _ = self.commands.send(Command::PutHome { key, hash, size }).await;
     }
 
     /// Gives `succ` the copies it lacks.
@@ -131,14 +141,9 @@ impl CopyKeeper {
             if self.store.get(key).is_some() {
                 continue;
             }
-            let Ok(body) = self.transport.fetch_copy(succ, key, WAIT).await else { continue };
-            if blake3::hash(&body).as_bytes() != &hash {
-                self.metrics.reject_body("hash_mismatch");
-                continue;
-            }
-            let size = body.len() as u64;
-            self.store.put(key, StoredObject { body, hash });
-            let _ = self.commands.send(Command::PutHome { key, hash, size }).await;
+            let copy = self.transport.fetch_copy(succ, key, Some(&hash), WAIT).await;
+            let Ok(body) = copy else { continue };
+            self.keep_home(key, StoredObject { body, hash }).await;
             taken += 1;
         }
         if taken > 0 {

@@ -317,7 +317,7 @@ impl Driver {
     fn copies_in_arc(&self, new: Option<Peer>) -> Vec<(Id, StoredObject)> {
         let Some(new) = new else { return Vec::new() };
         let me = self.transport.me().id;
-        self.transport.copies().take(|key| key.in_open_closed(new.id, me) || new.id == me)
+        self.transport.copies().take(|key| key.in_open_closed(new.id, me))
     }
 
     /// Fetches a replica body in a task of its own and reports back as a command.

@@ -245,18 +245,7 @@ impl Transport {
         wait: Duration,
     ) -> Result<Bytes, BodyError> {
         let answer = self.request_body(from, |id| BodyMsg::Fetch { id, key, hash }, wait).await;
-        let result = match answer {
-            Ok(BodyMsg::Found { body, .. }) if body.len() > self.wire.max_body => {
-                Err(BodyError::TooLarge)
-            }
-            Ok(BodyMsg::Found { body, .. }) if blake3::hash(&body).as_bytes() != &hash => {
-                Err(BodyError::HashMismatch)
-            }
-            Ok(BodyMsg::Found { body, .. }) => Ok(body),
-            Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
-            Ok(_) => Err(BodyError::Malformed),
-            Err(e) => Err(e),
-        };
+        let result = self.found_body(answer, Some(&hash));
         match &result {
             Ok(_) => {
                 self.wire.metrics.bodies_fetched.inc();
@@ -264,6 +253,27 @@ impl Transport {
             Err(e) => self.wire.metrics.reject_body(e.reason()),
         }
         result
+    }
+
+    /// The body in a `Found` answer, within the size bound and, given `hash`, matching it.
+    fn found_body(
+        &self,
+        answer: Result<BodyMsg, BodyError>,
+        hash: Option<&[u8; 32]>,
+    ) -> Result<Bytes, BodyError> {
+        match answer? {
+            BodyMsg::Found { body, .. } if body.len() > self.wire.max_body => {
+                Err(BodyError::TooLarge)
+            }
+            BodyMsg::Found { body, .. }
+                if hash.is_some_and(|h| blake3::hash(&body).as_bytes() != h) =>
+            {
+                Err(BodyError::HashMismatch)
+            }
+            BodyMsg::Found { body, .. } => Ok(body),
+            BodyMsg::Missing { .. } => Err(BodyError::Missing),
+            _ => Err(BodyError::Malformed),
+        }
     }
 
     /// Installs what answers loads and purges for the objects this node is home for.
@@ -351,24 +361,17 @@ impl Transport {
         }
     }
 
-    /// Asks `from` for any copy it holds of `key` (a successor copy or its own). The body is
-    /// not checked against a hash: the asker has none, and `from` proved the secret.
+    /// Asks `from` for any copy it holds of `key` (a successor copy or its own), checked
+    /// against `hash` when the asker has one (a miss has none; `from` proved the secret).
     pub async fn fetch_copy(
         &self,
         from: Peer,
         key: Id,
+        hash: Option<&[u8; 32]>,
         wait: Duration,
     ) -> Result<Bytes, BodyError> {
-        let result = match self.request_body(from, |id| BodyMsg::FetchCopy { id, key }, wait).await
-        {
-            Ok(BodyMsg::Found { body, .. }) if body.len() > self.wire.max_body => {
-                Err(BodyError::TooLarge)
-            }
-            Ok(BodyMsg::Found { body, .. }) => Ok(body),
-            Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
-            Ok(_) => Err(BodyError::Malformed),
-            Err(e) => Err(e),
-        };
+        let answer = self.request_body(from, |id| BodyMsg::FetchCopy { id, key }, wait).await;
+        let result = self.found_body(answer, hash);
         match &result {
             Ok(_) => {
                 self.wire.metrics.copies_fetched.inc();
