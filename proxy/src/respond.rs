@@ -126,14 +126,8 @@ impl Responder {
         if status != StatusCode::NOT_MODIFIED {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let sent = if ctx.head { 0 } else { body.len() as u64 };
-        self.metrics.response(status.as_u16(), Some(served.result), sent);
-        let body =
-            if ctx.head || status == StatusCode::NOT_MODIFIED { empty() } else { full(body) };
-        let mut res = Response::new(body);
-        *res.status_mut() = status;
-        *res.headers_mut() = headers;
-        res
+        let body = if status == StatusCode::NOT_MODIFIED { None } else { Some(body) };
+        self.respond(ctx, status, headers, body, served.result)
     }
 
     /// A fresh local hit on a request with no conditional or range headers: the object's
@@ -141,16 +135,24 @@ impl Responder {
     fn plain_hit(&self, ctx: &Admitted, obj: &CachedObject, now: SystemTime) -> Response<Body> {
         let mut headers = obj.prepared.hit_head.get_or_init(|| hit_head(obj)).clone();
         headers.insert(header::AGE, HeaderValue::from(obj.policy.age(now).as_secs()));
-        if let Some(v) = &self.via {
-            headers.append(header::VIA, v.clone());
-        }
-        if let Some(v) = &self.node {
-            headers.insert(HeaderName::from_static("x-beehive-node"), v.clone());
-        }
+        self.sign(&mut headers);
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let sent = if ctx.head { 0 } else { obj.body.len() as u64 };
-        self.metrics.response(status.as_u16(), Some(CacheResult::Hit), sent);
-        let mut res = Response::new(if ctx.head { empty() } else { full(obj.body.clone()) });
+        self.respond(ctx, status, headers, Some(obj.body.clone()), CacheResult::Hit)
+    }
+
+    /// Counts the response and builds it; `None` (a 304) and `HEAD` send no body.
+    fn respond(
+        &self,
+        ctx: &Admitted,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        result: CacheResult,
+    ) -> Response<Body> {
+        let body = body.filter(|_| !ctx.head);
+        let sent = body.as_ref().map_or(0, |b| b.len() as u64);
+        self.metrics.response(status.as_u16(), Some(result), sent);
+        let mut res = Response::new(body.map_or_else(empty, full));
         *res.status_mut() = status;
         *res.headers_mut() = headers;
         res
@@ -164,17 +166,15 @@ impl Responder {
         hops: u32,
         level: Option<u8>,
     ) {
+        cache_headers(headers, result, hops, level);
+        self.sign(headers);
+    }
+
+    /// Adds this node's `Via` and `X-Beehive-Node`: the headers a shared store's ready head
+    /// must not hold.
+    fn sign(&self, headers: &mut HeaderMap) {
         if let Some(v) = &self.via {
             headers.append(header::VIA, v.clone());
-        }
-        headers
-            .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(result.as_str()));
-        headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(hops));
-        if let Some(l) = level {
-            headers.insert(
-                HeaderName::from_static("x-beehive-level"),
-                HeaderValue::from(u16::from(l)),
-            );
         }
         if let Some(v) = &self.node {
             headers.insert(HeaderName::from_static("x-beehive-node"), v.clone());
@@ -190,13 +190,17 @@ impl Responder {
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        if let Some(v) = &self.via {
-            h.insert(header::VIA, v.clone());
-        }
-        if let Some(v) = &self.node {
-            h.insert(HeaderName::from_static("x-beehive-node"), v.clone());
-        }
+        self.sign(h);
         res
+    }
+}
+
+/// `X-Cache`, `X-Beehive-Hops` and, for a replica, `X-Beehive-Level`.
+fn cache_headers(headers: &mut HeaderMap, result: CacheResult, hops: u32, level: Option<u8>) {
+    headers.insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(result.as_str()));
+    headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(hops));
+    if let Some(l) = level {
+        headers.insert(HeaderName::from_static("x-beehive-level"), HeaderValue::from(u16::from(l)));
     }
 }
 
@@ -213,11 +217,7 @@ fn plain(req: &HeaderMap) -> bool {
 fn hit_head(obj: &CachedObject) -> HeaderMap {
     let mut headers = obj.headers.clone();
     headers.remove(header::CONTENT_LENGTH);
-    headers.insert(
-        HeaderName::from_static("x-cache"),
-        HeaderValue::from_static(CacheResult::Hit.as_str()),
-    );
-    headers.insert(HeaderName::from_static("x-beehive-hops"), HeaderValue::from(0u32));
+    cache_headers(&mut headers, CacheResult::Hit, 0, None);
     if obj.status == 200 {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
