@@ -250,7 +250,7 @@ impl Ring {
     async fn load_here(&self, key: ObjectKey, load: LoadRequest) -> Fetch {
         let id = ring_id(key);
         if self.store.get_hashed(&key).is_none() {
-            if let Some((_, object)) = self.transport.copies().take(|k| k == id).pop() {
+            if let Some(object) = self.transport.copies().take_key(id) {
                 BodyStore::put(&self.store, id, object);
             } else if let Some(succ) = self.snapshot.load().successor_peer {
                 if succ.id != self.me.id {

@@ -96,6 +96,11 @@ impl Copies {
         self.lock().held.get(&key).map(|h| h.object.clone())
     }
 
+    /// Takes (removes and returns) the copy of `key`, if held: this node became its home.
+    pub fn take_key(&self, key: Id) -> Option<StoredObject> {
+        self.lock().drop_key(key)
+    }
+
     /// Takes (removes and returns) every copy whose key `in_arc` accepts: this node became
     /// their home.
     pub fn take(&self, in_arc: impl Fn(Id) -> bool) -> Vec<(Id, StoredObject)> {
