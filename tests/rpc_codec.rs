@@ -12,6 +12,7 @@ use beehive::rpc::frame::{
     SESSION_CONTEXT, UNAUTHENTICATED_MAX_FRAME_LEN, VERSION,
 };
 use beehive::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Nonce, Payload};
+use beehive_replication::beehive::wire::ObjectInfo;
 use beehive_replication::message::MAX_LISTED_PEERS;
 use beehive_replication::{Id, Message, NextHop, Peer, Request, Response};
 use bytes::{Bytes, BytesMut};
@@ -120,6 +121,14 @@ fn payloads() -> Vec<Payload> {
             extra: vec![(Id(9), [4; 32])],
         }),
         Payload::Body(BodyMsg::FetchCopy { id: 16, key: Id(9) }),
+        Payload::Body(BodyMsg::Get { id: 17, key: Id(10) }),
+        Payload::Body(BodyMsg::Served {
+            id: 17,
+            level: 3,
+            object: Some(ObjectInfo { version: 2, hash: [5; 32], size: 700 }),
+            body: Bytes::from(vec![6; 700]),
+        }),
+        Payload::Body(BodyMsg::Served { id: 18, level: 0, object: None, body: Bytes::new() }),
     ]);
     all
 }

@@ -17,16 +17,17 @@
 //! A home without the body likewise asks its successor's copy before the origin.
 
 use super::copy_sync::home_keys;
-use super::driver::{Command, Found, HitCounts};
+use super::driver::{Command, DirectLookups, Found, HitCounts};
 use super::snapshot::RingSnapshot;
 use super::store::{BodyStore, StoredObject};
 use super::transport::{BoxFuture as HomeFuture, HomeService, Transport};
+use crate::rpc::BodyMsg;
 use arc_swap::ArcSwap;
 use beehive_proxy::{
     BoxFuture, Cluster, ClusterError, Fetch, Fetched, Flights, LoadRequest, Loader, ObjectKey,
     ObjectStore,
 };
-use beehive_replication::node::NO_RESULT_LEVEL;
+use beehive_replication::node::{ObjectAnswer, NO_RESULT_LEVEL};
 use beehive_replication::{Id, Peer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,9 @@ const BODY_WAIT: Duration = Duration::from_secs(15);
 /// How long a successor copy is waited for before the origin is asked instead: a copy is
 /// one loopback-to-LAN round trip away, and the node asked may be the silent one.
 const COPY_WAIT: Duration = Duration::from_millis(500);
+/// How long a direct request to the successor home is waited for before the lookup is made
+/// after all (which routes around a home that went silent).
+const DIRECT_WAIT: Duration = Duration::from_secs(1);
 
 /// The ring as the HTTP face sees it. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -51,6 +55,7 @@ struct Ring {
     me: Peer,
     commands: mpsc::Sender<Command>,
     served: HitCounts,
+    direct: DirectLookups,
     transport: Transport,
     store: ObjectStore,
     loader: Loader,
@@ -78,6 +83,7 @@ impl RingCluster {
         me: Peer,
         commands: mpsc::Sender<Command>,
         served: HitCounts,
+        direct: DirectLookups,
         transport: Transport,
         store: ObjectStore,
         loader: Loader,
@@ -88,6 +94,7 @@ impl RingCluster {
             me,
             commands,
             served,
+            direct,
             transport,
             store,
             loader,
@@ -150,6 +157,24 @@ impl Ring {
         if refresh {
             return self.load_at_home(key, load).await;
         }
+        if let Some(home) = self.successor_home(id) {
+            match self.transport.get_from(home, id, DIRECT_WAIT).await {
+                Ok((level, object, body)) => {
+                    self.direct.record(id, home, ObjectAnswer { level, object });
+                    return match object {
+                        Some(info) => Ok(Fetched {
+                            object: body,
+                            hops: 1,
+                            level: shown(level),
+                            cacheable: true,
+                            hash: Some(info.hash),
+                        }),
+                        None => self.load_from(home, 1, shown(level), key, load).await,
+                    };
+                }
+                Err(e) => tracing::debug!(?id, peer = ?home, error = %e, "direct get failed"),
+            }
+        }
         match self.ask(|reply| Command::Fetch { key: id, reply }).await {
             Found::Failed { hops } => {
                 Err(ClusterError::Unavailable(format!("lookup failed after {hops} hops")))
@@ -187,6 +212,14 @@ impl Ring {
                 self.load_from(holder, hops, None, key, load).await
             }
         }
+    }
+
+    /// Our successor, when it is `key`'s home as we see the ring: our object lookup would
+    /// ask it, and only it, first; asking it directly ([`Transport::get_from`]) saves that
+    /// round trip and the driver's part in it.
+    fn successor_home(&self, key: Id) -> Option<Peer> {
+        let succ = self.snapshot.load().successor_peer?;
+        (succ.id != self.me.id && key.in_open_closed(self.me.id, succ.id)).then_some(succ)
     }
 
     /// Finds `key`'s home with a plain lookup and loads from it.
@@ -314,6 +347,13 @@ impl Cluster for RingCluster {
 }
 
 impl HomeService for RingCluster {
+    fn serve_as_home(&self, from: Peer, id: u64, key: Id) {
+        let ring = &self.ring;
+        if ring.commands.try_send(Command::ServeAsHome { from, id, key }).is_err() {
+            ring.transport.answer(from, BodyMsg::Missing { id });
+        }
+    }
+
     fn load(&self, key: Id, load: LoadRequest) -> HomeFuture<Fetch> {
         let ring = self.ring.clone();
         Box::pin(async move { ring.load_here(ObjectKey(key.0), load).await })

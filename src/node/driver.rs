@@ -11,6 +11,7 @@ use super::metrics::{KindLabel, Metrics};
 use super::snapshot::{OpsTracker, RingSnapshot};
 use super::store::{BodyStore, StoredObject};
 use super::transport::{Inbound, Transport};
+use crate::rpc::BodyMsg;
 use arc_swap::ArcSwap;
 use beehive_replication::beehive::wire::Offer;
 use beehive_replication::node::ObjectAnswer;
@@ -50,6 +51,9 @@ pub enum Command {
     ReplicaStored { from: Peer, offer: Offer, body: Bytes },
     /// A replica body could not be fetched.
     FetchFailed { key: Id },
+    /// `from` asked us directly, as `key`'s home (`BodyMsg::Get` `id`): the core answers and
+    /// counts it as the `FindNext` it stands for, and the body goes with the answer.
+    ServeAsHome { from: Peer, id: u64, key: Id },
 }
 
 /// How a lookup ended.
@@ -96,6 +100,8 @@ pub struct Driver {
     waiting: HashMap<LookupId, oneshot::Sender<Found>>,
     /// Keys served from the local store (HTTP hits), to count.
     served: HitCounts,
+    /// Object lookups made outside the core (direct requests to our successor), to count.
+    direct: DirectLookups,
     /// Our own command queue, for body-fetch tasks to report back.
     own: mpsc::Sender<Command>,
     store: Arc<dyn BodyStore>,
@@ -131,6 +137,31 @@ impl HitCounts {
     }
 }
 
+/// Most direct lookups kept between two drains; beyond it (a driver stalled for long) they
+/// go uncounted rather than piling up.
+const DIRECT_MAX: usize = 1 << 16;
+
+/// Object lookups the HTTP face made outside the core (a direct request to the successor
+/// home, [`crate::rpc::BodyMsg::Get`]), with the answer, drained by the driver every
+/// [`HIT_DRAIN`] into [`Node::fetched_from`]: a request costs a short lock, not a channel
+/// send and a driver wake-up.
+#[derive(Debug, Clone, Default)]
+pub struct DirectLookups(Arc<std::sync::Mutex<Vec<(Id, Peer, ObjectAnswer)>>>);
+
+impl DirectLookups {
+    /// Records that `holder` answered `found` for `key`.
+    pub fn record(&self, key: Id, holder: Peer, found: ObjectAnswer) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() < DIRECT_MAX {
+            list.push((key, holder, found));
+        }
+    }
+
+    fn drain(&self) -> Vec<(Id, Peer, ObjectAnswer)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +188,8 @@ pub struct DriverHandle {
     pub commands: mpsc::Sender<Command>,
     /// Local hits to count ([`Node::served_locally`]).
     pub served: HitCounts,
+    /// Direct lookups to count ([`Node::fetched_from`]).
+    pub direct: DirectLookups,
     pub task: JoinHandle<()>,
 }
 
@@ -175,6 +208,7 @@ impl Driver {
         let snapshot = Arc::new(ArcSwap::from_pointee(first));
         let (commands, command_rx) = mpsc::channel(1024);
         let served = HitCounts::default();
+        let direct = DirectLookups::default();
         let mut driver = Driver {
             core,
             epoch: Instant::now(),
@@ -188,6 +222,7 @@ impl Driver {
             leaving: None,
             waiting: HashMap::new(),
             served: served.clone(),
+            direct: direct.clone(),
             own: commands.clone(),
             store,
             ops: OpsTracker::default(),
@@ -195,7 +230,7 @@ impl Driver {
         };
         driver.drain();
         let task = tokio::spawn(driver.run());
-        DriverHandle { snapshot, commands, served, task }
+        DriverHandle { snapshot, commands, served, direct, task }
     }
 
     fn now(&self) -> Time {
@@ -226,6 +261,9 @@ impl Driver {
                     let now = self.now();
                     for (key, hits) in self.served.drain() {
                         self.served_locally(now, key, hits);
+                    }
+                    for (key, holder, found) in self.direct.drain() {
+                        self.core.fetched_from(now, key, holder, found);
                     }
                 }
                 command = self.commands.recv() => match command {
@@ -276,6 +314,22 @@ impl Driver {
                 }
             }
             Command::FetchFailed { key } => self.core.fetch_failed(key),
+            Command::ServeAsHome { from, id, key } => {
+                let answer = match self.core.serve_as_home(now, key) {
+                    Some(found) => {
+                        // A body the core knows but the store no longer holds (evicted) is
+                        // answered as not loaded yet: the asker loads it from us.
+                        let body = found.object.and_then(|info| {
+                            self.store.get(key).filter(|o| o.hash == info.hash).map(|o| o.body)
+                        });
+                        let object = body.as_ref().and(found.object);
+                        let body = body.unwrap_or_default();
+                        BodyMsg::Served { id, level: found.level, object, body }
+                    }
+                    None => BodyMsg::Missing { id },
+                };
+                self.transport.answer(from, answer);
+            }
         }
     }
 

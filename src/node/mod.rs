@@ -225,6 +225,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         me,
         driver.commands.clone(),
         driver.served.clone(),
+        driver.direct.clone(),
         transport.clone(),
         objects.clone(),
         loader.clone(),

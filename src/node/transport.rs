@@ -21,6 +21,7 @@ use super::metrics::{KindLabel, Metrics, ReasonLabel};
 use super::store::{BodyStore, StoredObject};
 use crate::rpc::{BodyMsg, Frame, FrameCodec, FrameError, Hello, MacKey, Payload};
 use beehive_proxy::{ClusterError, Fetch, Fetched, LoadRequest};
+use beehive_replication::beehive::wire::ObjectInfo;
 use beehive_replication::{Id, Message, Peer};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -102,6 +103,9 @@ pub trait HomeService: Send + Sync + std::fmt::Debug {
     /// `from` handed us `key` (it leaves, or we joined before it): take it on as home once
     /// it is in our arc.
     fn adopt(&self, from: Peer, key: Id, object: StoredObject);
+    /// `from` asked us directly, as `key`'s home, for the object (`BodyMsg::Get` `id`):
+    /// answer it through [`Transport::answer`] once the core has counted and answered it.
+    fn serve_as_home(&self, from: Peer, id: u64, key: Id);
 }
 
 /// What a transport needs to know about its node.
@@ -274,6 +278,46 @@ impl Transport {
             BodyMsg::Missing { .. } => Err(BodyError::Missing),
             _ => Err(BodyError::Malformed),
         }
+    }
+
+    /// Asks `home` (our successor, `key`'s home as we see the ring) for `key` directly: the
+    /// lookup answer it gives (level and object) and the body, in one round trip. The body
+    /// is not hashed again: `home` picked it by the hash it answers with, and the frame's MAC
+    /// covers it on the way. `Missing`: `home` is neither home nor holder.
+    pub async fn get_from(
+        &self,
+        home: Peer,
+        key: Id,
+        wait: Duration,
+    ) -> Result<(u8, Option<ObjectInfo>, Bytes), BodyError> {
+        let answer = self.request_body(home, |id| BodyMsg::Get { id, key }, wait).await;
+        let result = match answer {
+            Ok(BodyMsg::Served { body, .. }) if body.len() > self.wire.max_body => {
+                Err(BodyError::TooLarge)
+            }
+            Ok(BodyMsg::Served { level, object, body, .. }) => Ok((level, object, body)),
+            Ok(BodyMsg::Missing { .. }) => Err(BodyError::Missing),
+            Ok(_) => Err(BodyError::Malformed),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok((_, Some(_), _)) => {
+                self.wire.metrics.bodies_fetched.inc();
+            }
+            Ok(_) | Err(BodyError::Missing) => {}
+            Err(e) => self.wire.metrics.reject_body(e.reason()),
+        }
+        result
+    }
+
+    /// Sends `answer` to a body request of `to`'s (one answered outside the connection's
+    /// task, such as [`BodyMsg::Get`] by the driver). Dropped and counted if it cannot be
+    /// queued; the asker then times out.
+    pub fn answer(&self, to: Peer, answer: BodyMsg) {
+        if matches!(&answer, BodyMsg::Served { object: Some(_), .. }) {
+            self.wire.metrics.bodies_served.inc();
+        }
+        self.wire.send(to, Payload::Body(answer));
     }
 
     /// Installs what answers loads and purges for the objects this node is home for.
@@ -696,6 +740,13 @@ impl Wire {
                     None => BodyMsg::Missing { id },
                 };
                 sink.send(Payload::Body(answer)).await.is_ok()
+            }
+            Payload::Body(BodyMsg::Get { id, key }) => {
+                match self.home.get() {
+                    Some(home) => home.serve_as_home(from, id, key),
+                    None => self.send(from, Payload::Body(BodyMsg::Missing { id })),
+                }
+                true
             }
             Payload::Body(BodyMsg::Load { id, key, load }) => {
                 self.answer_later(

@@ -15,6 +15,7 @@
 //! Everything here is byte layout only; the payload's serialization lives in
 //! the private `payload` module so it can be swapped without touching the layout or the MAC.
 
+use beehive_replication::beehive::wire::ObjectInfo;
 use beehive_replication::{Id, Message, Peer};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,9 @@ use std::fmt;
 /// The protocol version this build speaks. A frame with any other version is refused.
 /// Version 2 added the proof frame: a version-1 node, which routes traffic to a connection
 /// on a (replayable) hello alone, cannot join a version-2 ring. Version 3 added the successor
-/// copies' messages (`Copy`, `Sync`, `Synced`, `FetchCopy`).
-pub const VERSION: u8 = 3;
+/// copies' messages (`Copy`, `Sync`, `Synced`, `FetchCopy`). Version 4 added the direct
+/// object request to a successor home (`Get`, `Served`).
+pub const VERSION: u8 = 4;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.
@@ -156,6 +158,14 @@ pub enum BodyMsg {
     /// "Send me any copy you hold of `key`" (answered by `Found` or `Missing`): a home that
     /// lost its store asks its successor, and an entry node the successor of a silent home.
     FetchCopy { id: u64, key: Id },
+    /// "You are `key`'s home as I see the ring (my successor): answer and count what my
+    /// object lookup's one request would have asked, and send the body with it." One round
+    /// trip instead of the lookup's and the body fetch's. Answered by `Served` or `Missing`
+    /// (neither home nor holder: the asker falls back to a lookup).
+    Get { id: u64, key: Id },
+    /// The answer to `Get`: the lookup answer (`level`, `object`) and, when `object` is
+    /// there, its body (empty while the home has not loaded it).
+    Served { id: u64, level: u8, object: Option<ObjectInfo>, body: Bytes },
 }
 
 impl BodyMsg {
@@ -175,7 +185,9 @@ impl BodyMsg {
             | BodyMsg::Copy { id, .. }
             | BodyMsg::Sync { id, .. }
             | BodyMsg::Synced { id, .. }
-            | BodyMsg::FetchCopy { id, .. } => *id,
+            | BodyMsg::FetchCopy { id, .. }
+            | BodyMsg::Get { id, .. }
+            | BodyMsg::Served { id, .. } => *id,
         }
     }
 
@@ -191,6 +203,7 @@ impl BodyMsg {
                 | BodyMsg::Pass { .. }
                 | BodyMsg::Purged { .. }
                 | BodyMsg::Synced { .. }
+                | BodyMsg::Served { .. }
         )
     }
 }

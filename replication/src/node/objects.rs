@@ -4,7 +4,7 @@
 use super::Node;
 use crate::beehive::wire::{LevelResult, ObjectInfo, Offer};
 use crate::id::Id;
-use crate::lookup::{LookupId, ObjectAnswer};
+use crate::lookup::{Lookup, LookupId, ObjectAnswer, Purpose};
 use crate::node::event::Event;
 use crate::node::replication::KnownObject;
 use crate::node::ring::RingView;
@@ -28,6 +28,32 @@ impl Node {
             return id;
         }
         self.start_user_lookup(now, key, true)
+    }
+
+    /// Serves `key` for an entry node that asked us directly as its home (its object lookup's
+    /// one request, sent outside the protocol with the body request, see
+    /// [`Node::fetched_from`]): counted and answered exactly as a `FindNext` naming us home
+    /// with `want_object`. `None`: we neither are its home nor hold a copy.
+    pub fn serve_as_home(&mut self, now: Time, key: Id) -> Option<ObjectAnswer> {
+        self.serve(now, key, Some(true))
+    }
+
+    /// An object lookup for `key` that the caller made outside the core, as the one request
+    /// our own lookup would have made (to `holder`, our successor and `key`'s home), and that
+    /// `holder` answered with `found` ([`Node::serve_as_home`] there). Counted exactly as that
+    /// lookup would have been: hop statistics, passive caching along the path, and a
+    /// [`Event::LookupDone`] with one hop (whose id nobody waits on).
+    pub fn fetched_from(&mut self, now: Time, key: Id, holder: Peer, found: ObjectAnswer) {
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        let mut lookup = Lookup::new(key, Purpose::Object(id), Vec::new());
+        lookup.mark_asked(holder, true);
+        lookup.hops = 1;
+        let ring = RingView::new(&self.routing, &self.peers);
+        self.rep.lookup_served(now, ring, lookup, holder, found);
+        self.drain_replication(now);
+        let served = Some(found);
+        self.events.push_back(Event::LookupDone { id, key, home: holder, hops: 1, served });
     }
 
     /// A request for `key` was served from this node's own store without a lookup (the HTTP
@@ -175,5 +201,55 @@ mod tests {
         n.routing_mut().set_predecessor(Some(peer(ME - 1000, 7002)));
         assert!(n.served_locally(Duration::ZERO, Id(ME - 5)), "home key");
         assert!(!n.served_locally(Duration::ZERO, Id(ME + 5)), "successor's key");
+    }
+
+    /// A two-node ring, `a` before `b`; `b` is home of the keys in `(a, b]` and stored one.
+    fn pair(key: Id) -> (Node, Node) {
+        const A: u128 = 1 << 127;
+        let (pa, pb) = (peer(A, 7000), peer(A + 1000, 7001));
+        let mut a = Node::new(pa, ChordConfig::default(), Duration::ZERO);
+        let mut b = Node::new(pb, ChordConfig::default(), Duration::ZERO);
+        a.routing_mut().set_successors([pb]);
+        a.routing_mut().set_predecessor(Some(pb));
+        b.routing_mut().set_successors([pa]);
+        b.routing_mut().set_predecessor(Some(pa));
+        b.put_home(Duration::ZERO, key, [7; 32], 10);
+        while b.poll_transmit().is_some() {}
+        (a, b)
+    }
+
+    fn lookup_done(n: &mut Node) -> Option<(u32, Option<ObjectAnswer>)> {
+        std::iter::from_fn(|| n.poll_event()).find_map(|e| match e {
+            Event::LookupDone { hops, served, .. } => Some((hops, served)),
+            _ => None,
+        })
+    }
+
+    /// The direct request to a successor home answers and counts as the lookup it stands for.
+    #[test]
+    fn a_direct_fetch_from_the_home_counts_as_its_one_hop_lookup() {
+        let key = Id((1 << 127) + 5);
+        let now = Duration::from_millis(1);
+        // Through the protocol: a's lookup asks b, b answers.
+        let (mut a, mut b) = pair(key);
+        a.fetch(now, key);
+        let ask = a.poll_transmit().expect("a asks its successor");
+        assert_eq!(ask.to.id, b.me().id);
+        b.handle_message(now, a.me(), ask.message).unwrap();
+        let answer = b.poll_transmit().expect("b answers");
+        a.handle_message(now, b.me(), answer.message).unwrap();
+        let via_lookup = lookup_done(&mut a).expect("the lookup ends");
+        let known = |n: &Node| format!("{:?}", n.known_objects(now).collect::<Vec<_>>());
+        let counted = known(&b);
+        // Directly: b serves as home, a records the answer.
+        let (mut a2, mut b2) = pair(key);
+        let found = b2.serve_as_home(now, key).expect("b is home");
+        a2.fetched_from(now, key, b2.me(), found);
+        assert_eq!(lookup_done(&mut a2), Some(via_lookup));
+        assert_eq!(via_lookup.0, 1);
+        assert_eq!(via_lookup.1.and_then(|f| f.object).map(|o| o.hash), Some([7; 32]));
+        assert_eq!(known(&b2), counted, "the home counts the request either way");
+        // A node that is neither home nor holder refuses.
+        assert!(a2.serve_as_home(now, key).is_none());
     }
 }
