@@ -9,6 +9,9 @@
 #   BEEHIVE_BIN=/tmp/old/beehive scripts/ring-cpu.sh   # another build, for before/after
 #
 # PERF=/tmp/x.data also records 4 s of the nodes with perf (DWARF call graphs).
+# --callgrind runs the nodes under valgrind and also prints the user-space instructions per
+# request over the measured run (repeatable whatever the load; use --objects 1000 and
+# --connections 8, the nodes are ~50x slower).
 # Options: --single, --duration 6s, --connections 64, --objects 10000 (1 KiB each, Zipf 0.91).
 # Uses the built-in origin (`beehive origin`), wrk and the Zipf script of the sibling bench
 # tool (ZIPF, default ../shared/bench/lib/zipf.lua). Ports 19000-19023 on 127.0.0.1. Nodes on
@@ -17,13 +20,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BEEHIVE_BIN:-$repo/target/release/beehive}
 zipf=${ZIPF:-$repo/../shared/bench/lib/zipf.lua}
-single=0 duration=6s conns=64 objects=10000
+single=0 duration=6s conns=64 objects=10000 grind=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --single) single=1 ;;
     --duration) duration=$2; shift ;;
     --connections) conns=$2; shift ;;
     --objects) objects=$2; shift ;;
+    --callgrind) grind=1 ;;
     *) echo "ring-cpu: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -46,7 +50,10 @@ head -c 32 /dev/urandom | base64 >"$run/secret"
 pids+=($!)
 node() { # node <http port> <rpc port> <admin port> [flags...]
   local http=$1 rpc=$2 admin=$3; shift 3
-  TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" node --http 127.0.0.1:"$http" --rpc 127.0.0.1:"$rpc" \
+  local wrap=()
+  [[ $grind == 1 ]] && wrap=(valgrind --tool=callgrind --instr-atstart=no
+    --callgrind-out-file="$run/callgrind.%p")
+  TOKIO_WORKER_THREADS=1 taskset -c 1 "${wrap[@]}" "$bin" node --http 127.0.0.1:"$http" --rpc 127.0.0.1:"$rpc" \
     --admin 127.0.0.1:"$admin" --secret-file "$run/secret" --origin site=http://127.0.0.1:19000 \
     --rate-per-sec 1000000 "$@" >"$run/node-$http.log" 2>&1 &
   pids+=($!)
@@ -64,7 +71,7 @@ else
 fi
 host=site.beehive.localhost:$port
 # Ready once the entry node answers 200 (503 until it joined its ring). Bounded.
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "http://127.0.0.1:$port/o/0" || true)
   [[ $code == 200 ]] && break
   sleep 0.2
@@ -84,6 +91,7 @@ ticks() { # summed utime+stime of the node processes, in clock ticks
   echo "$t"
 }
 hz=$(getconf CLK_TCK)
+[[ $grind == 1 ]] && for p in "${nodes[@]}"; do callgrind_control -i on "$p" >/dev/null; done
 before=$(ticks)
 # PERF=FILE: also sample the nodes (call graphs by DWARF) for 4 s of the run.
 if [[ -n ${PERF:-} ]]; then
@@ -94,6 +102,13 @@ fi
 taskset -c 0 wrk -t2 -c"$conns" -d"$duration" --latency -s "$zipf" "http://127.0.0.1:$port" \
   -- dist=zipf alpha=0.91 n="$objects" "path=/o/{i}" host="$host" >"$run/wrk.log"
 after=$(ticks)
+if [[ $grind == 1 ]]; then
+  for p in "${nodes[@]}"; do callgrind_control -d "$p" >/dev/null; done
+  sleep 1
+  [[ -n ${CALLGRIND_KEEP:-} ]] && cp "$run"/callgrind.* "$CALLGRIND_KEEP"/
+  ir=$(cat "$run"/callgrind.* | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  echo "user-space instructions per request (callgrind): $((ir / $(grep -o 'requests=[0-9]*' "$run/wrk.log" | cut -d= -f2)))"
+fi
 [[ -n ${perf_pid:-} ]] && wait "$perf_pid"
 line=$(grep '^WRKRESULT' "$run/wrk.log")
 reqs=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")

@@ -68,6 +68,6 @@ pub use key::ObjectKey;
 pub use loader::Loader;
 pub use local::LocalCluster;
 pub use metrics::{CacheResult, MetricsSnapshot, ProxyMetrics};
-pub use object::{CachedObject, DecodeError};
+pub use object::{CachedObject, DecodeError, Policy};
 pub use server::Proxy;
 pub use store::ObjectStore;

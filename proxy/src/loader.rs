@@ -245,7 +245,7 @@ impl Loader {
             fresh_until: stored_at + policy.time_to_live(now).as_millis() as u64,
             headers,
             body,
-            policy,
+            policy: policy.into(),
             stored_at,
             prepared: Default::default(),
         };

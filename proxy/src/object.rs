@@ -3,12 +3,16 @@
 //! Encoding: `BHO1`, a big-endian `u32` length, that many bytes of JSON metadata (status,
 //! headers, the serialised `CachePolicy`, times, the request's `Vary` values), then the body
 //! verbatim. JSON because `http-cache-semantics` serialises header maps in a self-describing
-//! way bincode cannot decode; the body stays raw so large objects are not inflated.
+//! way bincode cannot decode; the body stays raw so large objects are not inflated. The
+//! policy, the bulk of the metadata, is kept as raw JSON when decoding and parsed only when
+//! something needs it ([`Policy`]): an entry node decodes every object it fetches, and a plain
+//! request needs only the status, headers and times.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
@@ -29,7 +33,7 @@ pub struct CachedObject {
     /// The whole body.
     pub body: Bytes,
     /// RFC 9111 policy built from the load request and the origin response.
-    pub policy: CachePolicy,
+    pub policy: Policy,
     /// When the response arrived (unix ms).
     pub stored_at: u64,
     /// When it stops being fresh (unix ms); the stale-while-revalidate and stale-if-error
@@ -40,6 +44,40 @@ pub struct CachedObject {
     /// What every hit on this object would otherwise work out again, made on first use from
     /// the fields as they are then (a stored object is shared and no longer changes).
     pub(crate) prepared: Prepared,
+}
+
+/// An object's cache policy: built by the loader, or kept as its raw JSON by
+/// [`CachedObject::decode`] and parsed on first use (`None` if it does not parse).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    raw: Option<Box<RawValue>>,
+    parsed: OnceLock<Option<Box<CachePolicy>>>,
+}
+
+impl From<CachePolicy> for Policy {
+    fn from(policy: CachePolicy) -> Self {
+        Policy { raw: None, parsed: OnceLock::from(Some(Box::new(policy))) }
+    }
+}
+
+impl Policy {
+    /// The policy, parsed on the first call for a decoded object.
+    pub fn get(&self) -> Option<&CachePolicy> {
+        let parse = || {
+            let raw = self.raw.as_ref()?;
+            serde_json::from_str::<CachePolicy>(raw.get()).ok().map(Box::new)
+        };
+        self.parsed.get_or_init(parse).as_deref()
+    }
+
+    /// Its JSON, for [`CachedObject::encode`]: the raw form kept, else the parsed policy's.
+    fn json(&self) -> Option<Box<RawValue>> {
+        match (&self.raw, self.parsed.get()) {
+            (Some(raw), _) => Some(raw.clone()),
+            (None, Some(Some(policy))) => serde_json::value::to_raw_value(policy).ok(),
+            (None, _) => None,
+        }
+    }
 }
 
 /// Per-object results a hit reuses: the `Vary` names and the head of a plain hit.
@@ -70,7 +108,8 @@ pub enum DecodeError {
 struct Meta {
     status: u16,
     headers: Vec<(String, String)>,
-    policy: CachePolicy,
+    /// The serialised `CachePolicy`, checked to parse only when it is used.
+    policy: Box<RawValue>,
     stored_at: u64,
     fresh_until: u64,
     vary: Vec<(String, String)>,
@@ -86,7 +125,9 @@ impl CachedObject {
                 .iter()
                 .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect(),
-            policy: self.policy.clone(),
+            // A policy that cannot serialise leaves meta that does not decode: the object is
+            // then dropped by whoever reads it, never served with a made-up policy.
+            policy: self.policy.json().unwrap_or_else(|| RawValue::NULL.to_owned()),
             stored_at: self.stored_at,
             fresh_until: self.fresh_until,
             vary: self.vary.clone(),
@@ -134,7 +175,7 @@ impl CachedObject {
             status: meta.status,
             headers,
             body: body_of(body),
-            policy: meta.policy,
+            policy: Policy { raw: Some(meta.policy), parsed: OnceLock::new() },
             stored_at: meta.stored_at,
             fresh_until: meta.fresh_until,
             vary: meta.vary,
@@ -161,6 +202,14 @@ impl CachedObject {
             Some(names) => vary_values(names, req_headers) == self.vary,
             None => false,
         }
+    }
+
+    /// How long the response has been in caches at `now`: its `Age` header when stored, plus
+    /// the time since (what `CachePolicy::age` gives, without parsing the policy).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        let initial = self.header("age").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let resident = unix_ms(now).saturating_sub(self.stored_at);
+        Duration::from_secs(initial) + Duration::from_millis(resident)
     }
 
     /// Milliseconds past freshness at `now_ms` (0 while fresh).
@@ -288,7 +337,7 @@ mod tests {
             status: 200,
             headers,
             body: Bytes::from_static(b"hello\x00world"),
-            policy,
+            policy: policy.into(),
             stored_at: unix_ms(now),
             fresh_until: unix_ms(now) + 60_000,
             vary: vec![("accept-language".into(), String::new())],
@@ -307,13 +356,43 @@ mod tests {
         assert_eq!(shared.body.as_ptr(), wire[wire.len() - o.body.len()..].as_ptr(), "a slice");
         assert_eq!(CachedObject::meta_len(&wire), wire.len() - 8 - o.body.len());
         assert_eq!(d.header("etag"), Some("\"v1\""));
-        assert!(d.policy.is_storable());
-        let ttl = d.policy.time_to_live(SystemTime::now()).as_secs();
+        let policy = d.policy.get().expect("the policy parses");
+        assert!(policy.is_storable());
+        let ttl = policy.time_to_live(SystemTime::now()).as_secs();
         assert!((55..=60).contains(&ttl), "{ttl}");
         assert!(d.vary_matches(&HeaderMap::new()));
         let mut fr = HeaderMap::new();
         fr.insert("accept-language", HeaderValue::from_static("fr"));
         assert!(!d.vary_matches(&fr));
+    }
+
+    /// `Age` from the stored header and time equals the policy's own, which a decoded object
+    /// parses only when asked.
+    #[test]
+    fn age_without_the_policy_is_the_policy_s() {
+        let req = http::Request::get("http://o:80/x").body(()).unwrap().into_parts().0;
+        let mut headers = HeaderMap::new();
+        headers.insert("age", HeaderValue::from_static("30"));
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let policy = make_policy(&req, StatusCode::OK, &headers, at, Duration::from_secs(60));
+        let o = CachedObject {
+            status: 200,
+            headers,
+            body: Bytes::new(),
+            policy: policy.into(),
+            stored_at: unix_ms(at),
+            fresh_until: unix_ms(at) + 60_000,
+            vary: Vec::new(),
+            prepared: Prepared::default(),
+        };
+        let d = CachedObject::decode(&o.encode()).unwrap();
+        for ms in [0, 999, 1_000, 59_999, 3_600_123] {
+            let now = at + Duration::from_millis(ms);
+            let parsed = d.policy.get().expect("the policy parses");
+            assert_eq!(d.age(now), parsed.age(now), "{ms} ms after");
+            assert_eq!(o.age(now), d.age(now));
+        }
+        assert_eq!(d.age(at + Duration::from_millis(1_500)).as_secs(), 31);
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Responder {
         let mut headers = obj.headers.clone();
         headers.remove(header::CONTENT_LENGTH);
         rewrite_location(ctx, &mut headers);
-        let age = obj.policy.age(served.now).as_secs();
+        let age = obj.age(served.now).as_secs();
         headers.insert(header::AGE, HeaderValue::from(age));
         self.decorate(&mut headers, served.result, served.hops, served.level);
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -134,7 +134,7 @@ impl Responder {
     /// ready head (made on its first such hit) with `Age`, `Via` and the node's name added.
     fn plain_hit(&self, ctx: &Admitted, obj: &CachedObject, now: SystemTime) -> Response<Body> {
         let mut headers = obj.prepared.hit_head.get_or_init(|| hit_head(obj)).clone();
-        headers.insert(header::AGE, HeaderValue::from(obj.policy.age(now).as_secs()));
+        headers.insert(header::AGE, HeaderValue::from(obj.age(now).as_secs()));
         self.sign(&mut headers);
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
         self.respond(ctx, status, headers, Some(obj.body.clone()), CacheResult::Hit)
@@ -269,7 +269,7 @@ mod tests {
             status: status.as_u16(),
             headers: h,
             body: Bytes::from_static(b"0123456789"),
-            policy,
+            policy: policy.into(),
             stored_at: crate::object::unix_ms(now),
             fresh_until: crate::object::unix_ms(now) + 60_000,
             vary: Vec::new(),

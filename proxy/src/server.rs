@@ -370,10 +370,10 @@ impl Proxy {
                     && !client.contains_key(header::PRAGMA);
                 if !obj.is_stale(now_ms)
                     && (plain
-                        || obj
-                            .policy
-                            .before_request(&policy_request(&want.url, client), now)
-                            .satisfies_without_revalidation())
+                        || obj.policy.get().is_some_and(|p| {
+                            p.before_request(&policy_request(&want.url, client), now)
+                                .satisfies_without_revalidation()
+                        }))
                 {
                     self.cluster.served_locally(key);
                     return Ok(Reply {
