@@ -25,7 +25,7 @@ use super::frame::{
 };
 use super::payload::{self, DecodeFailure};
 use beehive_replication::{Message, Peer};
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec, LengthDelimitedCodecError};
 
 /// Both directions of one connection's framing: what we send (our sequence numbers) and what
@@ -284,23 +284,35 @@ impl Encoder<Payload> for FrameCodec {
             _ if !self.is_established() => return Err(FrameError::NotEstablished),
             _ => {}
         }
-        let mut bytes = BytesMut::new();
-        let encoded = match &item {
-            Payload::Hello(h) => payload::encode(h, &mut bytes),
-            Payload::Proof(p) => payload::encode(p, &mut bytes),
-            Payload::Message(msg) => payload::encode(msg, &mut bytes),
-            Payload::Body(msg) => payload::encode(msg, &mut bytes),
-        };
-        encoded.map_err(FrameError::Encode)?;
-
-        let len = MIN_FRAME_LEN + bytes.len();
-        let too_large = || FrameError::TooLarge { len: len as u64, max: self.established_max };
-        if len > self.established_max {
-            return Err(too_large());
-        }
-        let prefix = frame::prefix_for(len).ok_or_else(too_large)?;
+        // The frame is written straight into `dst`: prefix (filled in last), header, payload,
+        // MAC; no intermediate buffers, so a body is copied once, by the payload encoder.
+        let start = dst.len();
         let seq = self.next_seq;
-        self.next_seq = seq.checked_add(1).ok_or(FrameError::SeqExhausted)?;
+        let next_seq = seq.checked_add(1).ok_or(FrameError::SeqExhausted)?;
+        dst.reserve(frame::OVERHEAD + frame::PAYLOAD_HINT);
+        dst.put_u32(0);
+        frame::put_header(dst, item.kind() as u8, seq, item.request_id());
+        let encoded = match &item {
+            Payload::Hello(h) => payload::encode(h, dst),
+            Payload::Proof(p) => payload::encode(p, dst),
+            Payload::Message(msg) => payload::encode(msg, dst),
+            Payload::Body(msg) => payload::encode(msg, dst),
+        };
+        if let Err(e) = encoded {
+            dst.truncate(start);
+            return Err(FrameError::Encode(e));
+        }
+        let len = dst.len() - start - frame::PREFIX_LEN + frame::MAC_LEN;
+        let too_large = || FrameError::TooLarge { len: len as u64, max: self.established_max };
+        // The cap in force (lower until the peer's hello arrived) bounds what we send too.
+        let prefix = match frame::prefix_for(len) {
+            Some(prefix) if len <= self.established_max && len <= self.max_frame_len => prefix,
+            _ => {
+                dst.truncate(start);
+                return Err(too_large());
+            }
+        };
+        self.next_seq = next_seq;
 
         let key = match &item {
             Payload::Hello(h) => {
@@ -314,8 +326,9 @@ impl Encoder<Payload> for FrameCodec {
             }
             _ => self.send_key.as_ref().unwrap_or(&self.key),
         };
-        let body = frame::seal(key, item.kind() as u8, seq, item.request_id(), &bytes, prefix);
-        self.lengths.encode(body.freeze(), dst)?;
+        dst[start..start + frame::PREFIX_LEN].copy_from_slice(&prefix);
+        let mac = key.mac(prefix, &dst[start + frame::PREFIX_LEN..]);
+        dst.put_slice(mac.as_bytes());
         Ok(())
     }
 }

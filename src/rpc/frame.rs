@@ -361,8 +361,22 @@ pub(crate) fn payload_of(body: &[u8]) -> &[u8] {
     &body[HEADER_LEN..body.len() - MAC_LEN]
 }
 
+/// Room reserved for a payload beyond [`OVERHEAD`] before encoding it (a protocol message
+/// fits; a body grows the buffer once).
+pub(crate) const PAYLOAD_HINT: usize = 256;
+
+/// Appends the fixed header (version, kind, sequence number, request id) to `out`.
+pub(crate) fn put_header(out: &mut BytesMut, kind: u8, seq: u64, request_id: u64) {
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+    out.put_u64(seq);
+    out.put_u64(request_id);
+}
+
 /// Writes a whole frame body (header, payload, MAC; no prefix) for a prefix announcing
 /// `HEADER_LEN + payload.len() + MAC_LEN` bytes. The caller has checked that length fits.
+/// (The codec writes frames in place; tests forge frames with this.)
+#[cfg(test)]
 pub(crate) fn seal(
     key: &MacKey,
     kind: u8,
@@ -372,10 +386,7 @@ pub(crate) fn seal(
     prefix: [u8; PREFIX_LEN],
 ) -> BytesMut {
     let mut body = BytesMut::with_capacity(HEADER_LEN + payload.len() + MAC_LEN);
-    body.put_u8(VERSION);
-    body.put_u8(kind);
-    body.put_u64(seq);
-    body.put_u64(request_id);
+    put_header(&mut body, kind, seq, request_id);
     body.put_slice(payload);
     let mac = key.mac(prefix, &body);
     body.put_slice(mac.as_bytes());
