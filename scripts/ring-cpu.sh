@@ -13,13 +13,13 @@
 # request over the measured run (repeatable whatever the load; use --objects 1000 and
 # --connections 8, the nodes are ~50x slower).
 # Options: --single, --duration 6s, --connections 64, --objects 10000 (1 KiB each, Zipf 0.91).
-# Uses the built-in origin (`beehive origin`), wrk and the Zipf script of the sibling bench
-# tool (ZIPF, default ../shared/bench/lib/zipf.lua). Ports 19000-19023 on 127.0.0.1. Nodes on
+# Uses the built-in origin (`beehive origin`), wrk and scripts/zipf.lua (Zipf 0.91 over
+# /o/0 .. /o/<objects-1>). Ports 19000-19023 on 127.0.0.1. Nodes on
 # CPU 1, wrk on CPU 0 (as anchors.sh pins), every process started here stopped by its PID.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${BEEHIVE_BIN:-$repo/target/release/beehive}
-zipf=${ZIPF:-$repo/../shared/bench/lib/zipf.lua}
+zipf=$repo/scripts/zipf.lua
 single=0 duration=6s conns=64 objects=10000 grind=0
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -33,7 +33,6 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ -x $bin ]] || { echo "ring-cpu: no binary at $bin" >&2; exit 2; }
-[[ -f $zipf ]] || { echo "ring-cpu: no zipf.lua at $zipf (set ZIPF)" >&2; exit 2; }
 
 run=$(mktemp -d)
 pids=()
@@ -100,7 +99,7 @@ if [[ -n ${PERF:-} ]]; then
   perf_pid=$!
 fi
 taskset -c 0 wrk -t2 -c"$conns" -d"$duration" --latency -s "$zipf" "http://127.0.0.1:$port" \
-  -- dist=zipf alpha=0.91 n="$objects" "path=/o/{i}" host="$host" >"$run/wrk.log"
+  -- alpha=0.91 n="$objects" host="$host" >"$run/wrk.log"
 after=$(ticks)
 if [[ $grind == 1 ]]; then
   for p in "${nodes[@]}"; do callgrind_control -d "$p" >/dev/null; done
