@@ -898,7 +898,8 @@ impl Sim {
         self.events_processed
     }
 
-    /// blake3 of everything sent and every lookup outcome, in order, as hex.
+    /// blake3 of every message sent (time, endpoints, request id, kind, size) and every lookup
+    /// outcome, in order, as hex.
     pub fn event_log_hash(&self) -> String {
         self.log.finalize().to_hex().to_string()
     }
