@@ -96,6 +96,12 @@ impl Holdings {
         self.held.iter().map(|(k, h)| (*k, self.effective(h)))
     }
 
+    /// Every copy as stored, without bulk renewals: for a scan that filters on the level (which
+    /// renewals do not change) before it asks [`Holdings::valid_held`] for the copy.
+    pub fn stored(&self) -> impl Iterator<Item = (Id, &Held)> + '_ {
+        self.held.iter().map(|(k, h)| (*k, h))
+    }
+
     /// `h` with its source's bulk renewal applied.
     fn effective(&self, h: &Held) -> Held {
         // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
@@ -113,7 +119,8 @@ impl Holdings {
         self.valid_held(key, self.held.get(&key)?, now)
     }
 
-    fn valid_held(&self, key: Id, h: &Held, now: Time) -> Option<Held> {
+    /// [`Holdings::valid`] for a copy the caller already has in hand.
+    pub fn valid_held(&self, key: Id, h: &Held, now: Time) -> Option<Held> {
         let h = self.effective(h);
         (h.until > now && !self.is_dead(key, h.info.version)).then_some(h)
     }
@@ -192,11 +199,15 @@ impl Holdings {
     /// caller): renew the copy we have, or fetch the body (remembering the fetch). A renewed
     /// copy follows `from`'s bulk renewals only if `attach` (its lease is a long one).
     pub fn consider(&mut self, offer: &Offer, from: Id, now: Time, attach: bool) -> Considered {
-        if self.is_dead(offer.key, offer.info.version) || self.is_stale(offer.key, offer.stamp) {
+        // One lookup of the copy serves the staleness test and the renewal (`is_stale`).
+        let held = self.held.get(&offer.key);
+        let dropped = self.demoted.get(&offer.key).map(|(l, _)| l.stamp);
+        let stale = held.map(|h| h.stamp).max(dropped).is_some_and(|known| known > offer.stamp);
+        if self.is_dead(offer.key, offer.info.version) || stale {
             return Considered::Ignored;
         }
         let until = now + Duration::from_millis(u64::from(offer.lease_ms));
-        if let Some(stored) = self.held.get(&offer.key) {
+        if let Some(stored) = held {
             let h = self.effective(stored);
             if h.info.version == offer.info.version && h.info.hash == offer.info.hash {
                 if h.cached || (until <= h.until && (!attach || h.source == Some(from))) {

@@ -23,6 +23,7 @@ mod objects;
 mod oracle;
 mod report;
 mod scenario;
+mod wire_size;
 
 pub use config::{Churn, Latency, SimConfig};
 pub use objects::Catalog;
@@ -54,6 +55,9 @@ use std::time::Duration;
 /// transport's. The `beehive` crate's RPC codec tests that its layout agrees.
 pub const FRAME_OVERHEAD: usize = 4 + 1 + 1 + 8 + 8 + 32;
 
+/// Bytes of event log gathered before they are hashed.
+const LOG_CHUNK: usize = 64 * 1024;
+
 #[derive(Debug)]
 enum Ev {
     /// Small on purpose: the queue moves entries on every push and pop.
@@ -80,16 +84,28 @@ struct Fetch {
     offer: Offer,
 }
 
+/// An event and its place in the queue: (virtual time in ns, sequence number) packed into
+/// one integer, so that ordering the heap is one comparison.
 #[derive(Debug)]
 struct Queued {
-    at: Time,
-    seq: u64,
+    order: u128,
     ev: Ev,
+}
+
+impl Queued {
+    fn new(at: Time, seq: u64, ev: Ev) -> Self {
+        let ns = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+        Queued { order: (u128::from(ns) << 64) | u128::from(seq), ev }
+    }
+
+    fn at(&self) -> Time {
+        Duration::from_nanos((self.order >> 64) as u64)
+    }
 }
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        self.order == o.order
     }
 }
 impl Eq for Queued {}
@@ -100,7 +116,7 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, o: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
+        self.order.cmp(&o.order)
     }
 }
 
@@ -146,12 +162,14 @@ pub struct Sim {
     churn: Option<Churn>,
     churn_scheduled: bool,
     log: blake3::Hasher,
+    /// Log bytes not yet hashed: blake3 of a stream is the same however it is fed, and
+    /// feeding it in large pieces costs a fraction of one call per message.
+    log_buf: Vec<u8>,
     events_processed: u64,
     counters: IntervalCounters,
     /// Each node's past fills, to tell why it fetches a body.
     fills: FillLedger,
     by_kind: BTreeMap<&'static str, u64>,
-    encode_buf: Vec<u8>,
     origin: Option<Origin>,
     key_index: HashMap<Id, usize>,
     /// Object index → when its content last changed, for the purge invariant.
@@ -182,11 +200,11 @@ impl Sim {
             churn: None,
             churn_scheduled: false,
             log: blake3::Hasher::new(),
+            log_buf: Vec::with_capacity(LOG_CHUNK),
             events_processed: 0,
             counters: IntervalCounters::default(),
             fills: FillLedger::default(),
             by_kind: BTreeMap::new(),
-            encode_buf: Vec::with_capacity(4096),
             origin: None,
             key_index: HashMap::new(),
             changed_at: HashMap::new(),
@@ -563,13 +581,13 @@ impl Sim {
     /// Processes every event up to and including `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Time) {
         while let Some(Reverse(top)) = self.queue.peek() {
-            if top.at > until {
+            if top.at() > until {
                 break;
             }
             let Some(Reverse(q)) = self.queue.pop() else {
                 break;
             };
-            self.now = q.at;
+            self.now = q.at();
             self.events_processed += 1;
             self.process(q.ev);
         }
@@ -667,17 +685,20 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: usize, to: Peer, msg: Message) {
-        self.encode_buf.clear();
-        let written = bincode::serde::encode_into_std_write(
-            &msg,
-            &mut self.encode_buf,
-            bincode::config::standard(),
-        );
-        let bytes = written.unwrap_or(0) + FRAME_OVERHEAD;
-        self.log.update(&(self.now.as_nanos() as u64).to_le_bytes());
-        self.log.update(&(from as u64).to_le_bytes());
-        self.log.update(&to.id.0.to_le_bytes());
-        self.log.update(&self.encode_buf);
+        let bytes = wire_size::message_len(&msg) + FRAME_OVERHEAD;
+        // The log takes what identifies a message and its size, not its encoding: hashing
+        // every offer list cost more than the rest of the simulator's bookkeeping.
+        let id = match &msg {
+            Message::Request { id, .. } | Message::Response { id, .. } => *id,
+        };
+        let mut entry = [0u8; 48];
+        entry[..8].copy_from_slice(&(self.now.as_nanos() as u64).to_le_bytes());
+        entry[8..16].copy_from_slice(&(from as u64).to_le_bytes());
+        entry[16..32].copy_from_slice(&to.id.0.to_le_bytes());
+        entry[32..40].copy_from_slice(&id.to_le_bytes());
+        entry[40..48].copy_from_slice(&(bytes as u64).to_le_bytes());
+        self.log_bytes(&entry);
+        self.log_bytes(msg.kind().as_bytes());
         self.counters.messages += 1;
         self.counters.bytes += bytes as u64;
         if self.counters.per_node.len() <= from {
@@ -705,9 +726,9 @@ impl Sim {
                 let Some(_) = self.lookups.remove(&(i, id)) else {
                     return;
                 };
-                self.log.update(b"done");
-                self.log.update(&key.0.to_le_bytes());
-                self.log.update(&home.id.0.to_le_bytes());
+                self.log_bytes(b"done");
+                self.log_bytes(&key.0.to_le_bytes());
+                self.log_bytes(&home.id.0.to_le_bytes());
                 let now = self.now;
                 let mut copy_ok = false;
                 if let (Some(s), Some(&index)) = (served, self.key_index.get(&key)) {
@@ -741,8 +762,8 @@ impl Sim {
             }
             Event::LookupFailed { id, key, .. } => {
                 if self.lookups.remove(&(i, id)).is_some() {
-                    self.log.update(b"fail");
-                    self.log.update(&key.0.to_le_bytes());
+                    self.log_bytes(b"fail");
+                    self.log_bytes(&key.0.to_le_bytes());
                     self.counters.lookups.failed += 1;
                 }
             }
@@ -811,7 +832,7 @@ impl Sim {
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+        self.queue.push(Reverse(Queued::new(at, self.seq, ev)));
     }
 
     // ------------------------------------------------------------ measurement
@@ -884,8 +905,19 @@ impl Sim {
         self.events_processed
     }
 
-    /// blake3 of everything sent and every lookup outcome, in order, as hex.
+    /// blake3 of every message sent (time, endpoints, request id, kind, size) and every lookup
+    /// outcome, in order, as hex.
     pub fn event_log_hash(&self) -> String {
-        self.log.finalize().to_hex().to_string()
+        let mut log = self.log.clone();
+        log.update(&self.log_buf);
+        log.finalize().to_hex().to_string()
+    }
+
+    fn log_bytes(&mut self, bytes: &[u8]) {
+        self.log_buf.extend_from_slice(bytes);
+        if self.log_buf.len() >= LOG_CHUNK {
+            self.log.update(&self.log_buf);
+            self.log_buf.clear();
+        }
     }
 }

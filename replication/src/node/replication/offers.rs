@@ -3,7 +3,7 @@
 //! answered with a delta.
 
 use super::{millis, Puller, Replication, Timer};
-use crate::beehive::holdings::{Considered, Demoted};
+use crate::beehive::holdings::{Considered, Demoted, Held};
 use crate::beehive::wire::{
     in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
     MAX_OFFERS,
@@ -205,11 +205,21 @@ impl Replication {
         };
         if full {
             // Every object whose arc holds the puller, from a node it takes offers from.
-            let keys =
-                self.homes.iter().map(|(k, _)| *k).chain(self.holdings.iter().map(|(k, _)| k));
-            for key in keys {
+            for key in self.homes.iter().map(|(k, _)| *k) {
                 if Self::may_matter(ring, from.id, key) {
                     offers.extend(self.offer_to(now, from.id, key));
+                }
+            }
+            // Copies, tested on their level first (most lie outside the puller's arc): a key
+            // we are also home for was offered above if at all, or falls to its copy here.
+            for (key, h) in self.holdings.stored() {
+                if !in_arc(from.id, key, h.level) || !Self::may_matter(ring, from.id, key) {
+                    continue;
+                }
+                if self.homes.get(key).is_some() {
+                    offers.extend(self.offer_to(now, from.id, key));
+                } else if let Some(h) = self.holdings.valid_held(key, h, now) {
+                    offers.extend(self.copy_offer(now, from.id, key, h));
                 }
             }
         }
@@ -245,6 +255,11 @@ impl Replication {
             }
         }
         let h = self.holdings.valid(key, now)?;
+        self.copy_offer(now, to, key, h)
+    }
+
+    /// What we would offer `to` for our valid copy `h` of `key`.
+    fn copy_offer(&self, now: Time, to: Id, key: Id, h: Held) -> Option<Offer> {
         if h.cached || !in_arc(to, key, h.level) {
             return None;
         }
