@@ -66,6 +66,9 @@ pub struct Proxy {
     refreshing: Mutex<HashSet<ObjectKey>>,
     /// Whether the node serves: false before it joined its ring (see [`Proxy::with_readiness`]).
     ready: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Open client connections, shared by every accept loop (`serve` may run on several
+    /// threads over one listening socket).
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -133,6 +136,7 @@ impl Proxy {
         let limits = ClientLimits::new(config.rate_per_sec, config.burst);
         let metrics = loader.metrics();
         let responder = Responder::new(&config.node_name, cluster.node_name(), metrics.clone());
+        let config_max = config.max_connections;
         Proxy {
             responder,
             config,
@@ -143,6 +147,7 @@ impl Proxy {
             metrics,
             refreshing: Mutex::default(),
             ready: Box::new(|| true),
+            slots: Arc::new(Semaphore::new(config_max)),
         }
     }
 
@@ -175,7 +180,6 @@ impl Proxy {
             .max_headers(self.config.max_headers)
             .max_header_size(self.config.max_header_bytes);
         let mut connections = JoinSet::new();
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let retain = {
             let this = self.clone();
             tokio::spawn(async move {
@@ -198,7 +202,7 @@ impl Proxy {
                             continue;
                         }
                     };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                         continue; // over the connection limit: drop it
                     };
                     let _ = stream.set_nodelay(true);

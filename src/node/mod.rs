@@ -254,7 +254,9 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
             );
             let proxy = Arc::new(proxy);
             metrics.attach_proxy(proxy.metrics());
-            (Some(bound), Some(tokio::spawn(proxy.serve(listener, stopping.clone()))))
+            let task = serve_http(proxy, listener, stopping.clone(), http_threads())
+                .map_err(|source| NodeError::Bind { what: "http", addr, source })?;
+            (Some(bound), Some(task))
         }
         _ => (None, None),
     };
@@ -337,6 +339,54 @@ impl RunningNode {
         self.copy_task.abort();
         tracing::info!("left the ring");
     }
+}
+
+/// Serves HTTP on `threads` threads, each its own single-threaded runtime accepting from the
+/// one listening socket, as nginx's workers do: a connection lives on one thread from accept
+/// to close, so a hit never crosses threads (on the multi-threaded runtime a readiness event
+/// polled on one worker often woke the connection's task on the other). The returned task
+/// ends when every thread's accept loop has drained.
+fn serve_http(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    stopping: watch::Receiver<bool>,
+    threads: usize,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = listener.into_std()?;
+    let mut done = Vec::with_capacity(threads);
+    for i in 0..threads.max(1) {
+        let listener = listener.try_clone()?;
+        let (proxy, stopping) = (proxy.clone(), stopping.clone());
+        let (finished, wait) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => proxy.serve(listener, stopping).await,
+                    Err(e) => tracing::error!("http thread {i}: {e}"),
+                }
+            });
+            // Connection tasks cut at the drain bound may still be parked; do not wait.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            drop(finished);
+        })?;
+        done.push(wait);
+    }
+    Ok(tokio::spawn(async move {
+        for wait in done {
+            let _ = wait.await;
+        }
+    }))
+}
+
+/// As many HTTP threads as the runtime has workers: `TOKIO_WORKER_THREADS`, else the CPUs
+/// this process may run on.
+fn http_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
 }
 
 /// Pushes every object this node is home for (keys in `(predecessor, me]`) to its first
