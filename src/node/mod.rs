@@ -254,8 +254,13 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
             );
             let proxy = Arc::new(proxy);
             metrics.attach_proxy(proxy.metrics());
-            let task = serve_http(proxy, listener, stopping.clone(), http_threads())
-                .map_err(|source| NodeError::Bind { what: "http", addr, source })?;
+            let task = serve_http(
+                proxy,
+                listener,
+                stopping.clone(),
+                tokio::runtime::Handle::current().metrics().num_workers(),
+            )
+            .map_err(|source| NodeError::Bind { what: "http", addr, source })?;
             (Some(bound), Some(task))
         }
         _ => (None, None),
@@ -377,16 +382,6 @@ fn serve_http(
             let _ = wait.await;
         }
     }))
-}
-
-/// As many HTTP threads as the runtime has workers: `TOKIO_WORKER_THREADS`, else the CPUs
-/// this process may run on.
-fn http_threads() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
 }
 
 /// Pushes every object this node is home for (keys in `(predecessor, me]`) to its first
