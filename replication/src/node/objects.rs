@@ -22,7 +22,7 @@ impl Node {
             let id = LookupId(self.next_lookup);
             self.next_lookup += 1;
             let me = self.me();
-            self.rep.note_hops(0, found.level);
+            self.rep.note_hops(now, 0, found.level);
             let done = Event::LookupDone { id, key, home: me, hops: 0, served: Some(found) };
             self.events.push_back(done);
             return id;
@@ -64,7 +64,7 @@ impl Node {
     pub fn served_locally(&mut self, now: Time, key: Id) -> bool {
         match self.serve(now, key, None) {
             Some(found) if found.object.is_some() => {
-                self.rep.note_hops(0, found.level);
+                self.rep.note_hops(now, 0, found.level);
                 true
             }
             // The home's body is the loader's: it is stored before the core hears of it, so a

@@ -1,7 +1,7 @@
 //! Serving: answering an object request from here (and counting it), the hop statistics the
 //! leader measures h from, passive path caching, and the operator's view of what is held.
 
-use super::{millis, KnownObject, Replication};
+use super::{millis, KnownObject, Replication, NO_RESULT_LEVEL};
 use crate::beehive::wire::{ObjectInfo, Offer};
 use crate::config::Mode;
 use crate::id::Id;
@@ -46,8 +46,17 @@ impl Replication {
         Some(found)
     }
 
-    /// Adds an object lookup to the hop statistics the leader measures h from.
-    pub fn note_hops(&mut self, hops: u32, level: u8) {
+    /// Adds an object lookup to the hop statistics the leader measures h from. A holder
+    /// without a fresh result answers [`NO_RESULT_LEVEL`]: under our result that object is
+    /// home-only, at our top level; without one the lookup tells nothing about h. Counted as
+    /// 128 levels, such answers once made the leader's h several times too small early on, so
+    /// the model stored about half the copies C needs.
+    pub fn note_hops(&mut self, now: Time, hops: u32, level: u8) {
+        let level = match self.fresh_result(now) {
+            Some(r) => level.min(r.top_level()),
+            None if level >= NO_RESULT_LEVEL => return,
+            None => level,
+        };
         self.hop_sum += f64::from(hops);
         self.level_sum += f64::from(level);
         self.lookups += 1;
@@ -63,10 +72,7 @@ impl Replication {
         found: ObjectAnswer,
     ) {
         let (key, hops, path) = (l.key, l.hops, l.visited);
-        // Without a result here, only levels below the no-result level count.
-        if found.level < self.top_level(now) || self.fresh_result(now).is_some() {
-            self.note_hops(hops, found.level);
-        }
+        self.note_hops(now, hops, found.level);
         if self.cfg.mode == Mode::Passive && holder.id != ring.me().id {
             self.cache_along(ring, key, found, holder, path);
         }
