@@ -113,6 +113,9 @@ impl ProxyConfig {
         if self.max_object_bytes == 0 || self.store_bytes == 0 {
             return bad("max_object_bytes and store_bytes must be positive");
         }
+        if self.max_object_bytes as u64 > self.store_bytes / 2 {
+            return bad("store_bytes must hold at least two objects of max_object_bytes");
+        }
         for (name, (host, port)) in &self.origins {
             if name.is_empty() || name.contains('.') || name != &name.to_ascii_lowercase() {
                 return bad("origin names must be one lowercase DNS label");
@@ -134,5 +137,11 @@ mod tests {
         assert!(ProxyConfig::default().validate().is_ok());
         let c = ProxyConfig { rate_per_sec: 0, ..ProxyConfig::default() };
         assert!(c.validate().is_err());
+        let c = ProxyConfig {
+            store_bytes: 1 << 20,
+            max_object_bytes: 1 << 20,
+            ..ProxyConfig::default()
+        };
+        assert!(c.validate().is_err(), "a store that cannot keep its largest object");
     }
 }

@@ -34,7 +34,7 @@
 //! * [`host`] — Host header → origin, and open mode's address classifier (SSRF guard)
 //! * [`key`] — [`ObjectKey`], cache key normalisation and variant keys
 //! * [`object`] — the cached object, its encoding, cache policy construction
-//! * [`store`] — [`ObjectStore`], the byte-bounded moka cache of encoded objects
+//! * [`store`] — [`ObjectStore`], the byte-bounded quick_cache cache of encoded objects
 //! * [`origin`] — the HTTP client towards origins, with timeouts
 //! * [`loader`] — [`Loader`], the home's coalesced origin loads
 //! * [`range`] — conditional requests and byte ranges on cached objects

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a key found unshareable (Set-Cookie, no-store, too large...) is answered with
 /// [`ClusterError::Pass`] at once, without asking the origin first (Varnish's hit-for-pass).
@@ -99,12 +99,41 @@ struct LoaderState {
     stale_if_error: Duration,
     max_object_bytes: usize,
     loads: Flights<ObjectKey>,
-    pass_memo: moka::sync::Cache<ObjectKey, ()>,
+    pass_memo: PassMemo,
 }
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader").field("store", &self.state.store).finish_non_exhaustive()
+    }
+}
+
+/// The keys under hit-for-pass, each with when its mark ends. Bounded: an evicted mark costs
+/// one load that finds out again.
+struct PassMemo(quick_cache::sync::Cache<ObjectKey, Instant>);
+
+impl PassMemo {
+    fn new() -> Self {
+        PassMemo(quick_cache::sync::Cache::new(100_000))
+    }
+
+    fn mark(&self, key: ObjectKey) {
+        self.0.insert(key, Instant::now() + HIT_FOR_PASS);
+    }
+
+    fn is_marked(&self, key: &ObjectKey) -> bool {
+        match self.0.get(key) {
+            Some(until) if until > Instant::now() => true,
+            Some(_) => {
+                self.0.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self, key: &ObjectKey) {
+        self.0.remove(key);
     }
 }
 
@@ -120,10 +149,7 @@ impl Loader {
                 stale_if_error: config.stale_if_error,
                 max_object_bytes: config.max_object_bytes,
                 loads: Flights::default(),
-                pass_memo: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(HIT_FOR_PASS)
-                    .build(),
+                pass_memo: PassMemo::new(),
             }),
         }
     }
@@ -147,14 +173,14 @@ impl Loader {
     /// purge reaches the home.
     pub fn purge(&self, key: &ObjectKey) {
         self.state.store.remove(key);
-        self.state.pass_memo.invalidate(key);
+        self.state.pass_memo.forget(key);
     }
 
     /// Loads `key`: the store's copy while fresh, otherwise from the origin (revalidating a
     /// stale copy; a stale copy is returned only when the origin fails within
     /// stale-if-error). The answer has 0 hops and no level; the ring fills those in.
     pub async fn load(&self, key: ObjectKey, req: LoadRequest) -> Fetch {
-        if self.state.pass_memo.contains_key(&key) {
+        if self.state.pass_memo.is_marked(&key) {
             return Err(ClusterError::Pass);
         }
         let this = self.clone();
@@ -193,7 +219,7 @@ impl Loader {
         let whole = match res.await {
             Ok(w) => w,
             Err(OriginError::TooLarge) => {
-                state.pass_memo.insert(key, ());
+                state.pass_memo.mark(key);
                 return Err(ClusterError::Pass);
             }
             Err(e) => {
@@ -255,7 +281,7 @@ impl Loader {
         } else {
             state.store.remove(&key);
             if !status.is_server_error() {
-                state.pass_memo.insert(key, ());
+                state.pass_memo.mark(key);
             }
             None
         };

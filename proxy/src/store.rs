@@ -1,74 +1,97 @@
-//! The node's object store: encoded objects (home copies and replicas alike) in a moka cache
-//! bounded by bytes, evicting by moka's TinyLFU admission and LRU eviction. Each entry keeps
+//! The node's object store: encoded objects (home copies and replicas alike) in a
+//! quick_cache cache bounded by bytes (CLOCK-Pro eviction, scan resistant). Each entry keeps
 //! its decoded form once a hit needed it, so a hit is one map lookup and no parse.
 
 use crate::key::ObjectKey;
 use crate::object::CachedObject;
 use bytes::Bytes;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 use std::sync::{Arc, OnceLock};
 
-/// Bytes charged per entry besides its body (key, moka's bookkeeping).
-const ENTRY_OVERHEAD: u32 = 96;
+/// Bytes charged per entry besides its body and metadata (key, the cache's bookkeeping).
+const ENTRY_OVERHEAD: u64 = 128;
+
+/// Most shards the cache is split into: enough that two worker threads seldom meet on one lock.
+const MAX_SHARDS: u64 = 16;
 
 /// An encoded object, its blake3 hash (computed once when stored: other nodes ask for
-/// objects by hash, and answering them must not hash the body on every request) and its
-/// decoded form, made on the first hit (`None`: the bytes do not decode).
-#[derive(Clone)]
+/// objects by hash, and answering them must not hash the body on every request), the bytes
+/// it is charged for, and its decoded form, made on the first hit (`None`: the bytes do not
+/// decode). Shared, so a hit clones one pointer.
 struct Stored {
     bytes: Bytes,
     hash: [u8; 32],
-    decoded: Arc<OnceLock<Option<Arc<CachedObject>>>>,
+    weight: u64,
+    decoded: OnceLock<Option<Arc<CachedObject>>>,
 }
 
-impl Stored {
-    fn new(bytes: Bytes, hash: [u8; 32]) -> Self {
-        Stored { bytes, hash, decoded: Arc::default() }
+/// Charges an entry its precomputed weight (the weighter runs on every insert and eviction).
+#[derive(Clone)]
+struct ByWeight;
+
+impl Weighter<ObjectKey, Arc<Stored>> for ByWeight {
+    fn weight(&self, _key: &ObjectKey, val: &Arc<Stored>) -> u64 {
+        val.weight
     }
 }
 
 /// A cheap-to-clone handle on the store.
 #[derive(Clone)]
 pub struct ObjectStore {
-    cache: Cache<ObjectKey, Stored>,
+    cache: Arc<Cache<ObjectKey, Arc<Stored>, ByWeight>>,
 }
 
 impl std::fmt::Debug for ObjectStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectStore").field("entries", &self.cache.entry_count()).finish()
+        f.debug_struct("ObjectStore").field("entries", &self.cache.len()).finish()
     }
 }
 
 impl ObjectStore {
     /// A store holding at most `capacity_bytes` of encoded objects (and their decoded
-    /// metadata: the decoded body is a slice of the encoded bytes).
-    pub fn new(capacity_bytes: u64) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity_bytes)
-            .weigher(|_k: &ObjectKey, v: &Stored| {
-                let meta = CachedObject::meta_len(&v.bytes);
-                u32::try_from(v.bytes.len() + meta)
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(ENTRY_OVERHEAD)
-            })
-            .build();
-        ObjectStore { cache }
+    /// metadata: the decoded body is a slice of the encoded bytes), none larger than
+    /// `max_object_bytes`. Each shard holds a share of the capacity and refuses an entry
+    /// larger than that share, so there are only as many shards as leave room for two of the
+    /// largest objects in each.
+    pub fn new(capacity_bytes: u64, max_object_bytes: usize) -> Self {
+        let largest = max_object_bytes as u64 + ENTRY_OVERHEAD;
+        let fit = (capacity_bytes / largest.saturating_mul(2)).clamp(1, MAX_SHARDS);
+        // A power of two no larger than `fit` (the cache rounds up otherwise).
+        let shards = 1u64 << (63 - fit.leading_zeros());
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards as usize)
+            .estimated_items_capacity((capacity_bytes / 4096).clamp(64, 1 << 20) as usize)
+            .weight_capacity(capacity_bytes)
+            .build()
+            .expect("shards, item estimate and capacity are all set");
+        let cache = Cache::with_options(
+            options,
+            ByWeight,
+            quick_cache::DefaultHashBuilder::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        );
+        ObjectStore { cache: Arc::new(cache) }
+    }
+
+    fn entry(&self, key: &ObjectKey) -> Option<Arc<Stored>> {
+        self.cache.get(key)
     }
 
     /// The encoded object under `key`.
     pub fn get(&self, key: &ObjectKey) -> Option<Bytes> {
-        self.cache.get(key).map(|s| s.bytes)
+        self.entry(key).map(|s| s.bytes.clone())
     }
 
     /// The encoded object under `key` with its blake3 hash.
     pub fn get_hashed(&self, key: &ObjectKey) -> Option<(Bytes, [u8; 32])> {
-        self.cache.get(key).map(|s| (s.bytes, s.hash))
+        self.entry(key).map(|s| (s.bytes.clone(), s.hash))
     }
 
     /// The decoded object under `key` (decoded on the first call for the stored bytes);
     /// `None` also when the stored bytes do not decode.
     pub fn get_decoded(&self, key: &ObjectKey) -> Option<Arc<CachedObject>> {
-        let s = self.cache.get(key)?;
+        let s = self.entry(key)?;
         s.decoded.get_or_init(|| CachedObject::decode_shared(&s.bytes).ok().map(Arc::new)).clone()
     }
 
@@ -81,7 +104,10 @@ impl ObjectStore {
 
     /// Stores `object` whose blake3 hash the caller has already checked to be `hash`.
     pub fn insert_hashed(&self, key: ObjectKey, object: Bytes, hash: [u8; 32]) {
-        self.cache.insert(key, Stored::new(object, hash));
+        let meta = CachedObject::meta_len(&object);
+        let weight = (object.len() + meta) as u64 + ENTRY_OVERHEAD;
+        let stored = Stored { bytes: object, hash, weight, decoded: OnceLock::new() };
+        self.cache.insert(key, Arc::new(stored));
     }
 
     /// Stores `object`, hashing it unless `hash` (already checked by the caller) is given.
@@ -96,29 +122,27 @@ impl ObjectStore {
 
     /// Drops `key`.
     pub fn remove(&self, key: &ObjectKey) {
-        self.cache.invalidate(key);
+        self.cache.remove(key);
     }
 
-    /// Number of objects (after applying pending evictions).
+    /// Number of objects.
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.cache.is_empty()
     }
 
     /// Bytes charged against the capacity.
     pub fn bytes(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size()
+        self.cache.weight()
     }
 
     /// Every key with the size and hash of its encoded object (for the node's `/objects`).
     pub fn keys(&self) -> Vec<(ObjectKey, usize, [u8; 32])> {
-        self.cache.iter().map(|(k, v)| (*k, v.bytes.len(), v.hash)).collect()
+        self.cache.iter().map(|(k, v)| (k, v.bytes.len(), v.hash)).collect()
     }
 }
 
@@ -128,7 +152,7 @@ mod tests {
 
     #[test]
     fn insert_get_remove_and_capacity() {
-        let s = ObjectStore::new(10_000);
+        let s = ObjectStore::new(10_000, 1_000);
         let k = ObjectKey::of("a");
         s.insert(k, Bytes::from_static(b"xyz"));
         assert_eq!(s.get(&k).as_deref(), Some(&b"xyz"[..]));
@@ -142,5 +166,19 @@ mod tests {
             s.insert(ObjectKey::of(&i.to_string()), Bytes::from(vec![0u8; 1000]));
         }
         assert!(s.bytes() <= 10_000, "{}", s.bytes());
+    }
+
+    #[test]
+    /// A store of at least two of its largest objects keeps one (a shard refuses an entry
+    /// above 97 % of its share).
+    fn a_largest_object_fits_whatever_the_sharding() {
+        for (capacity, largest) in
+            [(1u64 << 20, 256usize << 10), (64 << 20, 1 << 20), (2 << 20, 1 << 20)]
+        {
+            let s = ObjectStore::new(capacity + 512, largest);
+            let k = ObjectKey::of("big");
+            s.insert(k, Bytes::from(vec![7u8; largest]));
+            assert_eq!(s.get(&k).map(|b| b.len()), Some(largest), "capacity {capacity}");
+        }
     }
 }

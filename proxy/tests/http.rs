@@ -180,7 +180,7 @@ fn config(origin: SocketAddr) -> ProxyConfig {
 }
 
 async fn start_proxy(cfg: ProxyConfig) -> Running {
-    let store = ObjectStore::new(cfg.store_bytes);
+    let store = ObjectStore::new(cfg.store_bytes, cfg.max_object_bytes);
     let loader = Loader::new(&cfg, store.clone());
     let cluster = Arc::new(LocalCluster::new(loader.clone(), cfg.node_name.clone()));
     let proxy = Arc::new(Proxy::new(cfg, cluster, store.clone(), loader));
@@ -627,13 +627,13 @@ async fn the_cluster_seam_reports_hops_levels_and_local_hits() {
     let o = start_origin().await;
     let cfg = config(o.addr);
     // The home's store is not the entry's: the entry caches what the cluster hands it.
-    let home = Loader::new(&cfg, ObjectStore::new(cfg.store_bytes));
+    let home = Loader::new(&cfg, ObjectStore::new(cfg.store_bytes, cfg.max_object_bytes));
     let cluster = Arc::new(RingLike {
         loader: home,
         served_locally: AtomicU64::new(0),
         purged: AtomicU64::new(0),
     });
-    let store = ObjectStore::new(cfg.store_bytes);
+    let store = ObjectStore::new(cfg.store_bytes, cfg.max_object_bytes);
     let entry_loader = Loader::new(&cfg, store.clone());
     let proxy = Arc::new(Proxy::new(cfg, cluster.clone(), store.clone(), entry_loader));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -707,7 +707,7 @@ async fn a_node_that_is_not_ready_answers_503_with_retry_after() {
     use std::sync::atomic::AtomicBool;
     let o = start_origin().await;
     let cfg = config(o.addr);
-    let store = ObjectStore::new(cfg.store_bytes);
+    let store = ObjectStore::new(cfg.store_bytes, cfg.max_object_bytes);
     let loader = Loader::new(&cfg, store.clone());
     let cluster = Arc::new(LocalCluster::new(loader.clone(), cfg.node_name.clone()));
     let ready = Arc::new(AtomicBool::new(false));

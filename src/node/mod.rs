@@ -186,7 +186,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
         ..config.proxy.clone()
     };
     proxy_config.validate()?;
-    let objects = ObjectStore::new(proxy_config.store_bytes);
+    let objects = ObjectStore::new(proxy_config.store_bytes, proxy_config.max_object_bytes);
     let store: Arc<dyn BodyStore> = Arc::new(objects.clone());
     let transport_config = TransportConfig {
         me,
