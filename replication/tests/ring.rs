@@ -240,6 +240,35 @@ fn crashed_nodes_rejoin_after_restart() {
     assert_eq!(c.all_ok, c.nodes, "seed 71: ring correct after the restarts: {c:?}");
 }
 
+/// A joiner whose successor crashes the moment it joined, before any node learned of it, is
+/// alone in a ring of one that nobody contacts: it must find the ring again through its seeds
+/// within a few stabilize rounds (it once waited for its merge probes, 30 s apart, to get
+/// past the dead peers first, and meanwhile answered every lookup as every key's home).
+#[test]
+fn a_joiner_orphaned_by_a_crash_finds_the_ring_again() {
+    for seed in [91, 92, 93] {
+        let cfg = config(seed, 32);
+        let mut sim = joined_ring(&cfg);
+        sim.run_for(30 * SEC);
+        let i = sim.add_node();
+        let step = Duration::from_millis(1);
+        while !sim.node(i).is_some_and(|n| n.is_joined()) {
+            sim.run_for(step);
+        }
+        let me = sim.node(i).map(|n| n.me().id).expect("started");
+        let succ = sim.node(i).map(|n| n.routing().successor().id).expect("started");
+        assert_ne!(succ, me, "seed {seed}: joined with a successor");
+        let s = sim.index_of(succ).expect("the successor is a sim node");
+        sim.crash(s);
+        sim.run_for(15 * SEC);
+        let c = sim.ring_check();
+        assert_eq!(c.nodes, 32, "seed {seed}");
+        assert_eq!(c.rings, 1, "seed {seed}: one ring: {c:?}");
+        assert_eq!(c.successor_ok, c.nodes, "seed {seed}: {c:?}");
+        assert_eq!(c.predecessor_ok, c.nodes, "seed {seed}: {c:?}");
+    }
+}
+
 #[test]
 fn graceful_leave_splices_the_node_out_at_once() {
     let cfg = config(81, 64);

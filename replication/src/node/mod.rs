@@ -582,6 +582,12 @@ impl Node {
                 self.routing.offer_successor(p);
             }
         }
+        // Alone with seeds to ask: our successors died before any node learned of us (a
+        // join that raced a crash), so nobody will contact us. Look for the ring every round
+        // instead of once per merge interval.
+        if self.alone() && !self.seeds.is_empty() {
+            self.merge_probe(now);
+        }
         if self.stabilize_inflight {
             return;
         }
@@ -662,19 +668,33 @@ impl Node {
         if self.merge_inflight {
             return;
         }
-        let probe = match self.departed.pop_front() {
-            Some(p) => Some(p),
-            None if !self.seeds.is_empty() => {
-                self.next_seed = (self.next_seed + 1) % self.seeds.len();
-                Some(self.seeds[self.next_seed])
-            }
-            None => None,
+        // Alone, the seeds first: they are the operator's way into the ring, and departed
+        // peers are mostly dead.
+        let probe = if self.alone() {
+            self.next_seed().or_else(|| self.departed.pop_front())
+        } else {
+            self.departed.pop_front().or_else(|| self.next_seed())
         };
         if let Some(p) = probe {
             self.merge_inflight = true;
             let me = self.me().id;
             self.begin_lookup(now, me, Purpose::Merge, Vec::new(), vec![p]);
         }
+    }
+
+    fn next_seed(&mut self) -> Option<Peer> {
+        if self.seeds.is_empty() {
+            return None;
+        }
+        self.next_seed = (self.next_seed + 1) % self.seeds.len();
+        Some(self.seeds[self.next_seed])
+    }
+
+    /// Joined, but in a ring of one: no successor but ourselves and no predecessor.
+    fn alone(&self) -> bool {
+        self.phase == Phase::Joined
+            && self.routing.successor().id == self.me().id
+            && self.routing.predecessor().is_none()
     }
 
     /// Forgets the standing of peers we no longer route through and have not heard from

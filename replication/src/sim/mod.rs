@@ -57,6 +57,8 @@ pub const FRAME_OVERHEAD: usize = 4 + 1 + 1 + 8 + 8 + 32;
 
 /// Bytes of event log gathered before they are hashed.
 const LOG_CHUNK: usize = 64 * 1024;
+/// Seeds a starting node is given (distinct live members, fewer in a smaller ring).
+const JOIN_SEEDS: usize = 3;
 
 #[derive(Debug)]
 enum Ev {
@@ -387,8 +389,16 @@ impl Sim {
     }
 
     fn start(&mut self, i: usize) {
-        let seeds: Vec<Peer> =
-            self.random_joined().map(|k| self.nodes[k].peer).into_iter().collect();
+        // Three seeds, as an operator lists several: a join through one that crashes
+        // meanwhile is retried through the others.
+        let mut seeds: Vec<Peer> = Vec::new();
+        for _ in 0..JOIN_SEEDS {
+            if let Some(k) = self.random_joined() {
+                if !seeds.iter().any(|p| p.id == self.nodes[k].peer.id) {
+                    seeds.push(self.nodes[k].peer);
+                }
+            }
+        }
         let mut node = Node::new(self.nodes[i].peer, self.chord.clone(), self.now);
         node.join(self.now, &seeds);
         let n = &mut self.nodes[i];
