@@ -263,10 +263,10 @@ impl Replication {
         if h.cached || !in_arc(to, key, h.level) {
             return None;
         }
-        let lease_ms = millis(h.until.saturating_sub(now));
+        let lease_ms = millis(h.until().saturating_sub(now));
         // Attached to a renewing source and renewed since the last tick: a detached copy is
         // dying, and the copies downstream of it must not outlive it.
-        let renewable = h.source.is_some() && h.renewed_at >= self.previous_tick;
+        let renewable = h.attached() && h.renewed_at() >= self.previous_tick;
         let (level, stamp, info) = (h.level, h.stamp, h.info);
         Some(Offer { key, level, stamp, info, lease_ms, from_home: false, renewable })
     }
@@ -343,7 +343,8 @@ impl Replication {
         level: LevelStamp,
     ) {
         let me = ring.me().id;
-        let follows = self.holdings.valid(key, now).is_some_and(|h| h.source == Some(from.id));
+        let follows = (self.holdings.valid(key, now))
+            .is_some_and(|h| self.holdings.source_of(&h) == Some(from.id));
         if !(follows || from.id.in_open_closed(me, key))
             || !self.plausible_stamp(now, level.stamp)
             || ring.owns(key)
