@@ -4,6 +4,7 @@
 
 use super::{millis, Puller, Replication, Timer};
 use crate::beehive::holdings::{Considered, Demoted, Held};
+use crate::beehive::home::HomeObject;
 use crate::beehive::wire::{
     in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
     MAX_OFFERS,
@@ -30,6 +31,25 @@ const WITHDRAW_REACH: u8 = 2;
 /// per interval however many copies move, while a promotion still crosses a tree of depth
 /// log2 N within about an interval.
 pub(super) const PUSH_BATCHES: u32 = 16;
+
+/// The top level and the home's lease of one answer or push, worked out once for all its keys.
+#[derive(Debug, Clone, Copy)]
+struct HomeTerms {
+    /// The home-only level, if a fresh leader result lets homes act.
+    top: Option<u8>,
+    lease_ms: u32,
+}
+
+impl HomeTerms {
+    /// A home's offer of `key`: `None` if our copy speaks for it instead (no body, or no
+    /// fresh result), `Some(None)` if the object is home-only.
+    fn offer(self, key: Id, obj: &HomeObject) -> Option<Option<Offer>> {
+        let (info, top) = (obj.info?, self.top?);
+        let (level, stamp, lease_ms) = (obj.level, obj.stamp, self.lease_ms);
+        let offer = Offer { key, level, stamp, info, lease_ms, from_home: true, renewable: true };
+        Some((level < top).then_some(offer))
+    }
+}
 
 impl Replication {
     /// Closes a tick of the change log.
@@ -74,12 +94,13 @@ impl Replication {
         pushed: &FastMap<Id, u64>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
         let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
+        let terms = self.home_terms(now);
         for (key, changed) in self.changed_since(since) {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
             let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
-            match self.offer_to(now, to, key) {
+            match self.offer_to(now, to, key, terms) {
                 Some(o) if !full && !was_pushed => offers.push(o),
                 Some(_) => {}
                 None => {
@@ -204,10 +225,11 @@ impl Replication {
             None => (Vec::new(), Vec::new()),
         };
         if full {
+            let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
             for key in self.homes.iter().map(|(k, _)| *k) {
                 if Self::may_matter(ring, from.id, key) {
-                    offers.extend(self.offer_to(now, from.id, key));
+                    offers.extend(self.offer_to(now, from.id, key, terms));
                 }
             }
             // Copies, tested on their level first (most lie outside the puller's arc): a key
@@ -217,9 +239,9 @@ impl Replication {
                     continue;
                 }
                 if self.homes.get(key).is_some() {
-                    offers.extend(self.offer_to(now, from.id, key));
+                    offers.extend(self.offer_to(now, from.id, key, terms));
                 } else if let Some(h) = self.holdings.valid_held(key, h, now) {
-                    offers.extend(self.copy_offer(now, from.id, key, h));
+                    offers.extend(self.copy_offer(now, key, h));
                 }
             }
         }
@@ -242,25 +264,28 @@ impl Replication {
 
     /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
     /// is left of its lease), if the object's arc holds `to`.
-    fn offer_to(&self, now: Time, to: Id, key: Id) -> Option<Offer> {
-        if let (Some(obj), Some(result)) = (self.homes.get(key), self.fresh_result(now)) {
-            if let Some(info) = obj.info {
-                if obj.level < result.top_level() && in_arc(to, key, obj.level) {
-                    let lease_ms = millis(self.lease());
-                    let (from_home, renewable) = (true, true);
-                    let (level, stamp) = (obj.level, obj.stamp);
-                    return Some(Offer { key, level, stamp, info, lease_ms, from_home, renewable });
-                }
-                return None;
-            }
-        }
-        let h = self.holdings.valid(key, now)?;
-        self.copy_offer(now, to, key, h)
+    fn offer_to(&self, now: Time, to: Id, key: Id, terms: HomeTerms) -> Option<Offer> {
+        self.offer_of(now, key, terms).filter(|o| in_arc(to, key, o.level))
     }
 
-    /// What we would offer `to` for our valid copy `h` of `key`.
-    fn copy_offer(&self, now: Time, to: Id, key: Id, h: Held) -> Option<Offer> {
-        if h.cached || !in_arc(to, key, h.level) {
+    /// Our offer of `key` to any puller its arc holds (`in_arc(puller, key, offer.level)`):
+    /// built once, it serves every puller of a push.
+    fn offer_of(&self, now: Time, key: Id, terms: HomeTerms) -> Option<Offer> {
+        if let Some(home) = self.homes.get(key).and_then(|o| terms.offer(key, o)) {
+            return home;
+        }
+        self.copy_offer(now, key, self.holdings.valid(key, now)?)
+    }
+
+    /// What a home offers now, the same for every key (see [`HomeTerms`]).
+    fn home_terms(&self, now: Time) -> HomeTerms {
+        let top = self.fresh_result(now).map(|r| r.top_level());
+        HomeTerms { top, lease_ms: millis(self.lease()) }
+    }
+
+    /// What we would offer for our valid copy `h` of `key` (to a puller in its arc).
+    fn copy_offer(&self, now: Time, key: Id, h: Held) -> Option<Offer> {
+        if h.cached {
             return None;
         }
         let lease_ms = millis(h.until().saturating_sub(now));
@@ -431,11 +456,14 @@ impl Replication {
             .map(|p| p.peer)
             .collect();
         pullers.sort_unstable_by_key(|p| p.id);
+        // Each offer is built once (lookups, lease left), then sent to every puller it suits.
+        let terms = self.home_terms(now);
+        let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         for p in pullers {
-            let mut offers: Vec<Offer> = keys
+            let mut offers: Vec<Offer> = built
                 .iter()
-                .filter(|k| Self::may_matter(ring, p.id, **k))
-                .filter_map(|k| self.offer_to(now, p.id, *k))
+                .filter(|o| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level))
+                .copied()
                 .collect();
             if offers.is_empty() {
                 continue;
