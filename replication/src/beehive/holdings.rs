@@ -185,7 +185,12 @@ impl Holdings {
 
     /// The newest level we know for `key`: our copy's, or the one that dropped it.
     pub fn known_level(&self, key: Id, now: Time) -> Option<LevelStamp> {
-        if let Some(h) = self.valid(key, now).filter(|h| !h.cached) {
+        self.known_level_of(key, self.valid(key, now))
+    }
+
+    /// [`Holdings::known_level`] given what [`Holdings::valid`] said of `key`.
+    pub fn known_level_of(&self, key: Id, valid: Option<Held>) -> Option<LevelStamp> {
+        if let Some(h) = valid.filter(|h| !h.cached) {
             return Some(LevelStamp { level: h.level, stamp: h.stamp });
         }
         self.demoted.get(&key).map(|(l, _)| *l)

@@ -100,11 +100,30 @@ impl Replication {
                 continue;
             }
             let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
-            match self.offer_to(now, to, key, terms) {
+            // One lookup of the home object and of the copy serves the offer and, failing
+            // it, the level the withdrawal carries: the home's if we are home, else the
+            // newest we know from a copy (or a dropped one).
+            let obj = self.homes.get(key);
+            let (offer, copy) = match obj.and_then(|o| terms.offer(key, o)) {
+                Some(home) => (home, None),
+                None => {
+                    let copy = self.holdings.valid(key, now);
+                    (copy.and_then(|h| self.copy_offer(now, key, h)), Some(copy))
+                }
+            };
+            match offer.filter(|o| in_arc(to, key, o.level)) {
                 Some(o) if !full && !was_pushed => offers.push(o),
                 Some(_) => {}
                 None => {
-                    let level = self.level_of(now, ring, key);
+                    let level = match obj {
+                        Some(o) if ring.owns(key) => {
+                            Some(LevelStamp { level: o.level, stamp: o.stamp })
+                        }
+                        _ => {
+                            let copy = copy.unwrap_or_else(|| self.holdings.valid(key, now));
+                            self.holdings.known_level_of(key, copy)
+                        }
+                    };
                     if level.is_none_or(|l| in_arc(to, key, l.level.saturating_sub(WITHDRAW_REACH)))
                     {
                         withdrawn.push(Withdrawn { key, level });
@@ -252,14 +271,6 @@ impl Replication {
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
         let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms: millis(renew) };
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
-    }
-
-    /// The newest level we know for `key`, as its home or from a copy (or a dropped one).
-    fn level_of(&self, now: Time, ring: RingView<'_>, key: Id) -> Option<LevelStamp> {
-        match self.homes.get(key) {
-            Some(obj) if ring.owns(key) => Some(LevelStamp { level: obj.level, stamp: obj.stamp }),
-            _ => self.holdings.known_level(key, now),
-        }
     }
 
     /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
