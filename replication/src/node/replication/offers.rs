@@ -51,6 +51,19 @@ impl HomeTerms {
     }
 }
 
+/// `offers` by level, then key, each key once, at most [`MAX_OFFERS`]. Sorts a 32-byte
+/// (level, key, index) per offer instead of moving the offers themselves (~100 bytes each). Two
+/// offers with the same level and key are the same offer (a key we are home for and also hold
+/// is listed twice in a full answer), so which one is kept does not matter.
+fn sorted_offers(offers: Vec<Offer>) -> Vec<Offer> {
+    let mut order: Vec<(u8, Id, u32)> =
+        offers.iter().zip(0..).map(|(o, i)| (o.level, o.key, i)).collect();
+    order.sort_unstable_by_key(|(level, key, _)| (*level, *key));
+    order.dedup_by_key(|(_, key, _)| *key);
+    order.truncate(MAX_OFFERS);
+    order.into_iter().map(|(_, _, i)| offers[i as usize]).collect()
+}
+
 impl Replication {
     /// Closes a tick of the change log.
     pub(super) fn roll_changes(&mut self) {
@@ -264,9 +277,7 @@ impl Replication {
                 }
             }
         }
-        offers.sort_unstable_by_key(|o| (o.level, o.key));
-        offers.dedup_by_key(|o| o.key);
-        offers.truncate(MAX_OFFERS);
+        let offers = sorted_offers(offers);
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
         let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms: millis(renew) };
