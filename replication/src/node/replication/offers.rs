@@ -72,20 +72,23 @@ impl Replication {
             self.tick_gens.pop_front();
         }
         let floor = self.tick_gens.front().copied().unwrap_or(0);
-        while self.changes.front().is_some_and(|(g, _)| *g <= floor) {
+        while let Some((g, key)) = self.changes.front().copied().filter(|(g, _)| *g <= floor) {
             self.changes.pop_front();
+            if self.last_change.get(&key) == Some(&g) {
+                self.last_change.remove(&key);
+            }
         }
     }
 
-    /// The keys whose offer changed after generation `since`, sorted, each once with the
-    /// generation of its last change.
-    fn changed_since(&self, since: u64) -> Vec<(Id, u64)> {
+    /// The keys whose offer changed after generation `since`, each once with the generation
+    /// of its last change, in the order of those last changes: each delta walks the log once
+    /// instead of sorting it (one per puller per interval, thousands of entries at N = 1 024).
+    fn changed_since(&self, since: u64) -> impl Iterator<Item = (Id, u64)> + '_ {
         let start = self.changes.partition_point(|(g, _)| *g <= since);
-        let mut keys: Vec<(Id, u64)> = self.changes.range(start..).map(|(g, k)| (*k, *g)).collect();
-        // Newest change of each key first, then keep that one.
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        keys.dedup_by_key(|(k, _)| *k);
-        keys
+        self.changes
+            .range(start..)
+            .filter(|(g, k)| self.last_change.get(k) == Some(g))
+            .map(|(g, k)| (*k, *g))
     }
 
     /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
@@ -144,6 +147,8 @@ impl Replication {
                 }
             }
         }
+        // In key order, as the puller has always taken them; the caller sorts the offers.
+        withdrawn.sort_unstable_by_key(|w| w.key);
         (offers, withdrawn)
     }
 
