@@ -267,15 +267,17 @@ impl Holdings {
         if let Some(stored) = held {
             let h = effective(&self.sources, stored);
             if h.info.version == offer.info.version && h.info.hash == offer.info.hash {
-                let follows =
-                    || h.source.is_some() && h.source == self.source_index.get(&from).copied();
-                if h.cached || (until <= h.until && (!attach || follows())) {
+                // `from`'s index, looked up once for the test and the renewal.
+                let known = self.source_index.get(&from).copied();
+                let follows = h.source.is_some() && h.source == known;
+                if h.cached || (until <= h.until && (!attach || follows)) {
                     return Considered::Ignored;
                 }
                 let until = until.max(h.until);
                 let changed = h.level != offer.level || h.source.is_none() && attach;
-                let source =
-                    attach.then(|| intern(&mut self.sources, &mut self.source_index, from));
+                let source = attach.then(|| {
+                    known.unwrap_or_else(|| intern(&mut self.sources, &mut self.source_index, from))
+                });
                 let (level, stamp, renewed_at) = (offer.level, offer.stamp, nanos(now));
                 *stored = Held { until, level, stamp, source, renewed_at, ..h };
                 return Considered::Renewed { changed };

@@ -430,9 +430,11 @@ impl Replication {
             // solution lags a catalogue that is still being discovered (M underestimated
             // means "everything everywhere"). At the budget no new copy is fetched; past it
             // (its own objects grew) none is renewed either, and copies lapse.
-            let new = !self.holdings.has(offer.key);
-            if self.budget_excess(usize::from(new)) > 0 {
-                continue;
+            if self.cfg.budget.is_some() {
+                let new = !self.holdings.has(offer.key);
+                if self.budget_excess(usize::from(new)) > 0 {
+                    continue;
+                }
             }
             // A copy the offerer no longer renews must not be stretched by its bulk renewals.
             let attach = offer.renewable;
