@@ -177,9 +177,10 @@ impl Routing {
         if self.successors.is_empty() {
             return true;
         }
+        // Suspicion (a hash lookup) only matters for a `named` key outside the arc: replication
+        // asks this for every key it offers.
         match self.predecessor {
-            Some(p) if !suspected(p.id) => key.in_open_closed(p.id, me),
-            Some(p) => named || key.in_open_closed(p.id, me),
+            Some(p) => key.in_open_closed(p.id, me) || (named && suspected(p.id)),
             None => named,
         }
     }

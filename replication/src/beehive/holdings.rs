@@ -5,26 +5,61 @@ use super::wire::{LevelStamp, ObjectInfo, Offer};
 use crate::hash::{FastMap, FastSet};
 use crate::id::Id;
 use crate::time::Time;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+/// A copy as stored: packed (88 bytes), because a node keeps one per object it replicates,
+/// ~10 000 at N = 1 024, C = 0.5. Times are nanoseconds in a `u64` (exact for 584 years,
+/// half a [`Time`]) and the source is an index into [`Holdings`]' table of sources instead
+/// of its 16-byte id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
-    pub level: u8,
+    pub info: ObjectInfo,
     /// When the home set `level` ([`Offer::stamp`]).
     pub stamp: u64,
-    pub info: ObjectInfo,
     /// Dropped at this time unless renewed (a lease for replicas, the TTL for caches).
-    pub until: Time,
-    /// A passive cache copy: never offered on, never renewed.
-    pub cached: bool,
-    /// The finger whose bulk renewals extend this copy (none for a copy offered with a short
-    /// lease, which must not outlive the offerer's).
-    pub source: Option<Id>,
+    until: u64,
     /// When the lease was last extended.
-    pub renewed_at: Time,
+    renewed_at: u64,
     /// When this copy was stored or last answered a lookup: a passive cache under a budget
     /// makes room by dropping the least recently used.
-    pub used_at: Time,
+    used_at: u64,
+    /// The finger whose bulk renewals extend this copy (none for a copy offered with a short
+    /// lease, which must not outlive the offerer's): 1 + its index in `Holdings::sources`.
+    source: Option<NonZeroU32>,
+    pub level: u8,
+    /// A passive cache copy: never offered on, never renewed.
+    pub cached: bool,
+}
+
+impl Held {
+    /// Dropped at this time unless renewed.
+    pub fn until(&self) -> Time {
+        Duration::from_nanos(self.until)
+    }
+
+    /// When the lease was last extended.
+    pub fn renewed_at(&self) -> Time {
+        Duration::from_nanos(self.renewed_at)
+    }
+
+    /// Whether a source's bulk renewals extend this copy.
+    pub fn attached(&self) -> bool {
+        self.source.is_some()
+    }
+}
+
+/// `t` in nanoseconds (saturating, past 584 years).
+fn nanos(t: Time) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A node whose bulk renewals copies follow.
+#[derive(Debug)]
+struct Source {
+    id: Id,
+    /// (when, until) of its latest bulk renewal, in nanoseconds.
+    bulk: Option<(u64, u64)>,
 }
 
 /// What [`Holdings::consider`] made of an offer.
@@ -49,9 +84,13 @@ pub struct Holdings {
     /// key → (version being fetched, from whom), so one offer from each of several fingers
     /// costs one fetch, and a failed fetch can ask its source for a full list again.
     fetching: FastMap<Id, (u64, Option<Id>)>,
-    /// source → (when, until) of its latest bulk renewal; applied lazily to attached copies,
-    /// so a delta answer costs O(1) here instead of a pass over every copy.
-    bulk: FastMap<Id, (Time, Time)>,
+    /// Every node a copy followed or that sent a bulk renewal, with its latest renewal
+    /// (applied lazily to attached copies, so a delta answer costs O(1) here instead of a pass
+    /// over every copy). A copy finds its source's renewal by index, without a hash lookup.
+    /// Never shrinks: it holds the fingers this node has had.
+    sources: Vec<Source>,
+    /// id → 1 + index in `sources`.
+    source_index: FastMap<Id, NonZeroU32>,
     /// key → (the level that put us outside its arc, when to forget it): dropped copies, so
     /// that an offer of an older level does not bring them back, and so that we can pass
     /// the withdrawal on.
@@ -69,6 +108,27 @@ pub enum Demoted {
     Noted,
     /// Not newer than what we know.
     Ignored,
+}
+
+/// `h` with its source's bulk renewal applied.
+fn effective(sources: &[Source], h: &Held) -> Held {
+    // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
+    // still says the source renews it: the copy stays renewable and unchanged.
+    match h.source.and_then(|s| sources[s.get() as usize - 1].bulk) {
+        Some((at, until)) => {
+            Held { until: h.until.max(until), renewed_at: h.renewed_at.max(at), ..*h }
+        }
+        None => *h,
+    }
+}
+
+/// `id`'s index in `sources`, added if new.
+fn intern(sources: &mut Vec<Source>, index: &mut FastMap<Id, NonZeroU32>, id: Id) -> NonZeroU32 {
+    *index.entry(id).or_insert_with(|| {
+        sources.push(Source { id, bulk: None });
+        let n = u32::try_from(sources.len()).expect("fewer than 2^32 sources");
+        NonZeroU32::new(n).expect("a pushed vector is not empty")
+    })
 }
 
 impl Holdings {
@@ -93,7 +153,7 @@ impl Holdings {
 
     /// Every copy, with bulk renewals applied.
     pub fn iter(&self) -> impl Iterator<Item = (Id, Held)> + '_ {
-        self.held.iter().map(|(k, h)| (*k, self.effective(h)))
+        self.held.iter().map(|(k, h)| (*k, effective(&self.sources, h)))
     }
 
     /// Every copy as stored, without bulk renewals: for a scan that filters on the level (which
@@ -102,16 +162,9 @@ impl Holdings {
         self.held.iter().map(|(k, h)| (*k, h))
     }
 
-    /// `h` with its source's bulk renewal applied.
-    fn effective(&self, h: &Held) -> Held {
-        // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
-        // still says the source renews it: the copy stays renewable and unchanged.
-        match h.source.and_then(|s| self.bulk.get(&s)) {
-            Some((at, until)) => {
-                Held { until: h.until.max(*until), renewed_at: h.renewed_at.max(*at), ..*h }
-            }
-            None => *h,
-        }
+    /// The node whose bulk renewals extend `h`, if any.
+    pub fn source_of(&self, h: &Held) -> Option<Id> {
+        h.source.map(|s| self.sources[s.get() as usize - 1].id)
     }
 
     /// The copy of `key` this node may serve at `now`.
@@ -121,8 +174,8 @@ impl Holdings {
 
     /// [`Holdings::valid`] for a copy the caller already has in hand.
     pub fn valid_held(&self, key: Id, h: &Held, now: Time) -> Option<Held> {
-        let h = self.effective(h);
-        (h.until > now && !self.is_dead(key, h.info.version)).then_some(h)
+        let h = effective(&self.sources, h);
+        (h.until > nanos(now) && !self.is_dead(key, h.info.version)).then_some(h)
     }
 
     /// How many copies this node may serve at `now` (one pass, no lookups per copy).
@@ -132,7 +185,12 @@ impl Holdings {
 
     /// The newest level we know for `key`: our copy's, or the one that dropped it.
     pub fn known_level(&self, key: Id, now: Time) -> Option<LevelStamp> {
-        if let Some(h) = self.valid(key, now).filter(|h| !h.cached) {
+        self.known_level_of(key, self.valid(key, now))
+    }
+
+    /// [`Holdings::known_level`] given what [`Holdings::valid`] said of `key`.
+    pub fn known_level_of(&self, key: Id, valid: Option<Held>) -> Option<LevelStamp> {
+        if let Some(h) = valid.filter(|h| !h.cached) {
             return Some(LevelStamp { level: h.level, stamp: h.stamp });
         }
         self.demoted.get(&key).map(|(l, _)| *l)
@@ -165,19 +223,17 @@ impl Holdings {
         if self.known_stamp(key).is_some_and(|known| known >= new.stamp) {
             return Demoted::Ignored;
         }
-        match self.held.get(&key).copied() {
+        match self.held.get_mut(&key) {
             Some(h) if h.cached => Demoted::Ignored,
             Some(h) => {
-                let h = self.effective(&h);
-                let mut moved = Held { level: new.level, stamp: new.stamp, source: None, ..h };
+                let e = effective(&self.sources, h);
+                *h = Held { level: new.level, stamp: new.stamp, source: None, ..e };
                 if inside {
-                    self.held.insert(key, moved);
                     return Demoted::Relevelled;
                 }
                 // Out of the arc: gone once the answers already sent for it have been used
                 // (`grace`), and offered to nobody meanwhile (the level says so).
-                moved.until = moved.until.min(grace);
-                self.held.insert(key, moved);
+                h.until = h.until.min(nanos(grace));
                 self.demoted.insert(key, (new, forget_at));
                 Demoted::Dropped
             }
@@ -199,26 +255,31 @@ impl Holdings {
     /// caller): renew the copy we have, or fetch the body (remembering the fetch). A renewed
     /// copy follows `from`'s bulk renewals only if `attach` (its lease is a long one).
     pub fn consider(&mut self, offer: &Offer, from: Id, now: Time, attach: bool) -> Considered {
-        // One lookup of the copy serves the staleness test and the renewal (`is_stale`).
-        let held = self.held.get(&offer.key);
+        let dead = self.is_dead(offer.key, offer.info.version);
         let dropped = self.demoted.get(&offer.key).map(|(l, _)| l.stamp);
-        let stale = held.map(|h| h.stamp).max(dropped).is_some_and(|known| known > offer.stamp);
-        if self.is_dead(offer.key, offer.info.version) || stale {
+        // One lookup of the copy serves the staleness test and the renewal (`is_stale`).
+        let held = self.held.get_mut(&offer.key);
+        let stale = held.as_ref().map(|h| h.stamp).max(dropped).is_some_and(|k| k > offer.stamp);
+        if dead || stale {
             return Considered::Ignored;
         }
-        let until = now + Duration::from_millis(u64::from(offer.lease_ms));
+        let until = nanos(now + Duration::from_millis(u64::from(offer.lease_ms)));
         if let Some(stored) = held {
-            let h = self.effective(stored);
+            let h = effective(&self.sources, stored);
             if h.info.version == offer.info.version && h.info.hash == offer.info.hash {
-                if h.cached || (until <= h.until && (!attach || h.source == Some(from))) {
+                // `from`'s index, looked up once for the test and the renewal.
+                let known = self.source_index.get(&from).copied();
+                let follows = h.source.is_some() && h.source == known;
+                if h.cached || (until <= h.until && (!attach || follows)) {
                     return Considered::Ignored;
                 }
                 let until = until.max(h.until);
                 let changed = h.level != offer.level || h.source.is_none() && attach;
-                let source = attach.then_some(from);
-                let (level, stamp) = (offer.level, offer.stamp);
-                let renewed = Held { until, level, stamp, source, renewed_at: now, ..h };
-                self.held.insert(offer.key, renewed);
+                let source = attach.then(|| {
+                    known.unwrap_or_else(|| intern(&mut self.sources, &mut self.source_index, from))
+                });
+                let (level, stamp, renewed_at) = (offer.level, offer.stamp, nanos(now));
+                *stored = Held { until, level, stamp, source, renewed_at, ..h };
                 return Considered::Renewed { changed };
             }
             if h.info.version > offer.info.version {
@@ -248,29 +309,38 @@ impl Holdings {
 
     /// Extends every copy attached to `source` to `now + lease` (lazily; never shortening).
     pub fn renew_from(&mut self, source: Id, now: Time, lease: Duration) {
-        let e = self.bulk.entry(source).or_insert((now, now + lease));
-        e.0 = e.0.max(now);
-        e.1 = e.1.max(now + lease);
+        let s = intern(&mut self.sources, &mut self.source_index, source);
+        let (at, until) = (nanos(now), nanos(now + lease));
+        let e = self.sources[s.get() as usize - 1].bulk.get_or_insert((at, until));
+        e.0 = e.0.max(at);
+        e.1 = e.1.max(until);
     }
 
     /// Stops `source`'s bulk renewals of `key` (it withdrew the offer, or no longer renews its
     /// own copy). Returns whether the copy was attached to it.
     pub fn detach(&mut self, key: Id, source: Id) -> bool {
-        let folded = match self.held.get(&key) {
-            Some(h) if h.source == Some(source) => Held { source: None, ..self.effective(h) },
-            _ => return false,
+        let Some(s) = self.source_index.get(&source).copied() else {
+            return false;
         };
-        self.held.insert(key, folded);
-        true
+        match self.held.get_mut(&key) {
+            Some(h) if h.source == Some(s) => {
+                *h = Held { source: None, ..effective(&self.sources, h) };
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Stops `source`'s bulk renewals of every copy attached to it except `keep` (its full
     /// list of offers). Returns the keys detached, sorted.
     pub fn detach_all_but(&mut self, source: Id, keep: &FastSet<Id>) -> Vec<Id> {
+        let Some(s) = self.source_index.get(&source).copied() else {
+            return Vec::new();
+        };
         let mut keys: Vec<Id> = self
             .held
             .iter()
-            .filter(|(k, h)| h.source == Some(source) && !keep.contains(*k))
+            .filter(|(k, h)| h.source == Some(s) && !keep.contains(*k))
             .map(|(k, _)| *k)
             .collect();
         keys.sort_unstable();
@@ -282,6 +352,7 @@ impl Holdings {
 
     /// Copies whose lease was not extended since `since`: their offers to others changed.
     pub fn not_renewed_since(&self, since: Time) -> Vec<Id> {
+        let since = nanos(since);
         let mut keys: Vec<Id> = self
             .iter()
             .filter(|(_, h)| !h.cached && h.renewed_at < since)
@@ -311,7 +382,9 @@ impl Holdings {
             return false;
         }
         self.demoted.remove(&offer.key);
-        let (level, stamp, info) = (offer.level, offer.stamp, offer.info);
+        let source = source.map(|s| intern(&mut self.sources, &mut self.source_index, s));
+        let (level, stamp, info, until, now) =
+            (offer.level, offer.stamp, offer.info, nanos(until), nanos(now));
         let held =
             Held { level, stamp, info, until, cached, source, renewed_at: now, used_at: now };
         self.held.insert(offer.key, held);
@@ -321,7 +394,7 @@ impl Holdings {
     /// `key`'s copy answered a lookup at `now`.
     pub fn mark_used(&mut self, key: Id, now: Time) {
         if let Some(h) = self.held.get_mut(&key) {
-            h.used_at = h.used_at.max(now);
+            h.used_at = h.used_at.max(nanos(now));
         }
     }
 
@@ -330,7 +403,7 @@ impl Holdings {
         if count == 0 {
             return Vec::new();
         }
-        let mut by_use: Vec<(Time, Id)> = self.held.iter().map(|(k, h)| (h.used_at, *k)).collect();
+        let mut by_use: Vec<(u64, Id)> = self.held.iter().map(|(k, h)| (h.used_at, *k)).collect();
         if count < by_use.len() {
             by_use.select_nth_unstable(count);
             by_use.truncate(count);
@@ -361,20 +434,18 @@ impl Holdings {
 
     /// Drops expired copies and tombstones; returns the dropped keys, sorted.
     pub fn expire(&mut self, now: Time) -> Vec<Id> {
+        let now_ns = nanos(now);
         // Fold the bulk renewals in, then forget the spent ones.
-        if !self.bulk.is_empty() {
-            let bulk = std::mem::take(&mut self.bulk);
+        if self.sources.iter().any(|s| s.bulk.is_some()) {
             for h in self.held.values_mut() {
-                if let Some((at, until)) = h.source.and_then(|s| bulk.get(&s)) {
-                    h.until = h.until.max(*until);
-                    h.renewed_at = h.renewed_at.max(*at);
-                }
+                *h = effective(&self.sources, h);
             }
-            self.bulk = bulk;
-            self.bulk.retain(|_, (_, until)| *until > now);
+            for s in &mut self.sources {
+                s.bulk = s.bulk.filter(|(_, until)| *until > now_ns);
+            }
         }
         let mut gone: Vec<Id> =
-            self.held.iter().filter(|(_, h)| h.until <= now).map(|(k, _)| *k).collect();
+            self.held.iter().filter(|(_, h)| h.until <= now_ns).map(|(k, _)| *k).collect();
         gone.sort_unstable();
         for k in &gone {
             self.held.remove(k);
@@ -428,11 +499,11 @@ mod tests {
         assert_eq!(h.consider(&offer(2), from, now, true), Considered::Fetch);
         assert!(h.store(&offer(2), Some(from), now, now + lease, false));
         h.renew_from(from, now, lease * 2);
-        assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
+        assert_eq!(h.valid(Id(7), now + lease).unwrap().until(), now + lease * 2);
         // Detached copies no longer follow the source.
         h.detach(Id(7), from);
         h.renew_from(from, now + lease, lease * 2);
-        assert_eq!(h.valid(Id(7), now + lease).unwrap().until, now + lease * 2);
+        assert_eq!(h.valid(Id(7), now + lease).unwrap().until(), now + lease * 2);
         assert_eq!(h.expire(now + lease * 3), vec![Id(7)]);
     }
 
@@ -483,7 +554,37 @@ mod tests {
         let wider = LevelStamp { level: 1, stamp: 8 };
         assert_eq!(h.demote(Id(7), wider, true, grace, grace + lease), Demoted::Relevelled);
         let held = h.valid(Id(7), grace).unwrap();
-        assert_eq!((held.level, held.stamp, held.source), (1, 8, None));
-        assert_eq!(held.until, grace + lease);
+        assert_eq!((held.level, held.stamp, h.source_of(&held)), (1, 8, None));
+        assert_eq!(held.until(), grace + lease);
+    }
+
+    #[test]
+    fn a_packed_copy_keeps_its_source_lease_and_level() {
+        // A copy is stored once per object per node: keep it small.
+        assert!(std::mem::size_of::<Held>() <= 88, "{}", std::mem::size_of::<Held>());
+        let mut h = Holdings::default();
+        let (now, lease) = (Duration::new(3, 123_456_789), Duration::from_millis(30_001));
+        let sources = [Id(9), Id(u128::MAX), Id(1 << 100)];
+        for (i, from) in sources.into_iter().enumerate() {
+            let key = Id(100 + i as u128);
+            let o = Offer { key, level: 60 + i as u8, ..offer(1) };
+            assert!(h.store(&o, Some(from), now, now + lease, false));
+            let held = h.valid(key, now).unwrap();
+            assert_eq!(h.source_of(&held), Some(from));
+            assert_eq!((held.level, held.stamp, held.info), (60 + i as u8, 5, o.info));
+            // Nanosecond times come back exactly.
+            assert_eq!((held.until(), held.renewed_at()), (now + lease, now));
+        }
+        let unattached = Offer { key: Id(200), ..offer(1) };
+        assert!(h.store(&unattached, None, now, now + lease, false));
+        assert_eq!(h.source_of(&h.valid(Id(200), now).unwrap()), None);
+        // A bulk renewal reaches only the copies of its own source.
+        h.renew_from(Id(u128::MAX), now + lease / 2, lease);
+        assert_eq!(h.valid(Id(101), now).unwrap().until(), now + lease / 2 + lease);
+        assert_eq!(h.valid(Id(100), now).unwrap().until(), now + lease);
+        assert!(h.detach(Id(101), Id(u128::MAX)));
+        assert!(!h.detach(Id(100), Id(u128::MAX)));
+        let held = h.valid(Id(101), now).unwrap();
+        assert_eq!((h.source_of(&held), held.until()), (None, now + lease / 2 + lease));
     }
 }

@@ -119,6 +119,8 @@ pub(crate) struct Replication {
     /// (generation, key) of every change, oldest first (kept for [`offers::CHANGE_LOG_TICKS`]
     /// ticks): a delta is a binary search and a walk over what came after it.
     changes: VecDeque<(u64, Id)>,
+    /// key → the generation of its last entry in `changes`.
+    last_change: FastMap<Id, u64>,
     /// The generation at each of the last ticks; the oldest bounds what a delta can cover.
     tick_gens: VecDeque<u64>,
     last_tick: Time,
@@ -156,6 +158,7 @@ impl Replication {
             lookups: 0,
             gen: 0,
             changes: VecDeque::new(),
+            last_change: FastMap::default(),
             tick_gens: VecDeque::new(),
             last_tick: Time::ZERO,
             previous_tick: Time::ZERO,
@@ -222,6 +225,7 @@ impl Replication {
     fn touch(&mut self, key: Id) {
         self.gen += 1;
         self.changes.push_back((self.gen, key));
+        self.last_change.insert(key, self.gen);
     }
 
     /// `key` was dropped here: the caller drops its body too, unless we are its home.

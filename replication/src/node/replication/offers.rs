@@ -4,6 +4,7 @@
 
 use super::{millis, Puller, Replication, Timer};
 use crate::beehive::holdings::{Considered, Demoted, Held};
+use crate::beehive::home::HomeObject;
 use crate::beehive::wire::{
     in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
     MAX_OFFERS,
@@ -31,6 +32,38 @@ const WITHDRAW_REACH: u8 = 2;
 /// log2 N within about an interval.
 pub(super) const PUSH_BATCHES: u32 = 16;
 
+/// The top level and the home's lease of one answer or push, worked out once for all its keys.
+#[derive(Debug, Clone, Copy)]
+struct HomeTerms {
+    /// The home-only level, if a fresh leader result lets homes act.
+    top: Option<u8>,
+    lease_ms: u32,
+}
+
+impl HomeTerms {
+    /// A home's offer of `key`: `None` if our copy speaks for it instead (no body, or no
+    /// fresh result), `Some(None)` if the object is home-only.
+    fn offer(self, key: Id, obj: &HomeObject) -> Option<Option<Offer>> {
+        let (info, top) = (obj.info?, self.top?);
+        let (level, stamp, lease_ms) = (obj.level, obj.stamp, self.lease_ms);
+        let offer = Offer { key, level, stamp, info, lease_ms, from_home: true, renewable: true };
+        Some((level < top).then_some(offer))
+    }
+}
+
+/// `offers` by level, then key, each key once, at most [`MAX_OFFERS`]. Sorts a 32-byte
+/// (level, key, index) per offer instead of moving the offers themselves (~100 bytes each). Two
+/// offers with the same level and key are the same offer (a key we are home for and also hold
+/// is listed twice in a full answer), so which one is kept does not matter.
+fn sorted_offers(offers: Vec<Offer>) -> Vec<Offer> {
+    let mut order: Vec<(u8, Id, u32)> =
+        offers.iter().zip(0..).map(|(o, i)| (o.level, o.key, i)).collect();
+    order.sort_unstable_by_key(|(level, key, _)| (*level, *key));
+    order.dedup_by_key(|(_, key, _)| *key);
+    order.truncate(MAX_OFFERS);
+    order.into_iter().map(|(_, _, i)| offers[i as usize]).collect()
+}
+
 impl Replication {
     /// Closes a tick of the change log.
     pub(super) fn roll_changes(&mut self) {
@@ -39,20 +72,23 @@ impl Replication {
             self.tick_gens.pop_front();
         }
         let floor = self.tick_gens.front().copied().unwrap_or(0);
-        while self.changes.front().is_some_and(|(g, _)| *g <= floor) {
+        while let Some((g, key)) = self.changes.front().copied().filter(|(g, _)| *g <= floor) {
             self.changes.pop_front();
+            if self.last_change.get(&key) == Some(&g) {
+                self.last_change.remove(&key);
+            }
         }
     }
 
-    /// The keys whose offer changed after generation `since`, sorted, each once with the
-    /// generation of its last change.
-    fn changed_since(&self, since: u64) -> Vec<(Id, u64)> {
+    /// The keys whose offer changed after generation `since`, each once with the generation
+    /// of its last change, in the order of those last changes: each delta walks the log once
+    /// instead of sorting it (one per puller per interval, thousands of entries at N = 1 024).
+    fn changed_since(&self, since: u64) -> impl Iterator<Item = (Id, u64)> + '_ {
         let start = self.changes.partition_point(|(g, _)| *g <= since);
-        let mut keys: Vec<(Id, u64)> = self.changes.range(start..).map(|(g, k)| (*k, *g)).collect();
-        // Newest change of each key first, then keep that one.
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        keys.dedup_by_key(|(k, _)| *k);
-        keys
+        self.changes
+            .range(start..)
+            .filter(|(g, k)| self.last_change.get(k) == Some(g))
+            .map(|(g, k)| (*k, *g))
     }
 
     /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
@@ -74,16 +110,36 @@ impl Replication {
         pushed: &FastMap<Id, u64>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
         let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
+        let terms = self.home_terms(now);
         for (key, changed) in self.changed_since(since) {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
             let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
-            match self.offer_to(now, to, key) {
+            // One lookup of the home object and of the copy serves the offer and, failing
+            // it, the level the withdrawal carries: the home's if we are home, else the
+            // newest we know from a copy (or a dropped one).
+            let obj = self.homes.get(key);
+            let (offer, copy) = match obj.and_then(|o| terms.offer(key, o)) {
+                Some(home) => (home, None),
+                None => {
+                    let copy = self.holdings.valid(key, now);
+                    (copy.and_then(|h| self.copy_offer(now, key, h)), Some(copy))
+                }
+            };
+            match offer.filter(|o| in_arc(to, key, o.level)) {
                 Some(o) if !full && !was_pushed => offers.push(o),
                 Some(_) => {}
                 None => {
-                    let level = self.level_of(now, ring, key);
+                    let level = match obj {
+                        Some(o) if ring.owns(key) => {
+                            Some(LevelStamp { level: o.level, stamp: o.stamp })
+                        }
+                        _ => {
+                            let copy = copy.unwrap_or_else(|| self.holdings.valid(key, now));
+                            self.holdings.known_level_of(key, copy)
+                        }
+                    };
                     if level.is_none_or(|l| in_arc(to, key, l.level.saturating_sub(WITHDRAW_REACH)))
                     {
                         withdrawn.push(Withdrawn { key, level });
@@ -91,6 +147,8 @@ impl Replication {
                 }
             }
         }
+        // In key order, as the puller has always taken them; the caller sorts the offers.
+        withdrawn.sort_unstable_by_key(|w| w.key);
         (offers, withdrawn)
     }
 
@@ -204,10 +262,11 @@ impl Replication {
             None => (Vec::new(), Vec::new()),
         };
         if full {
+            let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
             for key in self.homes.iter().map(|(k, _)| *k) {
                 if Self::may_matter(ring, from.id, key) {
-                    offers.extend(self.offer_to(now, from.id, key));
+                    offers.extend(self.offer_to(now, from.id, key, terms));
                 }
             }
             // Copies, tested on their level first (most lie outside the puller's arc): a key
@@ -217,56 +276,49 @@ impl Replication {
                     continue;
                 }
                 if self.homes.get(key).is_some() {
-                    offers.extend(self.offer_to(now, from.id, key));
+                    offers.extend(self.offer_to(now, from.id, key, terms));
                 } else if let Some(h) = self.holdings.valid_held(key, h, now) {
-                    offers.extend(self.copy_offer(now, from.id, key, h));
+                    offers.extend(self.copy_offer(now, key, h));
                 }
             }
         }
-        offers.sort_unstable_by_key(|o| (o.level, o.key));
-        offers.dedup_by_key(|o| o.key);
-        offers.truncate(MAX_OFFERS);
+        let offers = sorted_offers(offers);
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
         let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms: millis(renew) };
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
     }
 
-    /// The newest level we know for `key`, as its home or from a copy (or a dropped one).
-    fn level_of(&self, now: Time, ring: RingView<'_>, key: Id) -> Option<LevelStamp> {
-        match self.homes.get(key) {
-            Some(obj) if ring.owns(key) => Some(LevelStamp { level: obj.level, stamp: obj.stamp }),
-            _ => self.holdings.known_level(key, now),
-        }
-    }
-
     /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
     /// is left of its lease), if the object's arc holds `to`.
-    fn offer_to(&self, now: Time, to: Id, key: Id) -> Option<Offer> {
-        if let (Some(obj), Some(result)) = (self.homes.get(key), self.fresh_result(now)) {
-            if let Some(info) = obj.info {
-                if obj.level < result.top_level() && in_arc(to, key, obj.level) {
-                    let lease_ms = millis(self.lease());
-                    let (from_home, renewable) = (true, true);
-                    let (level, stamp) = (obj.level, obj.stamp);
-                    return Some(Offer { key, level, stamp, info, lease_ms, from_home, renewable });
-                }
-                return None;
-            }
-        }
-        let h = self.holdings.valid(key, now)?;
-        self.copy_offer(now, to, key, h)
+    fn offer_to(&self, now: Time, to: Id, key: Id, terms: HomeTerms) -> Option<Offer> {
+        self.offer_of(now, key, terms).filter(|o| in_arc(to, key, o.level))
     }
 
-    /// What we would offer `to` for our valid copy `h` of `key`.
-    fn copy_offer(&self, now: Time, to: Id, key: Id, h: Held) -> Option<Offer> {
-        if h.cached || !in_arc(to, key, h.level) {
+    /// Our offer of `key` to any puller its arc holds (`in_arc(puller, key, offer.level)`):
+    /// built once, it serves every puller of a push.
+    fn offer_of(&self, now: Time, key: Id, terms: HomeTerms) -> Option<Offer> {
+        if let Some(home) = self.homes.get(key).and_then(|o| terms.offer(key, o)) {
+            return home;
+        }
+        self.copy_offer(now, key, self.holdings.valid(key, now)?)
+    }
+
+    /// What a home offers now, the same for every key (see [`HomeTerms`]).
+    fn home_terms(&self, now: Time) -> HomeTerms {
+        let top = self.fresh_result(now).map(|r| r.top_level());
+        HomeTerms { top, lease_ms: millis(self.lease()) }
+    }
+
+    /// What we would offer for our valid copy `h` of `key` (to a puller in its arc).
+    fn copy_offer(&self, now: Time, key: Id, h: Held) -> Option<Offer> {
+        if h.cached {
             return None;
         }
-        let lease_ms = millis(h.until.saturating_sub(now));
+        let lease_ms = millis(h.until().saturating_sub(now));
         // Attached to a renewing source and renewed since the last tick: a detached copy is
         // dying, and the copies downstream of it must not outlive it.
-        let renewable = h.source.is_some() && h.renewed_at >= self.previous_tick;
+        let renewable = h.attached() && h.renewed_at() >= self.previous_tick;
         let (level, stamp, info) = (h.level, h.stamp, h.info);
         Some(Offer { key, level, stamp, info, lease_ms, from_home: false, renewable })
     }
@@ -343,7 +395,8 @@ impl Replication {
         level: LevelStamp,
     ) {
         let me = ring.me().id;
-        let follows = self.holdings.valid(key, now).is_some_and(|h| h.source == Some(from.id));
+        let follows = (self.holdings.valid(key, now))
+            .is_some_and(|h| self.holdings.source_of(&h) == Some(from.id));
         if !(follows || from.id.in_open_closed(me, key))
             || !self.plausible_stamp(now, level.stamp)
             || ring.owns(key)
@@ -377,9 +430,11 @@ impl Replication {
             // solution lags a catalogue that is still being discovered (M underestimated
             // means "everything everywhere"). At the budget no new copy is fetched; past it
             // (its own objects grew) none is renewed either, and copies lapse.
-            let new = !self.holdings.has(offer.key);
-            if self.budget_excess(usize::from(new)) > 0 {
-                continue;
+            if self.cfg.budget.is_some() {
+                let new = !self.holdings.has(offer.key);
+                if self.budget_excess(usize::from(new)) > 0 {
+                    continue;
+                }
             }
             // A copy the offerer no longer renews must not be stretched by its bulk renewals.
             let attach = offer.renewable;
@@ -430,11 +485,14 @@ impl Replication {
             .map(|p| p.peer)
             .collect();
         pullers.sort_unstable_by_key(|p| p.id);
+        // Each offer is built once (lookups, lease left), then sent to every puller it suits.
+        let terms = self.home_terms(now);
+        let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         for p in pullers {
-            let mut offers: Vec<Offer> = keys
+            let mut offers: Vec<Offer> = built
                 .iter()
-                .filter(|k| Self::may_matter(ring, p.id, **k))
-                .filter_map(|k| self.offer_to(now, p.id, *k))
+                .filter(|o| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level))
+                .copied()
                 .collect();
             if offers.is_empty() {
                 continue;
