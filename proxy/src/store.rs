@@ -74,24 +74,20 @@ impl ObjectStore {
         ObjectStore { cache: Arc::new(cache) }
     }
 
-    fn entry(&self, key: &ObjectKey) -> Option<Arc<Stored>> {
-        self.cache.get(key)
-    }
-
     /// The encoded object under `key`.
     pub fn get(&self, key: &ObjectKey) -> Option<Bytes> {
-        self.entry(key).map(|s| s.bytes.clone())
+        self.cache.get(key).map(|s| s.bytes.clone())
     }
 
     /// The encoded object under `key` with its blake3 hash.
     pub fn get_hashed(&self, key: &ObjectKey) -> Option<(Bytes, [u8; 32])> {
-        self.entry(key).map(|s| (s.bytes.clone(), s.hash))
+        self.cache.get(key).map(|s| (s.bytes.clone(), s.hash))
     }
 
     /// The decoded object under `key` (decoded on the first call for the stored bytes);
     /// `None` also when the stored bytes do not decode.
     pub fn get_decoded(&self, key: &ObjectKey) -> Option<Arc<CachedObject>> {
-        let s = self.entry(key)?;
+        let s = self.cache.get(key)?;
         s.decoded.get_or_init(|| CachedObject::decode_shared(&s.bytes).ok().map(Arc::new)).clone()
     }
 

@@ -114,12 +114,17 @@ pub enum Demoted {
 fn effective(sources: &[Source], h: &Held) -> Held {
     // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
     // still says the source renews it: the copy stays renewable and unchanged.
-    match h.source.and_then(|s| sources[s.get() as usize - 1].bulk) {
+    match h.source.and_then(|s| sources[slot(s)].bulk) {
         Some((at, until)) => {
             Held { until: h.until.max(until), renewed_at: h.renewed_at.max(at), ..*h }
         }
         None => *h,
     }
+}
+
+/// Where a copy's `source` points in `Holdings::sources`.
+fn slot(source: NonZeroU32) -> usize {
+    source.get() as usize - 1
 }
 
 /// `id`'s index in `sources`, added if new.
@@ -164,7 +169,7 @@ impl Holdings {
 
     /// The node whose bulk renewals extend `h`, if any.
     pub fn source_of(&self, h: &Held) -> Option<Id> {
-        h.source.map(|s| self.sources[s.get() as usize - 1].id)
+        h.source.map(|s| self.sources[slot(s)].id)
     }
 
     /// The copy of `key` this node may serve at `now`.
@@ -311,7 +316,7 @@ impl Holdings {
     pub fn renew_from(&mut self, source: Id, now: Time, lease: Duration) {
         let s = intern(&mut self.sources, &mut self.source_index, source);
         let (at, until) = (nanos(now), nanos(now + lease));
-        let e = self.sources[s.get() as usize - 1].bulk.get_or_insert((at, until));
+        let e = self.sources[slot(s)].bulk.get_or_insert((at, until));
         e.0 = e.0.max(at);
         e.1 = e.1.max(until);
     }

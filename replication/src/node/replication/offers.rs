@@ -117,29 +117,14 @@ impl Replication {
             }
             let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
             // One lookup of the home object and of the copy serves the offer and, failing
-            // it, the level the withdrawal carries: the home's if we are home, else the
-            // newest we know from a copy (or a dropped one).
+            // it, the level the withdrawal carries.
             let obj = self.homes.get(key);
-            let (offer, copy) = match obj.and_then(|o| terms.offer(key, o)) {
-                Some(home) => (home, None),
-                None => {
-                    let copy = self.holdings.valid(key, now);
-                    (copy.and_then(|h| self.copy_offer(now, key, h)), Some(copy))
-                }
-            };
+            let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
                 Some(o) if !full && !was_pushed => offers.push(o),
                 Some(_) => {}
                 None => {
-                    let level = match obj {
-                        Some(o) if ring.owns(key) => {
-                            Some(LevelStamp { level: o.level, stamp: o.stamp })
-                        }
-                        _ => {
-                            let copy = copy.unwrap_or_else(|| self.holdings.valid(key, now));
-                            self.holdings.known_level_of(key, copy)
-                        }
-                    };
+                    let level = self.level_of(now, ring, key, obj, copy);
                     if level.is_none_or(|l| in_arc(to, key, l.level.saturating_sub(WITHDRAW_REACH)))
                     {
                         withdrawn.push(Withdrawn { key, level });
@@ -298,10 +283,42 @@ impl Replication {
     /// Our offer of `key` to any puller its arc holds (`in_arc(puller, key, offer.level)`):
     /// built once, it serves every puller of a push.
     fn offer_of(&self, now: Time, key: Id, terms: HomeTerms) -> Option<Offer> {
-        if let Some(home) = self.homes.get(key).and_then(|o| terms.offer(key, o)) {
-            return home;
+        self.offer_and_copy(now, key, self.homes.get(key), terms).0
+    }
+
+    /// [`Self::offer_of`] given `key`'s home object `obj`, with the copy it looked up on the
+    /// way (`None`: the home's offer answered without it).
+    fn offer_and_copy(
+        &self,
+        now: Time,
+        key: Id,
+        obj: Option<&HomeObject>,
+        terms: HomeTerms,
+    ) -> (Option<Offer>, Option<Option<Held>>) {
+        if let Some(home) = obj.and_then(|o| terms.offer(key, o)) {
+            return (home, None);
         }
-        self.copy_offer(now, key, self.holdings.valid(key, now)?)
+        let copy = self.holdings.valid(key, now);
+        (copy.and_then(|h| self.copy_offer(now, key, h)), Some(copy))
+    }
+
+    /// The newest level we know for `key`: its home object `obj`'s if we are its home, else
+    /// from our copy (`copy`, if already looked up) or the withdrawal that dropped it.
+    fn level_of(
+        &self,
+        now: Time,
+        ring: RingView<'_>,
+        key: Id,
+        obj: Option<&HomeObject>,
+        copy: Option<Option<Held>>,
+    ) -> Option<LevelStamp> {
+        match obj {
+            Some(o) if ring.owns(key) => Some(LevelStamp { level: o.level, stamp: o.stamp }),
+            _ => {
+                let copy = copy.unwrap_or_else(|| self.holdings.valid(key, now));
+                self.holdings.known_level_of(key, copy)
+            }
+        }
     }
 
     /// What a home offers now, the same for every key (see [`HomeTerms`]).

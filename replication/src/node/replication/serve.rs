@@ -48,9 +48,8 @@ impl Replication {
 
     /// Adds an object lookup to the hop statistics the leader measures h from. A holder
     /// without a fresh result answers [`NO_RESULT_LEVEL`]: under our result that object is
-    /// home-only, at our top level; without one the lookup tells nothing about h. Counted as
-    /// 128 levels, such answers once made the leader's h several times too small early on, so
-    /// the model stored about half the copies C needs.
+    /// home-only, at our top level; without one the lookup tells nothing about h (counted as
+    /// 128 levels, it would make h several times too small).
     pub fn note_hops(&mut self, now: Time, hops: u32, level: u8) {
         let level = match self.fresh_result(now) {
             Some(r) => level.min(r.top_level()),
