@@ -185,10 +185,19 @@ impl Cluster {
     }
 }
 
-/// Reads every node's `/stats`: objects stored per node (home and copies), and bodies copied
-/// between nodes so far (replica and cache fetches), summed over the ring.
-fn storage(admins: &[SocketAddr]) -> Result<(f64, u64)> {
-    let (mut stored, mut copied) = (0u64, 0u64);
+/// What the nodes' `/stats` say about storage, summed or averaged over the ring.
+struct Storage {
+    /// Objects stored per node, home objects and copies.
+    stored: f64,
+    /// Objects per node past what the budget allows a node: the larger of the budget and its
+    /// own objects (a node must keep those, and on an uneven ring some own more).
+    over_budget: f64,
+    /// Bodies copied between nodes so far (replica and cache fetches).
+    copied: u64,
+}
+
+fn storage(admins: &[SocketAddr], budget: u64) -> Result<Storage> {
+    let (mut stored, mut over, mut copied) = (0u64, 0u64, 0u64);
     for a in admins {
         let (status, body) =
             launch::http(*a, "GET", "/stats", b"").with_context(|| format!("{a}: no /stats"))?;
@@ -197,10 +206,16 @@ fn storage(admins: &[SocketAddr]) -> Result<(f64, u64)> {
         }
         let v: serde_json::Value = serde_json::from_str(&body)?;
         let n = |path: &[&str]| path.iter().fold(&v, |v, k| &v[*k]).as_u64().unwrap_or(0);
-        stored += n(&["store", "home_objects"]) + n(&["store", "replica_objects"]);
+        let own = n(&["store", "home_objects"]);
+        let here = own + n(&["store", "replica_objects"]);
+        stored += here;
+        if budget > 0 {
+            over += here.saturating_sub(budget.max(own));
+        }
         copied += n(&["replication", "fetches"]);
     }
-    Ok((stored as f64 / admins.len().max(1) as f64, copied))
+    let per_node = |x: u64| x as f64 / admins.len().max(1) as f64;
+    Ok(Storage { stored: per_node(stored), over_budget: per_node(over), copied })
 }
 
 /// The per-node object budget: as given, else objects/nodes + objects/8 (0: none).
@@ -266,14 +281,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!("measuring for {} s; popularity reverses at {} s", args.duration, half.as_secs());
         let phases = Phases { reverse_at: Some(half), ..Phases::default() };
         let load = cluster.load(&args, Duration::from_secs(args.duration), phases)?;
-        let (_, copied_before) = storage(&cluster.admin)?;
+        let before = storage(&cluster.admin, budget(&args))?;
         let mut report = runtime.block_on(beehive_loadgen::run(&load, progress))?;
-        let (stored, copied_after) = storage(&cluster.admin)?;
-        report.summary.stored_per_node = Some(stored);
-        report.summary.copied = Some(copied_after.saturating_sub(copied_before));
+        let after = storage(&cluster.admin, budget(&args))?;
+        report.summary.stored_per_node = Some(after.stored);
+        report.summary.over_budget_per_node = Some(after.over_budget);
+        report.summary.copied = Some(after.copied.saturating_sub(before.copied));
         report.print_table(&mut std::io::stdout())?;
         println!(
-            "stored: {stored:.0} objects per node; copied: {} bodies between nodes while measured",
+            "stored: {:.0} objects per node ({:.1} past the budget); copied: {} bodies between \
+             nodes while measured",
+            after.stored,
+            after.over_budget,
             report.summary.copied.unwrap_or(0)
         );
         reports.push((mode.clone(), report));

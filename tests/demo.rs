@@ -66,9 +66,13 @@ fn compare_shows_beehive_below_chord_with_the_origin_offloaded() {
         let offload = summary(report, "offload").as_f64().expect("offload");
         assert!(offload >= 0.99, "{mode}: origin offload {offload}");
         // Equal storage: the default budget, 1 000/8 + 1 000/8 objects per node, holds in
-        // every mode (a node's own objects may pass it a little: the ring is not even).
+        // every mode. A node keeps its own objects whatever the budget, and on an uneven ring
+        // one may own more than 250, so the bound is on what nodes store past
+        // max(budget, own objects); copies being fetched as the run ends may pass it a little.
         let stored = summary(report, "stored_per_node").as_f64().expect("stored");
-        assert!(stored > 0.0 && stored <= 250.0 * 1.1, "{mode}: {stored} objects per node");
+        assert!(stored > 0.0, "{mode}: nothing stored");
+        let over = summary(report, "over_budget_per_node").as_f64().expect("over budget");
+        assert!(over <= 250.0 * 0.05, "{mode}: {over} objects per node past the budget");
         assert!(summary(report, "copied").as_u64().is_some(), "{mode}: no copied count");
         // Every body was checked against the origin's, and none was wrong.
         assert_eq!(summary(report, "wrong_bodies"), 0, "{mode} served wrong bodies");

@@ -191,6 +191,7 @@ impl Recorder {
                 .filter(|_| all.requests > 0)
                 .map(|o| 1.0 - o as f64 / all.requests as f64),
             stored_per_node: None,
+            over_budget_per_node: None,
             copied: None,
             verified_bodies: None,
             wrong_bodies: None,

@@ -132,6 +132,10 @@ pub struct Summary {
     /// the nodes' `/stats`; the load generator itself cannot see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_per_node: Option<f64>,
+    /// Objects per node stored past the budget, likewise: beyond the larger of the budget
+    /// and the node's own objects, which it keeps whatever the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_budget_per_node: Option<f64>,
     /// Bodies copied between nodes during the run (replicas and cache fills), likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied: Option<u64>,
@@ -324,6 +328,7 @@ mod tests {
                 requests: 10,
                 avg_hops: Some(1.5),
                 stored_per_node: Some(250.4),
+                over_budget_per_node: Some(0.0),
                 copied: Some(1234),
                 ..Summary::default()
             },
