@@ -41,15 +41,29 @@ pub enum HostError {
     Unknown,
 }
 
-/// Maps a `Host` header value to its origin.
+/// Maps a `Host` header value to its origin. Every request passes here, so a lowercase
+/// header (what browsers and load generators send) is mapped without allocating.
 pub fn map_host(host_header: &str, config: &ProxyConfig) -> Result<Target, HostError> {
-    let name = strip_port(host_header.trim())?.to_ascii_lowercase();
-    let name = name.strip_suffix('.').unwrap_or(&name);
-    if name.is_empty() || !name.split('.').all(valid_label) {
+    let name = strip_port(host_header.trim())?;
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || !name.as_bytes().split(|&b| b == b'.').all(valid_label) {
         return Err(HostError::Malformed);
     }
-    let suffix = config.suffix.to_ascii_lowercase();
-    let Some(prefix) = name.strip_suffix(suffix.as_str()).and_then(|p| p.strip_suffix('.')) else {
+    // Valid labels are ASCII, so byte offsets below are character boundaries.
+    let lower;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = name.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        name
+    };
+    let suffix = config.suffix.as_str();
+    let Some(prefix) = name
+        .len()
+        .checked_sub(suffix.len() + 1)
+        .filter(|&dot| name.as_bytes()[dot] == b'.' && name[dot + 1..].eq_ignore_ascii_case(suffix))
+        .map(|dot| &name[..dot])
+    else {
         return Err(HostError::Unknown);
     };
     if let Some((host, port)) = config.origins.get(prefix) {
@@ -86,11 +100,11 @@ fn strip_port(h: &str) -> Result<&str, HostError> {
     }
 }
 
-fn valid_label(l: &str) -> bool {
+fn valid_label(l: &[u8]) -> bool {
     !l.is_empty()
         && l.len() <= 63
-        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !l.starts_with('-')
+        && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && l[0] != b'-'
 }
 
 /// Whether open mode must refuse `ip`: loopback, private, link-local, multicast, unspecified,

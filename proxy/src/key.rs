@@ -28,7 +28,16 @@ pub fn normalise(target: &Target, path_and_query: &str, config: &ProxyConfig) ->
         None => (path_and_query, None),
     };
     let path = if path.starts_with('/') { path } else { "/" };
-    let mut out = format!("http://{}:{}{}", target.host.to_ascii_lowercase(), target.port, path);
+    // Built by hand, not with `format!`: this runs for every request, hits included.
+    let mut port = itoa::Buffer::new();
+    let port = port.format(target.port);
+    let mut out = String::with_capacity(8 + target.host.len() + port.len() + path_and_query.len());
+    out.push_str("http://");
+    out.push_str(&target.host);
+    out.make_ascii_lowercase();
+    out.push(':');
+    out.push_str(port);
+    out.push_str(path);
     if let Some(q) = query {
         let mut params: Vec<&str> = q
             .split('&')

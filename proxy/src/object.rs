@@ -84,10 +84,9 @@ impl Policy {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Prepared {
     vary_names: OnceLock<Option<Vec<String>>>,
-    /// The headers of a plain `HIT` (no conditional or range request): the origin's, the
-    /// node-independent CDN ones, `Content-Length`; each hit adds only `Age`, `Via` and the
-    /// node's name.
-    pub(crate) hit_head: OnceLock<HeaderMap>,
+    /// The headers of a plain `HIT` (no conditional or range request), each hit setting only
+    /// `Age`, and the token of the responder that made them: they carry its node's name.
+    pub(crate) hit_head: OnceLock<(u64, HeaderMap)>,
 }
 
 /// Why bytes did not decode to an object. Nothing is stored; the caller drops the bytes.

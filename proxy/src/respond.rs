@@ -12,6 +12,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -57,8 +58,13 @@ pub(crate) struct Responder {
     via: Option<HeaderValue>,
     /// `X-Beehive-Node`.
     node: Option<HeaderValue>,
+    /// Tells this responder's ready hit heads (which carry its `Via` and name) from another's.
+    token: u64,
     metrics: Arc<ProxyMetrics>,
 }
+
+/// Source of [`Responder::token`]s.
+static TOKENS: AtomicU64 = AtomicU64::new(0);
 
 impl Responder {
     /// A responder for the node `via_name` (its configured name) known to the cluster as
@@ -67,6 +73,7 @@ impl Responder {
         Responder {
             via: HeaderValue::from_str(&format!("1.1 {via_name} (beehive)")).ok(),
             node: HeaderValue::from_str(node_name).ok(),
+            token: TOKENS.fetch_add(1, Ordering::Relaxed),
             metrics,
         }
     }
@@ -131,13 +138,30 @@ impl Responder {
     }
 
     /// A fresh local hit on a request with no conditional or range headers: the object's
-    /// ready head (made on its first such hit) with `Age`, `Via` and the node's name added.
+    /// ready head (made on its first such hit) with only `Age` set. The head holds this
+    /// node's `Via` and name and a placeholder `Age`.
     fn plain_hit(&self, ctx: &Admitted, obj: &CachedObject, now: SystemTime) -> Response<Body> {
-        let mut headers = obj.prepared.hit_head.get_or_init(|| hit_head(obj)).clone();
-        headers.insert(header::AGE, HeaderValue::from(obj.age(now).as_secs()));
-        self.sign(&mut headers);
+        let ready = obj.prepared.hit_head.get_or_init(|| (self.token, self.hit_head(obj)));
+        let mut headers = if ready.0 == self.token { ready.1.clone() } else { self.hit_head(obj) };
+        // In place: an `insert` would first make room for a new entry, and a full map grows.
+        if let Some(age) = headers.get_mut(header::AGE) {
+            *age = HeaderValue::from(obj.age(now).as_secs());
+        }
         let status = StatusCode::from_u16(obj.status).unwrap_or(StatusCode::BAD_GATEWAY);
         self.respond(ctx, status, headers, Some(obj.body.clone()), CacheResult::Hit)
+    }
+
+    /// What [`Self::reply`] gives a plain `HIT` of `obj`, with `Age` 0.
+    fn hit_head(&self, obj: &CachedObject) -> HeaderMap {
+        let mut headers = obj.headers.clone();
+        headers.remove(header::CONTENT_LENGTH);
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+        self.decorate(&mut headers, CacheResult::Hit, 0, None);
+        if obj.status == 200 {
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(obj.body.len()));
+        headers
     }
 
     /// Counts the response and builds it; `None` (a 304) and `HEAD` send no body.
@@ -170,8 +194,7 @@ impl Responder {
         self.sign(headers);
     }
 
-    /// Adds this node's `Via` and `X-Beehive-Node`: the headers a shared store's ready head
-    /// must not hold.
+    /// Adds this node's `Via` and `X-Beehive-Node`.
     fn sign(&self, headers: &mut HeaderMap) {
         if let Some(v) = &self.via {
             headers.append(header::VIA, v.clone());
@@ -210,19 +233,6 @@ fn plain(req: &HeaderMap) -> bool {
         || req.contains_key(header::IF_RANGE)
         || req.contains_key(header::IF_NONE_MATCH)
         || req.contains_key(header::IF_MODIFIED_SINCE))
-}
-
-/// What [`Responder::reply`] gives a plain `HIT` of `obj`, less `Age`, `Via` and
-/// `X-Beehive-Node` (those change per hit or per node).
-fn hit_head(obj: &CachedObject) -> HeaderMap {
-    let mut headers = obj.headers.clone();
-    headers.remove(header::CONTENT_LENGTH);
-    cache_headers(&mut headers, CacheResult::Hit, 0, None);
-    if obj.status == 200 {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(obj.body.len()));
-    headers
 }
 
 /// Rewrites a `Location` on the origin's own host to the CDN name the client used.

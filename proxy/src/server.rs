@@ -53,6 +53,9 @@ const NOT_READY_RETRY_AFTER_SECS: u64 = 2;
 /// How often idle rate-limit state is forgotten.
 const RETAIN_EVERY: Duration = Duration::from_secs(30);
 
+/// hyper's own limit on request headers when none is set (its `max_headers` docs).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The HTTP face of one node.
 pub struct Proxy {
     config: ProxyConfig,
@@ -177,8 +180,12 @@ impl Proxy {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.idle_timeout + self.config.header_read_timeout)
-            .max_headers(self.config.max_headers)
             .max_header_size(self.config.max_header_bytes);
+        // hyper parses into a stack array of its default size, but into a heap one filled
+        // element by element (~2 000 instructions a request) when a count is set.
+        if self.config.max_headers != HYPER_MAX_HEADERS {
+            builder.max_headers(self.config.max_headers);
+        }
         let mut connections = JoinSet::new();
         let retain = {
             let this = self.clone();
@@ -303,23 +310,21 @@ impl Proxy {
         let host_header = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
             req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(String::from)
         });
-        let Some(host_header) = host_header else {
+        let Some(mut host_header) = host_header else {
             return self.responder.error(400, "missing Host header");
         };
+        host_header.make_ascii_lowercase();
         let target = match map_host(&host_header, &self.config) {
             Ok(t) => t,
             Err(e) => return self.responder.error(400, &e.to_string()),
         };
-        let ctx = Admitted {
-            peer,
-            host_header: host_header.to_ascii_lowercase(),
-            head: req.method() == Method::HEAD,
-            target,
-        };
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let ctx = Admitted { peer, host_header, head: req.method() == Method::HEAD, target };
+        // A reference-counted copy of the request's own bytes: `req` is taken apart below.
+        let path = req.uri().path_and_query().cloned();
+        let path = path.as_ref().map_or("/", |p| p.as_str());
         let method = req.method().clone();
         if method.as_str() == "PURGE" {
-            return self.purge(&ctx, &req, &path).await;
+            return self.purge(&ctx, &req, path).await;
         }
         if method != Method::GET && method != Method::HEAD {
             if ctx.target.open {
@@ -330,19 +335,19 @@ impl Proxy {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            return self.pass(&ctx, method, &path, parts.headers, body).await;
+            return self.pass(&ctx, method, path, parts.headers, body).await;
         }
         let headers = req.into_parts().0.headers;
         if headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE) {
-            return self.pass(&ctx, method, &path, headers, Bytes::new()).await;
+            return self.pass(&ctx, method, path, headers, Bytes::new()).await;
         }
         // Phases: local lookup → cluster fetch → store.
-        let url = normalise(&ctx.target, &path, &self.config);
+        let url = normalise(&ctx.target, path, &self.config);
         let key = ObjectKey::of(&url);
         let want = Wanted { target: &ctx.target, url, vary: Vec::new() };
         match self.lookup(key, &want, &headers, true).await {
             Ok(reply) => self.responder.reply(&ctx, &headers, reply),
-            Err(Miss::Pass) => self.pass(&ctx, method, &path, headers, Bytes::new()).await,
+            Err(Miss::Pass) => self.pass(&ctx, method, path, headers, Bytes::new()).await,
             Err(Miss::Fail(status, msg)) => self.responder.error(status, &msg),
         }
     }

@@ -506,6 +506,22 @@ async fn oversized_or_too_many_headers_get_431() {
     assert_eq!(get(p.addr, "/etag", &[("x-long", &long)]).await.status, 431);
     let fits = "a".repeat(3000);
     assert_eq!(get(p.addr, "/etag", &[("x-long", &fits)]).await.status, 200);
+    // The default limit, 100, is hyper's own (the proxy leaves it unset): Host, Connection
+    // and 98 more pass, one more does not.
+    let p = start_proxy(config(o.addr)).await;
+    assert_eq!(ProxyConfig::default().max_headers, 100);
+    let headers = |n: usize| -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("x-h{i}"), "1".into())).collect()
+    };
+    for (extra, status) in [(98, 200), (99, 431)] {
+        let h = headers(extra);
+        let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(
+            get(p.addr, "/etag", &h).await.status,
+            status,
+            "{extra} headers besides Host and Connection"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,13 +119,19 @@ impl RingSnapshot {
     pub fn capture(node: &Node, expects_peers: bool, mode: &'static str, target_hops: f64) -> Self {
         let routing = node.routing();
         let me = node.me();
+        // Runs of consecutive fingers on one peer (ids compared before any is formatted: a
+        // snapshot is taken after every input the driver handles).
         let mut fingers: Vec<FingerRun> = Vec::new();
+        let mut run_id = None;
         for (j, f) in routing.fingers().iter().enumerate() {
             let Some(p) = f else { continue };
             let j = j as u32;
             match fingers.last_mut() {
-                Some(run) if run.to + 1 == j && run.peer.id == hex_id(p.id) => run.to = j,
-                _ => fingers.push(FingerRun { from: j, to: j, peer: (*p).into() }),
+                Some(run) if run.to + 1 == j && run_id == Some(p.id) => run.to = j,
+                _ => {
+                    fingers.push(FingerRun { from: j, to: j, peer: (*p).into() });
+                    run_id = Some(p.id);
+                }
             }
         }
         let mut suspects: Vec<String> = node.peers().suspected().map(hex_id).collect();
