@@ -1,23 +1,26 @@
 //! The cached object (status, headers, body, cache policy) and its wire encoding.
 //!
-//! Encoding: `BHO1`, a big-endian `u32` length, that many bytes of JSON metadata (status,
-//! headers, the serialised `CachePolicy`, times, the request's `Vary` values), then the body
-//! verbatim. JSON because `http-cache-semantics` serialises header maps in a self-describing
-//! way bincode cannot decode; the body stays raw so large objects are not inflated. The
-//! policy, the bulk of the metadata, is kept as raw JSON when decoding and parsed only when
-//! something needs it ([`Policy`]): an entry node decodes every object it fetches, and a plain
-//! request needs only the status, headers and times.
+//! Encoding: `BHO2`, then three parts, each after a big-endian `u32` length (the body's runs
+//! to the end): the metadata (status, headers, times, the request's `Vary` values) in
+//! bincode, the serialised `CachePolicy` as JSON, and the body verbatim. The policy is JSON
+//! because `http-cache-semantics` serialises header maps in a self-describing way bincode
+//! cannot decode. It is the bulk of the metadata, so decoding only slices it out and parses
+//! it when something needs it ([`Policy`]): an entry node decodes every object it fetches,
+//! and a plain request needs only the status, headers and times. The body stays raw so large
+//! objects are not inflated.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
-const MAGIC: &[u8; 4] = b"BHO1";
+const MAGIC: &[u8; 4] = b"BHO2";
+/// Most bytes of bincode metadata decoded (headers are bounded far below this upstream).
+const META_LIMIT: usize = 1 << 20;
 
 /// Statuses that get `default_ttl` when the origin gives no lifetime (Varnish's list, less
 /// temporary redirects).
@@ -46,11 +49,11 @@ pub struct CachedObject {
     pub(crate) prepared: Prepared,
 }
 
-/// An object's cache policy: built by the loader, or kept as its raw JSON by
+/// An object's cache policy: built by the loader, or kept as its JSON by
 /// [`CachedObject::decode`] and parsed on first use (`None` if it does not parse).
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    raw: Option<Box<RawValue>>,
+    raw: Option<Bytes>,
     parsed: OnceLock<Option<Box<CachePolicy>>>,
 }
 
@@ -65,16 +68,16 @@ impl Policy {
     pub fn get(&self) -> Option<&CachePolicy> {
         let parse = || {
             let raw = self.raw.as_ref()?;
-            serde_json::from_str::<CachePolicy>(raw.get()).ok().map(Box::new)
+            serde_json::from_slice::<CachePolicy>(raw).ok().map(Box::new)
         };
         self.parsed.get_or_init(parse).as_deref()
     }
 
     /// Its JSON, for [`CachedObject::encode`]: the raw form kept, else the parsed policy's.
-    fn json(&self) -> Option<Box<RawValue>> {
+    fn json(&self) -> Option<Cow<'_, [u8]>> {
         match (&self.raw, self.parsed.get()) {
-            (Some(raw), _) => Some(raw.clone()),
-            (None, Some(Some(policy))) => serde_json::value::to_raw_value(policy).ok(),
+            (Some(raw), _) => Some(Cow::Borrowed(raw)),
+            (None, Some(Some(policy))) => serde_json::to_vec(policy).ok().map(Cow::Owned),
             (None, _) => None,
         }
     }
@@ -92,26 +95,38 @@ pub(crate) struct Prepared {
 /// Why bytes did not decode to an object. Nothing is stored; the caller drops the bytes.
 #[derive(Debug, Error)]
 pub enum DecodeError {
-    /// Too short or the wrong magic.
+    /// Too short, the wrong magic, or a part longer than the bytes.
     #[error("not an encoded object")]
     Framing,
-    /// The metadata is not valid JSON for an object.
+    /// The metadata does not decode.
     #[error("object metadata: {0}")]
-    Meta(#[from] serde_json::Error),
+    Meta(#[from] bincode::error::DecodeError),
     /// A header name or value that HTTP does not allow, or a bad status.
     #[error("invalid header or status in object")]
     Invalid,
 }
 
+/// What the metadata part holds, borrowing its strings from the bytes being decoded.
 #[derive(Serialize, Deserialize)]
-struct Meta {
+struct Meta<'a> {
     status: u16,
-    headers: Vec<(String, String)>,
-    /// The serialised `CachePolicy`, checked to parse only when it is used.
-    policy: Box<RawValue>,
+    #[serde(borrow)]
+    headers: Vec<(&'a str, &'a str)>,
     stored_at: u64,
     fresh_until: u64,
-    vary: Vec<(String, String)>,
+    #[serde(borrow)]
+    vary: Vec<(&'a str, &'a str)>,
+}
+
+fn meta_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<META_LIMIT>()
+}
+
+/// Splits a `u32`-length-prefixed part off the front of `bytes`.
+fn part(bytes: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let (len, rest) = bytes.split_at_checked(4).ok_or(DecodeError::Framing)?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    rest.split_at_checked(len).ok_or(DecodeError::Framing)
 }
 
 impl CachedObject {
@@ -122,21 +137,25 @@ impl CachedObject {
             headers: self
                 .headers
                 .iter()
-                .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
                 .collect(),
-            // A policy that cannot serialise leaves meta that does not decode: the object is
-            // then dropped by whoever reads it, never served with a made-up policy.
-            policy: self.policy.json().unwrap_or_else(|| RawValue::NULL.to_owned()),
             stored_at: self.stored_at,
             fresh_until: self.fresh_until,
-            vary: self.vary.clone(),
+            vary: self.vary.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
         };
-        // Serialising plain data to JSON cannot fail; an empty meta would only fail decoding.
-        let json = serde_json::to_vec(&meta).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(8 + json.len() + self.body.len());
+        // Plain data within the limit encodes; an empty meta would only fail decoding.
+        let meta = bincode::serde::encode_to_vec(&meta, meta_config()).unwrap_or_default();
+        // A policy that cannot serialise leaves one that does not parse: the object is then
+        // never served with a made-up policy (see [`Policy::get`]).
+        let policy = self.policy.json().unwrap_or(Cow::Borrowed(b"null"));
+        let len = 16 + meta.len() + policy.len() + self.body.len();
+        let mut out = BytesMut::with_capacity(len);
         out.put_slice(MAGIC);
-        out.put_u32(json.len() as u32);
-        out.put_slice(&json);
+        for part in [&meta[..], &policy[..]] {
+            out.put_u32(part.len() as u32);
+            out.put_slice(part);
+        }
+        out.put_u32(self.body.len() as u32);
         out.put_slice(&self.body);
         out.freeze()
     }
@@ -146,38 +165,42 @@ impl CachedObject {
         Self::decode_with(bytes, Bytes::copy_from_slice)
     }
 
-    /// Parses the wire form held in `bytes`, the body a slice of them (no copy).
+    /// Parses the wire form held in `bytes`; the body and policy are slices of them (no copy).
     pub fn decode_shared(bytes: &Bytes) -> Result<Self, DecodeError> {
-        Self::decode_with(bytes, |body| bytes.slice_ref(body))
+        Self::decode_with(bytes, |part| bytes.slice_ref(part))
     }
 
     fn decode_with<'a>(
         bytes: &'a [u8],
-        body_of: impl FnOnce(&'a [u8]) -> Bytes,
+        keep: impl Fn(&'a [u8]) -> Bytes,
     ) -> Result<Self, DecodeError> {
-        let (magic, rest) = bytes.split_at_checked(4).ok_or(DecodeError::Framing)?;
-        if magic != MAGIC {
+        let rest = bytes.strip_prefix(MAGIC).ok_or(DecodeError::Framing)?;
+        let (meta_bytes, rest) = part(rest)?;
+        let (policy, rest) = part(rest)?;
+        let (body, rest) = part(rest)?;
+        if !rest.is_empty() {
             return Err(DecodeError::Framing);
         }
-        let (len, rest) = rest.split_at_checked(4).ok_or(DecodeError::Framing)?;
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let (json, body) = rest.split_at_checked(len).ok_or(DecodeError::Framing)?;
-        let meta: Meta = serde_json::from_slice(json)?;
+        let (meta, read): (Meta, usize) =
+            bincode::serde::borrow_decode_from_slice(meta_bytes, meta_config())?;
+        if read != meta_bytes.len() {
+            return Err(DecodeError::Framing);
+        }
         StatusCode::from_u16(meta.status).map_err(|_| DecodeError::Invalid)?;
         let mut headers = HeaderMap::with_capacity(meta.headers.len());
         for (n, v) in meta.headers {
             let n = HeaderName::from_bytes(n.as_bytes()).map_err(|_| DecodeError::Invalid)?;
-            let v = HeaderValue::from_str(&v).map_err(|_| DecodeError::Invalid)?;
+            let v = HeaderValue::from_str(v).map_err(|_| DecodeError::Invalid)?;
             headers.append(n, v);
         }
         Ok(CachedObject {
             status: meta.status,
             headers,
-            body: body_of(body),
-            policy: Policy { raw: Some(meta.policy), parsed: OnceLock::new() },
+            body: keep(body),
+            policy: Policy { raw: Some(keep(policy)), parsed: OnceLock::new() },
             stored_at: meta.stored_at,
             fresh_until: meta.fresh_until,
-            vary: meta.vary,
+            vary: meta.vary.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
             prepared: Prepared::default(),
         })
     }
@@ -185,12 +208,12 @@ impl CachedObject {
     /// Bytes of metadata in an encoded object (0 when it is not one): about what its decoded
     /// form holds beyond the body.
     pub fn meta_len(bytes: &[u8]) -> usize {
-        match bytes.get(4..8) {
-            Some(l) if bytes.starts_with(MAGIC) => {
-                u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize
-            }
-            _ => 0,
-        }
+        let parts = || {
+            let (meta, rest) = part(bytes.strip_prefix(MAGIC)?).ok()?;
+            let (policy, _) = part(rest).ok()?;
+            Some(meta.len() + policy.len())
+        };
+        parts().unwrap_or(0)
     }
 
     /// Whether `req_headers` select this variant (always, for a response without `Vary`).
@@ -353,7 +376,9 @@ mod tests {
         let shared = CachedObject::decode_shared(&wire).unwrap();
         assert_eq!(shared.body, o.body);
         assert_eq!(shared.body.as_ptr(), wire[wire.len() - o.body.len()..].as_ptr(), "a slice");
-        assert_eq!(CachedObject::meta_len(&wire), wire.len() - 8 - o.body.len());
+        let policy = shared.policy.raw.as_ref().expect("the policy kept raw");
+        assert!(wire.as_ptr_range().contains(&policy.as_ptr()), "the policy is a slice too");
+        assert_eq!(CachedObject::meta_len(&wire), wire.len() - 16 - o.body.len());
         assert_eq!(d.header("etag"), Some("\"v1\""));
         let policy = d.policy.get().expect("the policy parses");
         assert!(policy.is_storable());
@@ -410,7 +435,7 @@ mod tests {
             }
             let _ = CachedObject::decode(&b);
         }
-        assert!(CachedObject::decode(b"BHO1\xff\xff\xff\xff").is_err());
+        assert!(CachedObject::decode(b"BHO2\xff\xff\xff\xff").is_err());
     }
 
     #[test]

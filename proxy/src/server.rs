@@ -432,7 +432,7 @@ impl Proxy {
             Err(miss) => return Err(miss),
         };
         self.metrics.hops(f.hops);
-        let Ok(mut obj) = CachedObject::decode(&f.object).map(Arc::new) else {
+        let Ok(mut obj) = CachedObject::decode_shared(&f.object).map(Arc::new) else {
             return stale_if_error(502, "malformed object from the cluster".into());
         };
         let mut f = f;
@@ -446,7 +446,7 @@ impl Proxy {
             } else {
                 match self.cluster.fetch(key, spec.encode(), true).await {
                     Ok(fresh) => {
-                        if let Ok(o) = CachedObject::decode(&fresh.object).map(Arc::new) {
+                        if let Ok(o) = CachedObject::decode_shared(&fresh.object).map(Arc::new) {
                             (f, obj) = (fresh, o);
                         }
                     }
@@ -505,7 +505,7 @@ impl Proxy {
                 let held = this.store.get(&key).is_some();
                 if f.cacheable
                     && (held || this.cluster.keeps_fetched())
-                    && CachedObject::decode(&f.object).is_ok()
+                    && CachedObject::decode_shared(&f.object).is_ok()
                 {
                     this.store.keep(key, f.object, f.hash);
                 }

@@ -12,7 +12,7 @@ proptest! {
     #[test]
     fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = CachedObject::decode(&bytes);
-        let mut framed = b"BHO1".to_vec();
+        let mut framed = b"BHO2".to_vec();
         framed.extend_from_slice(&bytes);
         let _ = CachedObject::decode(&framed);
     }

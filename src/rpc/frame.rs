@@ -25,8 +25,10 @@ use std::fmt;
 /// Version 2 added the proof frame: a version-1 node, which routes traffic to a connection
 /// on a (replayable) hello alone, cannot join a version-2 ring. Version 3 added the successor
 /// copies' messages (`Copy`, `Sync`, `Synced`, `FetchCopy`). Version 4 added the direct
-/// object request to a successor home (`Get`, `Served`).
-pub const VERSION: u8 = 4;
+/// object request to a successor home (`Get`, `Served`). Version 5 carries objects in their
+/// second encoding (`BHO2`, see `beehive_proxy::CachedObject`), which a version-4 node cannot
+/// decode.
+pub const VERSION: u8 = 5;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.
