@@ -346,4 +346,52 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_ready_hit_head_carries_the_name_of_the_node_serving_it() {
+        let obj = object(200, &[("etag", "\"v1\"")]);
+        let ctx = Admitted {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            host_header: "site.example".into(),
+            target: Target { host: "o".into(), port: 80, open: false },
+            head: false,
+        };
+        let node = |r: &Response<Body>| {
+            let h = r.headers();
+            (h.get("x-beehive-node").cloned(), h.get(header::VIA).cloned())
+        };
+        let served = || Reply {
+            object: obj.clone(),
+            result: CacheResult::Hit,
+            hops: 0,
+            level: None,
+            now: SystemTime::now(),
+        };
+        // The first responder's hit makes the object's ready head; the second's must not
+        // send it.
+        let (one, two) = (
+            Responder::new("n1", "one", Arc::default()),
+            Responder::new("n2", "two", Arc::default()),
+        );
+        for _ in 0..2 {
+            let (a, b) = (
+                one.reply(&ctx, &HeaderMap::new(), served()),
+                two.reply(&ctx, &HeaderMap::new(), served()),
+            );
+            assert_eq!(
+                node(&a),
+                (
+                    Some(HeaderValue::from_static("one")),
+                    Some(HeaderValue::from_static("1.1 n1 (beehive)"))
+                )
+            );
+            assert_eq!(
+                node(&b),
+                (
+                    Some(HeaderValue::from_static("two")),
+                    Some(HeaderValue::from_static("1.1 n2 (beehive)"))
+                )
+            );
+        }
+    }
 }
