@@ -72,23 +72,7 @@ impl Replication {
             self.tick_gens.pop_front();
         }
         let floor = self.tick_gens.front().copied().unwrap_or(0);
-        while let Some((g, key)) = self.changes.front().copied().filter(|(g, _)| *g <= floor) {
-            self.changes.pop_front();
-            if self.last_change.get(&key) == Some(&g) {
-                self.last_change.remove(&key);
-            }
-        }
-    }
-
-    /// The keys whose offer changed after generation `since`, each once with the generation
-    /// of its last change, in the order of those last changes: each delta walks the log once
-    /// instead of sorting it (one per puller per interval, thousands of entries at N = 1 024).
-    fn changed_since(&self, since: u64) -> impl Iterator<Item = (Id, u64)> + '_ {
-        let start = self.changes.partition_point(|(g, _)| *g <= since);
-        self.changes
-            .range(start..)
-            .filter(|(g, k)| self.last_change.get(k) == Some(g))
-            .map(|(g, k)| (*k, *g))
+        self.changes.prune(floor);
     }
 
     /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
@@ -111,7 +95,7 @@ impl Replication {
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
         let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
         let terms = self.home_terms(now);
-        for (key, changed) in self.changed_since(since) {
+        for (key, changed) in self.changes.since(since) {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
