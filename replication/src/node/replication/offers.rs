@@ -490,15 +490,15 @@ impl Replication {
         let terms = self.home_terms(now);
         let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         for p in pullers {
-            let mut offers: Vec<Offer> = built
-                .iter()
-                .filter(|o| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level))
-                .copied()
-                .collect();
-            if offers.is_empty() {
+            let suits =
+                |o: &&Offer| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level);
+            // Counted first, so the list is allocated once at its size (most pullers get few).
+            let n = built.iter().filter(suits).count().min(MAX_OFFERS);
+            if n == 0 {
                 continue;
             }
-            offers.truncate(MAX_OFFERS);
+            let mut offers = Vec::with_capacity(n);
+            offers.extend(built.iter().filter(suits).take(n).copied());
             if let Some(q) = self.pullers.get_mut(&p.id) {
                 q.pushed.extend(offers.iter().map(|o| (o.key, self.gen)));
             }
