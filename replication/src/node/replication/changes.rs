@@ -5,13 +5,16 @@ use crate::id::Id;
 use std::collections::VecDeque;
 
 /// One key per generation, oldest first. Generations are consecutive, so an entry's is its
-/// position plus the first's, and a key's earlier entries are cleared (to `None`) when it
-/// changes again: a delta walks the log without a lookup per entry (one walk per puller per
-/// interval over thousands of entries at N = 1 024).
+/// position plus the first's, and a key's earlier entries are marked stale when it changes
+/// again: a delta walks the log without a lookup per entry (one walk per puller per interval
+/// over thousands of entries at N = 1 024).
 #[derive(Debug, Default)]
 pub(super) struct ChangeLog {
-    /// The key changed at generation `first + i`, or `None` if it changed again since.
-    entries: VecDeque<Option<Id>>,
+    /// The key changed at generation `first + i`.
+    keys: VecDeque<Id>,
+    /// Whether `keys[i]` is its key's last change (a separate queue: a flag beside each
+    /// 16-byte-aligned id would double the log's memory).
+    latest: VecDeque<bool>,
     /// The generation of `entries[0]`.
     first: u64,
     /// key → the generation of its entry in `entries`.
@@ -21,23 +24,26 @@ pub(super) struct ChangeLog {
 impl ChangeLog {
     /// `key`'s offer changed at generation `gen`, one past the previous entry's.
     pub(super) fn record(&mut self, gen: u64, key: Id) {
-        if self.entries.is_empty() {
+        if self.keys.is_empty() {
             self.first = gen;
         }
-        debug_assert_eq!(gen, self.first + self.entries.len() as u64);
+        debug_assert_eq!(gen, self.first + self.keys.len() as u64);
         if let Some(old) = self.last.insert(key, gen) {
-            if let Some(e) = self.entries.get_mut(self.slot(old)) {
-                *e = None;
+            if let Some(e) = self.latest.get_mut(self.slot(old)) {
+                *e = false;
             }
         }
-        self.entries.push_back(Some(key));
+        self.keys.push_back(key);
+        self.latest.push_back(true);
     }
 
     /// Forgets the entries of generation `floor` and older.
     pub(super) fn prune(&mut self, floor: u64) {
         while self.first <= floor {
-            let Some(e) = self.entries.pop_front() else { break };
-            if let Some(key) = e {
+            let (Some(key), Some(latest)) = (self.keys.pop_front(), self.latest.pop_front()) else {
+                break;
+            };
+            if latest {
                 self.last.remove(&key);
             }
             self.first += 1;
@@ -48,9 +54,10 @@ impl ChangeLog {
     /// of its last change, in the order of those last changes.
     pub(super) fn since(&self, since: u64) -> impl Iterator<Item = (Id, u64)> + '_ {
         let start = since.saturating_add(1).saturating_sub(self.first);
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.entries.len());
-        (self.entries.range(start..).zip(self.first + start as u64..))
-            .filter_map(|(e, g)| e.map(|k| (k, g)))
+        let start = usize::try_from(start).unwrap_or(usize::MAX).min(self.keys.len());
+        let entries = self.keys.range(start..).zip(self.latest.range(start..));
+        (entries.zip(self.first + start as u64..))
+            .filter_map(|((k, latest), g)| latest.then_some((*k, g)))
     }
 
     fn slot(&self, gen: u64) -> usize {
