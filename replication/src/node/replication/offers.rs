@@ -99,13 +99,15 @@ impl Replication {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
-            let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
             // One lookup of the home object and of the copy serves the offer and, failing
             // it, the level the withdrawal carries.
             let obj = self.homes.get(key);
             let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
-                Some(o) if !full && !was_pushed => offers.push(o),
+                // Whether a push carried it is asked last: most keys are not in the arc.
+                Some(o) if !full && !pushed.get(&key).is_some_and(|g| *g >= changed) => {
+                    offers.push(o)
+                }
                 Some(_) => {}
                 None => {
                     let level = self.level_of(now, ring, key, obj, copy);
