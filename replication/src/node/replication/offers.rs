@@ -235,9 +235,9 @@ impl Replication {
         if full {
             let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
-            for key in self.homes.iter().map(|(k, _)| *k) {
+            for (&key, obj) in self.homes.iter() {
                 if Self::may_matter(ring, from.id, key) {
-                    offers.extend(self.offer_to(now, from.id, key, terms));
+                    offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
             // Copies, tested on their level first (most lie outside the puller's arc): a key
@@ -246,8 +246,8 @@ impl Replication {
                 if !in_arc(from.id, key, h.level) || !Self::may_matter(ring, from.id, key) {
                     continue;
                 }
-                if self.homes.get(key).is_some() {
-                    offers.extend(self.offer_to(now, from.id, key, terms));
+                if let Some(obj) = self.homes.get(key) {
+                    offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 } else if let Some(h) = self.holdings.valid_held(key, h, now) {
                     offers.extend(self.copy_offer(now, key, h));
                 }
@@ -260,10 +260,18 @@ impl Replication {
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
     }
 
-    /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
-    /// is left of its lease), if the object's arc holds `to`.
-    fn offer_to(&self, now: Time, to: Id, key: Id, terms: HomeTerms) -> Option<Offer> {
-        self.offer_of(now, key, terms).filter(|o| in_arc(to, key, o.level))
+    /// What we would offer `to` for `key`, whose home object is `obj`: our home copy (a full
+    /// lease) or our own copy (what is left of its lease), if the object's arc holds `to`.
+    fn offer_to(
+        &self,
+        now: Time,
+        to: Id,
+        key: Id,
+        obj: Option<&HomeObject>,
+        terms: HomeTerms,
+    ) -> Option<Offer> {
+        let offer = self.offer_and_copy(now, key, obj, terms).0;
+        offer.filter(|o| in_arc(to, key, o.level))
     }
 
     /// Our offer of `key` to any puller its arc holds (`in_arc(puller, key, offer.level)`):
