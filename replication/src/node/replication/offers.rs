@@ -93,9 +93,13 @@ impl Replication {
         full: bool,
         pushed: &FastMap<Id, u64>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
-        let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
+        let changes = self.changes.since(since);
+        // Room for every change: the list is sorted into a new one and dropped, and growing
+        // it by doubling copied each offer several times.
+        let room = if full { 0 } else { changes.size_hint().1.unwrap_or(0) };
+        let (mut offers, mut withdrawn) = (Vec::with_capacity(room), Vec::new());
         let terms = self.home_terms(now);
-        for (key, changed) in self.changes.since(since) {
+        for (key, changed) in changes {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
@@ -233,6 +237,8 @@ impl Replication {
             None => (Vec::new(), Vec::new()),
         };
         if full {
+            // At most one offer per home object and per copy (see `delta` on the room).
+            offers.reserve(self.homes.len() + self.holdings.len());
             let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
             for (&key, obj) in self.homes.iter() {
