@@ -109,9 +109,7 @@ impl Replication {
             let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
                 // Whether a push carried it is asked last: most keys are not in the arc.
-                Some(o) if !full && !pushed.get(&key).is_some_and(|g| *g >= changed) => {
-                    offers.push(o)
-                }
+                Some(o) if !full && pushed.get(&key).is_none_or(|g| *g < changed) => offers.push(o),
                 Some(_) => {}
                 None => {
                     let level = self.level_of(now, ring, key, obj, copy);
