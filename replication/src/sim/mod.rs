@@ -35,6 +35,7 @@ pub use report::{
 pub use scenario::{run, Progress};
 
 use crate::beehive::wire::Offer;
+use crate::hash::FastMap;
 use crate::id::{Id, ID_BITS};
 use crate::lookup::LookupId;
 use crate::message::Message;
@@ -154,11 +155,11 @@ pub struct Sim {
     chord: crate::config::ChordConfig,
     net: Network,
     nodes: Vec<SimNode>,
-    by_addr: HashMap<SocketAddr, usize>,
+    by_addr: FastMap<SocketAddr, usize>,
     truth: Option<Truth>,
     /// Live, joined node indices; rebuilt with `truth` when membership changes.
     joined: Option<Vec<usize>>,
-    lookups: HashMap<(usize, LookupId), (Id, Time)>,
+    lookups: FastMap<(usize, LookupId), (Id, Time)>,
     lookup_rate: f64,
     lookup_scheduled: bool,
     churn: Option<Churn>,
@@ -173,9 +174,9 @@ pub struct Sim {
     fills: FillLedger,
     by_kind: BTreeMap<&'static str, u64>,
     origin: Option<Origin>,
-    key_index: HashMap<Id, usize>,
+    key_index: FastMap<Id, usize>,
     /// Object index → when its content last changed, for the purge invariant.
-    changed_at: HashMap<usize, Time>,
+    changed_at: FastMap<usize, Time>,
     /// How long after a change an old body may still be served.
     stale_bound: Duration,
     /// Nodes that serve corrupt bodies (their transfers fail verification).
@@ -193,10 +194,10 @@ impl Sim {
             chord: cfg.chord.clone(),
             net: Network::new(cfg.latency, cfg.loss),
             nodes: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: FastMap::default(),
             truth: None,
             joined: None,
-            lookups: HashMap::new(),
+            lookups: FastMap::default(),
             lookup_rate: 0.0,
             lookup_scheduled: false,
             churn: None,
@@ -208,8 +209,8 @@ impl Sim {
             fills: FillLedger::default(),
             by_kind: BTreeMap::new(),
             origin: None,
-            key_index: HashMap::new(),
-            changed_at: HashMap::new(),
+            key_index: FastMap::default(),
+            changed_at: FastMap::default(),
             stale_bound: Duration::from_secs(5),
             corrupt: Vec::new(),
         }

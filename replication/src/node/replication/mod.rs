@@ -12,12 +12,14 @@
 //! input, and leaves what it wants sent and said in its own queues, which the node drains
 //! after each call (the split `quinn-proto` makes between a connection and its streams).
 
+mod changes;
 mod invalidate;
 mod offers;
 mod reports;
 mod serve;
 mod tick;
 
+use self::changes::ChangeLog;
 use crate::beehive::holdings::Holdings;
 use crate::beehive::home::Homes;
 use crate::beehive::leader::Leader;
@@ -116,11 +118,8 @@ pub(crate) struct Replication {
     /// Offer generations: bumped by every change to what we offer, so fingers can answer
     /// pulls with deltas (see [`crate::beehive::wire::OfferList`]).
     gen: u64,
-    /// (generation, key) of every change, oldest first (kept for [`offers::CHANGE_LOG_TICKS`]
-    /// ticks): a delta is a binary search and a walk over what came after it.
-    changes: VecDeque<(u64, Id)>,
-    /// key → the generation of its last entry in `changes`.
-    last_change: FastMap<Id, u64>,
+    /// The key of every change, oldest first (kept for [`offers::CHANGE_LOG_TICKS`] ticks).
+    changes: ChangeLog,
     /// The generation at each of the last ticks; the oldest bounds what a delta can cover.
     tick_gens: VecDeque<u64>,
     last_tick: Time,
@@ -157,8 +156,7 @@ impl Replication {
             level_sum: 0.0,
             lookups: 0,
             gen: 0,
-            changes: VecDeque::new(),
-            last_change: FastMap::default(),
+            changes: ChangeLog::default(),
             tick_gens: VecDeque::new(),
             last_tick: Time::ZERO,
             previous_tick: Time::ZERO,
@@ -224,8 +222,7 @@ impl Replication {
     /// Records that our offer of `key` changed.
     fn touch(&mut self, key: Id) {
         self.gen += 1;
-        self.changes.push_back((self.gen, key));
-        self.last_change.insert(key, self.gen);
+        self.changes.record(self.gen, key);
     }
 
     /// `key` was dropped here: the caller drops its body too, unless we are its home.

@@ -72,23 +72,7 @@ impl Replication {
             self.tick_gens.pop_front();
         }
         let floor = self.tick_gens.front().copied().unwrap_or(0);
-        while let Some((g, key)) = self.changes.front().copied().filter(|(g, _)| *g <= floor) {
-            self.changes.pop_front();
-            if self.last_change.get(&key) == Some(&g) {
-                self.last_change.remove(&key);
-            }
-        }
-    }
-
-    /// The keys whose offer changed after generation `since`, each once with the generation
-    /// of its last change, in the order of those last changes: each delta walks the log once
-    /// instead of sorting it (one per puller per interval, thousands of entries at N = 1 024).
-    fn changed_since(&self, since: u64) -> impl Iterator<Item = (Id, u64)> + '_ {
-        let start = self.changes.partition_point(|(g, _)| *g <= since);
-        self.changes
-            .range(start..)
-            .filter(|(g, k)| self.last_change.get(k) == Some(g))
-            .map(|(g, k)| (*k, *g))
+        self.changes.prune(floor);
     }
 
     /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
@@ -109,19 +93,23 @@ impl Replication {
         full: bool,
         pushed: &FastMap<Id, u64>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
-        let (mut offers, mut withdrawn) = (Vec::new(), Vec::new());
+        let changes = self.changes.since(since);
+        // Room for every change: the list is sorted into a new one and dropped, and growing
+        // it by doubling copied each offer several times.
+        let room = if full { 0 } else { changes.size_hint().1.unwrap_or(0) };
+        let (mut offers, mut withdrawn) = (Vec::with_capacity(room), Vec::new());
         let terms = self.home_terms(now);
-        for (key, changed) in self.changed_since(since) {
+        for (key, changed) in changes {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
-            let was_pushed = pushed.get(&key).is_some_and(|g| *g >= changed);
             // One lookup of the home object and of the copy serves the offer and, failing
             // it, the level the withdrawal carries.
             let obj = self.homes.get(key);
             let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
-                Some(o) if !full && !was_pushed => offers.push(o),
+                // Whether a push carried it is asked last: most keys are not in the arc.
+                Some(o) if !full && pushed.get(&key).is_none_or(|g| *g < changed) => offers.push(o),
                 Some(_) => {}
                 None => {
                     let level = self.level_of(now, ring, key, obj, copy);
@@ -247,11 +235,13 @@ impl Replication {
             None => (Vec::new(), Vec::new()),
         };
         if full {
+            // At most one offer per home object and per copy (see `delta` on the room).
+            offers.reserve(self.homes.len() + self.holdings.len());
             let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
-            for key in self.homes.iter().map(|(k, _)| *k) {
+            for (&key, obj) in self.homes.iter() {
                 if Self::may_matter(ring, from.id, key) {
-                    offers.extend(self.offer_to(now, from.id, key, terms));
+                    offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
             // Copies, tested on their level first (most lie outside the puller's arc): a key
@@ -260,8 +250,8 @@ impl Replication {
                 if !in_arc(from.id, key, h.level) || !Self::may_matter(ring, from.id, key) {
                     continue;
                 }
-                if self.homes.get(key).is_some() {
-                    offers.extend(self.offer_to(now, from.id, key, terms));
+                if let Some(obj) = self.homes.get(key) {
+                    offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 } else if let Some(h) = self.holdings.valid_held(key, h, now) {
                     offers.extend(self.copy_offer(now, key, h));
                 }
@@ -274,10 +264,18 @@ impl Replication {
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
     }
 
-    /// What we would offer `to` for `key`: our home copy (a full lease) or our own copy (what
-    /// is left of its lease), if the object's arc holds `to`.
-    fn offer_to(&self, now: Time, to: Id, key: Id, terms: HomeTerms) -> Option<Offer> {
-        self.offer_of(now, key, terms).filter(|o| in_arc(to, key, o.level))
+    /// What we would offer `to` for `key`, whose home object is `obj`: our home copy (a full
+    /// lease) or our own copy (what is left of its lease), if the object's arc holds `to`.
+    fn offer_to(
+        &self,
+        now: Time,
+        to: Id,
+        key: Id,
+        obj: Option<&HomeObject>,
+        terms: HomeTerms,
+    ) -> Option<Offer> {
+        let offer = self.offer_and_copy(now, key, obj, terms).0;
+        offer.filter(|o| in_arc(to, key, o.level))
     }
 
     /// Our offer of `key` to any puller its arc holds (`in_arc(puller, key, offer.level)`):
@@ -506,15 +504,15 @@ impl Replication {
         let terms = self.home_terms(now);
         let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         for p in pullers {
-            let mut offers: Vec<Offer> = built
-                .iter()
-                .filter(|o| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level))
-                .copied()
-                .collect();
-            if offers.is_empty() {
+            let suits =
+                |o: &&Offer| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level);
+            // Counted first, so the list is allocated once at its size (most pullers get few).
+            let n = built.iter().filter(suits).count().min(MAX_OFFERS);
+            if n == 0 {
                 continue;
             }
-            offers.truncate(MAX_OFFERS);
+            let mut offers = Vec::with_capacity(n);
+            offers.extend(built.iter().filter(suits).take(n).copied());
             if let Some(q) = self.pullers.get_mut(&p.id) {
                 q.pushed.extend(offers.iter().map(|o| (o.key, self.gen)));
             }
