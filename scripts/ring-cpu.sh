@@ -89,9 +89,16 @@ ticks() { # summed utime+stime of the node processes, in clock ticks
   done
   echo "$t"
 }
+uticks() { # the user part alone
+  local t=0 p
+  for p in "${nodes[@]}"; do
+    t=$((t + $(awk '{print $14}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
 hz=$(getconf CLK_TCK)
 [[ $grind == 1 ]] && for p in "${nodes[@]}"; do callgrind_control -i on "$p" >/dev/null; done
-before=$(ticks)
+before=$(ticks) ubefore=$(uticks)
 # PERF=FILE: also sample the nodes (call graphs by DWARF) for 4 s of the run.
 if [[ -n ${PERF:-} ]]; then
   (sleep 1; perf record -q -F 999 --call-graph dwarf,16384 -o "$PERF" \
@@ -100,7 +107,7 @@ if [[ -n ${PERF:-} ]]; then
 fi
 taskset -c 0 wrk -t2 -c"$conns" -d"$duration" --latency -s "$zipf" "http://127.0.0.1:$port" \
   -- alpha=0.91 n="$objects" host="$host" >"$run/wrk.log"
-after=$(ticks)
+after=$(ticks) uafter=$(uticks)
 if [[ $grind == 1 ]]; then
   for p in "${nodes[@]}"; do callgrind_control -d "$p" >/dev/null; done
   sleep 1
@@ -113,8 +120,8 @@ fi
 line=$(grep '^WRKRESULT' "$run/wrk.log")
 reqs=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
 errs=$(sed -E 's/.*err_status=([0-9]+).*/\1/' <<<"$line")
-awk -v r="$reqs" -v t=$((after - before)) -v hz="$hz" -v l="$line" -v e="$errs" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+awk -v r="$reqs" -v t=$((after - before)) -v u=$((uafter - ubefore)) -v hz="$hz" -v l="$line" -v e="$errs" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
   split(l, f, " "); rps = ""; p50 = ""; p99 = "";
   for (i in f) { split(f[i], kv, "="); if (kv[1] == "rps") rps = kv[2]; if (kv[1] == "p50_us") p50 = kv[2]; if (kv[1] == "p99_us") p99 = kv[2] }
-  printf "requests %d  req/s %.0f  p50 %s us  p99 %s us  non-2xx %d  node CPU %.2f s  CPU/request %.2f us  (load %s)\n",
-    r, rps, p50, p99, e, t / hz, t / hz * 1e6 / r, load }'
+  printf "requests %d  req/s %.0f  p50 %s us  p99 %s us  non-2xx %d  node CPU %.2f s  CPU/request %.2f us (user %.2f)  (load %s)\n",
+    r, rps, p50, p99, e, t / hz, t / hz * 1e6 / r, u / hz * 1e6 / r, load }'
