@@ -15,9 +15,9 @@ pub(super) struct ChangeLog {
     /// Whether `keys[i]` is its key's last change (a separate queue: a flag beside each
     /// 16-byte-aligned id would double the log's memory).
     latest: VecDeque<bool>,
-    /// The generation of `entries[0]`.
+    /// The generation of `keys[0]`.
     first: u64,
-    /// key → the generation of its entry in `entries`.
+    /// key → the generation of its latest entry in `keys`.
     last: FastMap<Id, u64>,
 }
 
