@@ -54,6 +54,9 @@ fn nanos(t: Time) -> u64 {
     u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Sources below which [`Holdings::expire`] does not compact the table.
+const MIN_COMPACT: usize = 64;
+
 /// A node whose bulk renewals copies follow.
 #[derive(Debug)]
 struct Source {
@@ -84,13 +87,16 @@ pub struct Holdings {
     /// key → (version being fetched, from whom), so one offer from each of several fingers
     /// costs one fetch, and a failed fetch can ask its source for a full list again.
     fetching: FastMap<Id, (u64, Option<Id>)>,
-    /// Every node a copy followed or that sent a bulk renewal, with its latest renewal
-    /// (applied lazily to attached copies, so a delta answer costs O(1) here instead of a pass
-    /// over every copy). A copy finds its source's renewal by index, without a hash lookup.
-    /// Never shrinks: it holds the fingers this node has had.
+    /// Every node a copy follows or whose bulk renewal is still in force, with its latest
+    /// renewal (applied lazily to attached copies, so a delta answer costs O(1) here instead
+    /// of a pass over every copy). A copy finds its source's renewal by index, without a hash
+    /// lookup. Compacted by [`Holdings::expire`] once it has doubled: under churn a node has
+    /// had many more fingers than it has now.
     sources: Vec<Source>,
     /// id → 1 + index in `sources`.
     source_index: FastMap<Id, NonZeroU32>,
+    /// `sources.len()` after the last compaction.
+    compacted: usize,
     /// key → (the level that put us outside its arc, when to forget it): dropped copies, so
     /// that an offer of an older level does not bring them back, and so that we can pass
     /// the withdrawal on.
@@ -457,7 +463,35 @@ impl Holdings {
         }
         self.tombstones.retain(|_, (_, at)| *at > now);
         self.demoted.retain(|_, (_, at)| *at > now);
+        if self.sources.len() >= (2 * self.compacted).max(MIN_COMPACT) {
+            self.compact_sources();
+        }
         gone
+    }
+
+    /// Drops the sources no copy follows and with no renewal in force, and renumbers the
+    /// rest. Forgetting such a source changes nothing: met again, it is added afresh.
+    fn compact_sources(&mut self) {
+        let mut used: Vec<bool> = self.sources.iter().map(|s| s.bulk.is_some()).collect();
+        for s in self.held.values().filter_map(|h| h.source) {
+            used[slot(s)] = true;
+        }
+        // Fewer than 2^32 sources (see `intern`), so the new numbers do not saturate.
+        let number = |i: usize| NonZeroU32::MIN.saturating_add(i as u32);
+        let mut renumbered: Vec<Option<NonZeroU32>> = vec![None; self.sources.len()];
+        let mut kept = Vec::new();
+        for (i, source) in std::mem::take(&mut self.sources).into_iter().enumerate() {
+            if used[i] {
+                renumbered[i] = Some(number(kept.len()));
+                kept.push(source);
+            }
+        }
+        for h in self.held.values_mut() {
+            h.source = h.source.and_then(|s| renumbered[slot(s)]);
+        }
+        self.source_index = kept.iter().enumerate().map(|(i, s)| (s.id, number(i))).collect();
+        self.sources = kept;
+        self.compacted = self.sources.len();
     }
 
     pub fn remove(&mut self, key: Id) -> bool {
@@ -591,5 +625,39 @@ mod tests {
         assert!(!h.detach(Id(100), Id(u128::MAX)));
         let held = h.valid(Id(101), now).unwrap();
         assert_eq!((h.source_of(&held), held.until()), (None, now + lease / 2 + lease));
+    }
+
+    #[test]
+    fn sources_no_copy_follows_are_forgotten_and_the_rest_keep_theirs() {
+        let mut h = Holdings::default();
+        let (now, lease) = (Duration::from_secs(1), Duration::from_secs(30));
+        // 200 fingers over time, each the source of one copy; the first 190 copies lapse.
+        for i in 0..200u128 {
+            let until = if i < 190 { now + lease } else { now + lease * 10 };
+            let o = Offer { key: Id(1_000 + i), ..offer(1) };
+            assert!(h.store(&o, Some(Id(i + 1)), now, until, false));
+        }
+        assert_eq!(h.sources.len(), 200);
+        let later = now + lease * 2;
+        assert_eq!(h.expire(later).len(), 190);
+        assert_eq!(h.sources.len(), 10, "only the sources of the ten copies left");
+        for i in 190..200u128 {
+            let held = h.valid(Id(1_000 + i), later).unwrap();
+            assert_eq!(h.source_of(&held), Some(Id(i + 1)));
+        }
+        // Renewals and detaching still find them by id.
+        h.renew_from(Id(200), later, lease * 20);
+        assert_eq!(h.valid(Id(1_199), later).unwrap().until(), later + lease * 20);
+        assert!(h.detach(Id(1_198), Id(199)));
+        assert!(!h.detach(Id(1_000), Id(1)), "a forgotten source has no copies");
+        // Met again, a forgotten source is added afresh.
+        assert!(h.store(
+            &Offer { key: Id(5), ..offer(1) },
+            Some(Id(1)),
+            later,
+            later + lease,
+            false
+        ));
+        assert_eq!(h.source_of(&h.valid(Id(5), later).unwrap()), Some(Id(1)));
     }
 }
