@@ -288,11 +288,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
         report.summary.over_budget_per_node = Some(after.over_budget);
         report.summary.copied = Some(after.copied.saturating_sub(before.copied));
         report.print_table(&mut std::io::stdout())?;
+        let past = match budget(&args) {
+            0 => String::new(),
+            _ => format!(" ({:.1} past the budget)", after.over_budget),
+        };
         println!(
-            "stored: {:.0} objects per node ({:.1} past the budget); copied: {} bodies between \
-             nodes while measured",
+            "stored: {:.0} objects per node{past}; copied: {} bodies between nodes while measured",
             after.stored,
-            after.over_budget,
             report.summary.copied.unwrap_or(0)
         );
         reports.push((mode.clone(), report));
