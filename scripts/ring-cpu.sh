@@ -82,23 +82,17 @@ for _ in 1 2; do
     "http://127.0.0.1:$port/o/[0-$((objects - 1))]" 2>/dev/null
 done
 
-ticks() { # summed utime+stime of the node processes, in clock ticks
-  local t=0 p
+ticks() { # ticks [user]: summed utime+stime (or utime alone) of the node processes
+  local t=0 p sum='$14 + $15'
+  [[ ${1:-} == user ]] && sum='$14'
   for p in "${nodes[@]}"; do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-uticks() { # the user part alone
-  local t=0 p
-  for p in "${nodes[@]}"; do
-    t=$((t + $(awk '{print $14}' "/proc/$p/stat")))
+    t=$((t + $(awk "{print $sum}" "/proc/$p/stat")))
   done
   echo "$t"
 }
 hz=$(getconf CLK_TCK)
 [[ $grind == 1 ]] && for p in "${nodes[@]}"; do callgrind_control -i on "$p" >/dev/null; done
-before=$(ticks) ubefore=$(uticks)
+before=$(ticks) ubefore=$(ticks user)
 # PERF=FILE: also sample the nodes (call graphs by DWARF) for 4 s of the run.
 if [[ -n ${PERF:-} ]]; then
   (sleep 1; perf record -q -F 999 --call-graph dwarf,16384 -o "$PERF" \
@@ -107,7 +101,7 @@ if [[ -n ${PERF:-} ]]; then
 fi
 taskset -c 0 wrk -t2 -c"$conns" -d"$duration" --latency -s "$zipf" "http://127.0.0.1:$port" \
   -- alpha=0.91 n="$objects" host="$host" >"$run/wrk.log"
-after=$(ticks) uafter=$(uticks)
+after=$(ticks) uafter=$(ticks user)
 if [[ $grind == 1 ]]; then
   for p in "${nodes[@]}"; do callgrind_control -d "$p" >/dev/null; done
   sleep 1

@@ -255,7 +255,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
          interval {} ms (shortened from the 10 s default so the demo converges in seconds)",
         args.nodes, args.objects, args.size, args.alpha, args.concurrency, args.replication_ms
     );
-    match budget(&args) {
+    let budget = budget(&args);
+    match budget {
         0 => println!("no store budget: passive caches keep every object they pass"),
         b => println!("store budget: {b} objects per node in every mode (its own and copies)"),
     }
@@ -281,14 +282,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!("measuring for {} s; popularity reverses at {} s", args.duration, half.as_secs());
         let phases = Phases { reverse_at: Some(half), ..Phases::default() };
         let load = cluster.load(&args, Duration::from_secs(args.duration), phases)?;
-        let before = storage(&cluster.admin, budget(&args))?;
+        let before = storage(&cluster.admin, budget)?;
         let mut report = runtime.block_on(beehive_loadgen::run(&load, progress))?;
-        let after = storage(&cluster.admin, budget(&args))?;
+        let after = storage(&cluster.admin, budget)?;
         report.summary.stored_per_node = Some(after.stored);
         report.summary.over_budget_per_node = Some(after.over_budget);
         report.summary.copied = Some(after.copied.saturating_sub(before.copied));
         report.print_table(&mut std::io::stdout())?;
-        let past = match budget(&args) {
+        let past = match budget {
             0 => String::new(),
             _ => format!(" ({:.1} past the budget)", after.over_budget),
         };

@@ -194,8 +194,11 @@ impl Loader {
         })?;
         let state = &self.state;
         let now_ms = unix_ms(SystemTime::now());
-        let old_stored = state.store.get_hashed(&key);
-        let old = old_stored.as_ref().and_then(|(b, _)| CachedObject::decode(b).ok());
+        // The store's decoded form: decoding the bytes again would copy the body too.
+        let (old_stored, old) = match state.store.get_all(&key) {
+            Some((bytes, hash, decoded)) => (Some((bytes, hash)), decoded),
+            None => (None, None),
+        };
         if let (Some(o), Some(stored)) = (&old, &old_stored) {
             if !o.is_stale(now_ms) {
                 return Ok(from_store(stored.clone()));
@@ -246,7 +249,7 @@ impl Loader {
                         merged.append(name.clone(), v.clone());
                     }
                 }
-                (StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK), merged, o.body)
+                (StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK), merged, o.body.clone())
             }
             // `old` was decoded from `old_stored`, so both are there.
             Some(o) if whole.head.status.is_server_error() && stale_ok(&o) => {

@@ -26,6 +26,14 @@ struct Stored {
     decoded: OnceLock<Option<Arc<CachedObject>>>,
 }
 
+impl Stored {
+    /// The decoded form, made on the first call; the body is a slice of the stored bytes.
+    fn decoded(&self) -> Option<Arc<CachedObject>> {
+        let decode = || CachedObject::decode_shared(&self.bytes).ok().map(Arc::new);
+        self.decoded.get_or_init(decode).clone()
+    }
+}
+
 /// Charges an entry its precomputed weight (the weighter runs on every insert and eviction).
 #[derive(Clone)]
 struct ByWeight;
@@ -87,8 +95,14 @@ impl ObjectStore {
     /// The decoded object under `key` (decoded on the first call for the stored bytes);
     /// `None` also when the stored bytes do not decode.
     pub fn get_decoded(&self, key: &ObjectKey) -> Option<Arc<CachedObject>> {
+        self.cache.get(key)?.decoded()
+    }
+
+    /// The encoded object under `key`, its blake3 hash and its decoded form (`None` when the
+    /// bytes do not decode), from one lookup: what a home revalidating its copy needs.
+    pub fn get_all(&self, key: &ObjectKey) -> Option<(Bytes, [u8; 32], Option<Arc<CachedObject>>)> {
         let s = self.cache.get(key)?;
-        s.decoded.get_or_init(|| CachedObject::decode_shared(&s.bytes).ok().map(Arc::new)).clone()
+        Some((s.bytes.clone(), s.hash, s.decoded()))
     }
 
     /// Stores (or replaces) the encoded object under `key`; returns its blake3 hash.

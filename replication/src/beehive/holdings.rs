@@ -133,12 +133,17 @@ fn slot(source: NonZeroU32) -> usize {
     source.get() as usize - 1
 }
 
+/// The `source` that points at `slot` (the inverse of [`slot`]).
+fn source_at(slot: usize) -> NonZeroU32 {
+    let slot = u32::try_from(slot).expect("fewer than 2^32 sources");
+    NonZeroU32::MIN.saturating_add(slot)
+}
+
 /// `id`'s index in `sources`, added if new.
 fn intern(sources: &mut Vec<Source>, index: &mut FastMap<Id, NonZeroU32>, id: Id) -> NonZeroU32 {
     *index.entry(id).or_insert_with(|| {
         sources.push(Source { id, bulk: None });
-        let n = u32::try_from(sources.len()).expect("fewer than 2^32 sources");
-        NonZeroU32::new(n).expect("a pushed vector is not empty")
+        source_at(sources.len() - 1)
     })
 }
 
@@ -476,20 +481,18 @@ impl Holdings {
         for s in self.held.values().filter_map(|h| h.source) {
             used[slot(s)] = true;
         }
-        // Fewer than 2^32 sources (see `intern`), so the new numbers do not saturate.
-        let number = |i: usize| NonZeroU32::MIN.saturating_add(i as u32);
         let mut renumbered: Vec<Option<NonZeroU32>> = vec![None; self.sources.len()];
         let mut kept = Vec::new();
         for (i, source) in std::mem::take(&mut self.sources).into_iter().enumerate() {
             if used[i] {
-                renumbered[i] = Some(number(kept.len()));
+                renumbered[i] = Some(source_at(kept.len()));
                 kept.push(source);
             }
         }
         for h in self.held.values_mut() {
             h.source = h.source.and_then(|s| renumbered[slot(s)]);
         }
-        self.source_index = kept.iter().enumerate().map(|(i, s)| (s.id, number(i))).collect();
+        self.source_index = kept.iter().enumerate().map(|(i, s)| (s.id, source_at(i))).collect();
         self.sources = kept;
         self.compacted = self.sources.len();
     }
