@@ -9,7 +9,7 @@
 //! to an object it really holds (limit the scope of a fault).
 
 use super::levels::level_for_rate;
-use super::popularity::SmoothedRate;
+use super::popularity::{beyond_noise, SmoothedRate};
 use super::wire::{in_arc, CountEntry, ObjectInfo};
 use super::zipf::PopularitySummary;
 use crate::hash::FastMap;
@@ -24,8 +24,12 @@ pub const ORIGIN_FLOOR: u64 = 4;
 /// would make a demoted object look less popular than it is.
 const WIDE_TICKS: u8 = 12;
 
-/// Deviations of the smoothed rate's noise the hysteresis band spans on each side.
-const BAND_SIGMAS: f64 = 2.0;
+/// Deviations of the smoothed rate's noise the hysteresis band spans on each side. One: the
+/// estimator's window holds at least ten requests (see [`SmoothedRate::weight_for`]), so its
+/// noise moves slowly and seldom crosses even one deviation and back within the window; at
+/// two, objects whose rate rose after a change of α waited in the band (13 % under the model
+/// at α = 0.7).
+const BAND_SIGMAS: f64 = 1.0;
 /// The widest band: wider, the objects held back at their old level (a band holds back as
 /// many promotions as demotions only where objects are spread evenly in log rate) leave the
 /// levels visibly short of the model.
@@ -34,11 +38,11 @@ const BAND_CAP: f64 = 2.0;
 /// The hysteresis band for an object of smoothed rate `rate` (requests/s), intervals of
 /// `interval_s`: an object moves up a level once its rate is this factor above the level's
 /// threshold, and down once it is this factor below. Sized from the estimator's own noise:
-/// an exponential average with weight `w` of Poisson counts over `T` s has variance
-/// `w/(2 − w)·r/T`, so the band is `1 + 2σ/r`; a rate that crosses it moved, noise seldom
-/// does. Capped at [`BAND_CAP`].
+/// an exponential average with weight `w` (the object's own, [`SmoothedRate::weight_for`])
+/// of Poisson counts over `T` s has variance `w/(2 − w)·r/T`, so the band is `1 + σ/r`.
+/// Capped at [`BAND_CAP`].
 pub fn band(rate: f64, interval_s: f64) -> f64 {
-    let w = SmoothedRate::WEIGHT;
+    let w = SmoothedRate::weight_for(rate, interval_s);
     let exposure = rate * interval_s;
     if exposure.is_nan() || exposure <= 0.0 {
         return BAND_CAP;
@@ -209,9 +213,9 @@ impl Homes {
             let expected = obj.rate.value() * interval_s;
             let surge = own >= SURGE_MIN
                 && own as f64 >= SURGE_FACTOR * expected
-                && beyond_noise(own, expected, SURGE_SIGMAS);
+                && beyond_noise(own as f64, expected, SURGE_SIGMAS);
             let first_served = obj.first_served.take();
-            let jump = total >= SURGE_MIN && beyond_noise(total, expected, JUMP_SIGMAS);
+            let jump = total >= SURGE_MIN && beyond_noise(total as f64, expected, JUMP_SIGMAS);
             obj.jumped = surge || jump;
             if surge {
                 // Over the time since the first request, not counting that one (it only
@@ -229,7 +233,7 @@ impl Homes {
                 // Not below SURGE_MIN, where a few stray requests are 3 σ of nothing.
                 obj.rate.update_fast(total as f64 / interval_s);
             } else {
-                obj.rate.update(total as f64 / interval_s);
+                obj.rate.update_counted(total as f64 / interval_s, interval_s);
             }
             obj.info.is_some() || obj.fetch_asked || obj.rate.value() >= FORGET_RATE
         });
@@ -303,12 +307,6 @@ impl Homes {
     }
 }
 
-/// Whether an interval's `count` lies `sigmas` Poisson deviations above the `expected` count
-/// (the deviation taken as at least 1, so a handful of requests on a cold object is not one).
-fn beyond_noise(count: u64, expected: f64, sigmas: f64) -> bool {
-    count as f64 >= expected + sigmas * expected.max(1.0).sqrt()
-}
-
 /// The sum of the counts, each origin other than the home capped at twice the largest other
 /// origin's count (at least [`ORIGIN_FLOOR`]).
 pub fn capped_total(origins: &[(Id, u64)], home: Id) -> u64 {
@@ -338,12 +336,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_band_is_two_deviations_of_the_estimator_and_capped() {
-        // r·T = 100 requests per interval: σ/r = √(0.3/1.7/100) = 0.042.
-        assert!((band(20.0, 5.0) - 1.084).abs() < 0.001, "{}", band(20.0, 5.0));
+    fn the_band_is_one_deviation_of_the_estimator_and_capped() {
+        // r·T = 100 requests per interval: weight 0.3, σ/r = √(0.3/1.7/100) = 0.042.
+        assert!((band(20.0, 5.0) - 1.042).abs() < 0.001, "{}", band(20.0, 5.0));
+        // r·T = 1: the window is ten intervals (weight 0.1), σ/r = √(0.1/1.9) = 0.23.
+        assert!((band(0.2, 5.0) - 1.229).abs() < 0.001, "{}", band(0.2, 5.0));
         // Busier objects get a narrower band, faint and unmeasured ones the cap.
         assert!(band(200.0, 5.0) < band(20.0, 5.0));
-        assert_eq!(band(0.01, 5.0), BAND_CAP);
+        assert_eq!(band(0.0001, 5.0), BAND_CAP);
         assert_eq!(band(0.0, 5.0), BAND_CAP);
         assert_eq!(band(f64::NAN, 5.0), BAND_CAP);
     }

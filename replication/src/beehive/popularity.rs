@@ -267,16 +267,21 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// An exponentially weighted moving average of an object's per-interval rate, kept by its home.
+/// An exponentially weighted moving average of a per-interval rate: an object's, kept by its
+/// home, or the leader's figures.
 ///
-/// Each closed interval moves the value [`WEIGHT`](Self::WEIGHT) = 0.3 of the way to the new
-/// observation. That keeps Poisson noise down (variance × 0.3/1.7 ≈ 0.18, so ±42 % of the raw
-/// standard deviation) while a real change shows: a step is 66 % through after 3 intervals
+/// [`update`](Self::update) moves the value [`WEIGHT`](Self::WEIGHT) = 0.3 of the way to the
+/// new observation. That keeps Poisson noise down (variance × 0.3/1.7 ≈ 0.18, so ±42 % of the
+/// raw standard deviation) while a real change shows: a step is 66 % through after 3 intervals
 /// and 97 % after 10. The first observation is taken as is, so a flash crowd on a new object
-/// reaches its level in one interval rather than ramping up from zero.
+/// reaches its level in one interval rather than ramping up from zero. Object rates use
+/// [`update_counted`](Self::update_counted), whose window grows for faint objects.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SmoothedRate {
     value: f64,
+    /// The same average at [`WEIGHT`](Self::WEIGHT) always: what a faint object's longer
+    /// window is checked against (see [`update_counted`](Self::update_counted)).
+    fast: f64,
     primed: bool,
     /// Intervals left after a [`SmoothedRate::restart`] during which a higher observation is
     /// taken as is: the restart saw only part of an interval of the new rate.
@@ -286,6 +291,17 @@ pub struct SmoothedRate {
 impl SmoothedRate {
     /// Weight of the newest interval.
     pub const WEIGHT: f64 = 0.3;
+    /// Requests an object's smoothing window holds at the least (see
+    /// [`weight_for`](Self::weight_for)).
+    pub const WINDOW_REQUESTS: f64 = 10.0;
+    /// The longest window: a faint object's rate still follows a change within tens of
+    /// intervals.
+    pub const MIN_WEIGHT: f64 = 0.03;
+    /// Poisson deviations (at least 1) between the short and the long window that are a
+    /// change, not noise.
+    const CHANGE_SIGMAS: f64 = 3.0;
+    /// Requests in an object's first interval from which that interval's rate is taken as is.
+    const FIRST_AS_IS: f64 = 3.0;
     /// Weight of an interval that is clearly a change, not noise.
     pub const FAST_WEIGHT: f64 = 0.6;
     /// Intervals after a restart that may only raise the rate.
@@ -295,7 +311,7 @@ impl SmoothedRate {
     /// predecessor's figures). Not a number, or negative: an empty average.
     pub fn primed_at(value: f64) -> Self {
         if value.is_finite() && value >= 0.0 {
-            SmoothedRate { value, primed: true, young: 0 }
+            SmoothedRate { value, fast: value, primed: true, young: 0 }
         } else {
             SmoothedRate::default()
         }
@@ -305,6 +321,45 @@ impl SmoothedRate {
     /// observations are ignored (the state is unchanged).
     pub fn update(&mut self, observed: f64) {
         self.update_by(observed, Self::WEIGHT);
+    }
+
+    /// [`update`](Self::update) for an object's request rate over intervals of `interval_s`,
+    /// with the window [`weight_for`](Self::weight_for) its current value.
+    /// When the short window's count lies far outside what the long one expects, the rate
+    /// starts over from the short window: a faint object whose rate really changed follows in
+    /// a few intervals instead of tens.
+    pub fn update_counted(&mut self, observed: f64, interval_s: f64) {
+        if !self.primed && observed.is_finite() && observed * interval_s < Self::FIRST_AS_IS {
+            // A request or two on an object never seen says little: most such objects are
+            // in the Zipf tail, and starting one at a request per interval left it replicated
+            // far past its rate while its long window brought it down.
+            self.value = Self::weight_for(0.0, interval_s) * observed.max(0.0);
+            self.fast = Self::WEIGHT * observed.max(0.0);
+            self.primed = true;
+            return;
+        }
+        self.update_by(observed, Self::weight_for(self.value, interval_s));
+        let window = interval_s / Self::WEIGHT;
+        let (seen, expected) = (self.fast * window, self.value * window);
+        let apart = |a, b| beyond_noise(a, b, Self::CHANGE_SIGMAS);
+        if apart(seen, expected) || apart(expected, seen) {
+            self.value = self.fast;
+        }
+    }
+
+    /// The weight for a rate that stands at `rate` (requests/s): [`WEIGHT`](Self::WEIGHT) while
+    /// its window of `1/WEIGHT` intervals holds [`WINDOW_REQUESTS`](Self::WINDOW_REQUESTS)
+    /// requests, else a longer window that does, down to [`MIN_WEIGHT`](Self::MIN_WEIGHT).
+    /// A faint object sees a request every few intervals; at weight 0.3 each one tripled its
+    /// rate for a while, moving it across two or three level thresholds and back, and every
+    /// move refilled or emptied a whole arc. The weight follows the value, not the
+    /// observation, so the average stays unbiased (its drift `w·(λ − v)` vanishes at λ).
+    pub fn weight_for(rate: f64, interval_s: f64) -> f64 {
+        let exposure = rate * interval_s;
+        if exposure.is_nan() || exposure <= 0.0 {
+            return Self::MIN_WEIGHT;
+        }
+        (exposure / Self::WINDOW_REQUESTS).clamp(Self::MIN_WEIGHT, Self::WEIGHT)
     }
 
     /// [`update`](Self::update) with [`FAST_WEIGHT`](Self::FAST_WEIGHT): for an observation
@@ -320,10 +375,13 @@ impl SmoothedRate {
         if self.young > 0 {
             self.young -= 1;
             self.value = observed.max(self.value + weight * (observed - self.value));
+            self.fast = observed.max(self.fast + Self::WEIGHT * (observed - self.fast));
         } else if self.primed {
             self.value += weight * (observed - self.value);
+            self.fast += Self::WEIGHT * (observed - self.fast);
         } else {
             self.value = observed;
+            self.fast = observed;
             self.primed = true;
         }
     }
@@ -333,22 +391,22 @@ impl SmoothedRate {
     pub fn restart(&mut self, observed: f64) {
         if observed.is_finite() && observed >= 0.0 {
             self.value = observed;
+            self.fast = observed;
             self.primed = true;
             self.young = Self::YOUNG;
         }
-    }
-
-    /// Folds in `intervals` intervals with no requests at once, so a home can decay idle
-    /// objects lazily instead of touching each one every interval.
-    pub fn skip(&mut self, intervals: u32) {
-        let keep = (1.0 - Self::WEIGHT).powi(intervals.min(i32::MAX as u32) as i32);
-        self.value *= keep;
     }
 
     /// The smoothed rate (0 before the first observation).
     pub fn value(&self) -> f64 {
         self.value
     }
+}
+
+/// Whether a `count` lies `sigmas` Poisson deviations above the `expected` count (the
+/// deviation taken as at least 1, so a handful of requests on a cold object is not one).
+pub(crate) fn beyond_noise(count: f64, expected: f64, sigmas: f64) -> bool {
+    count >= expected + sigmas * expected.max(1.0).sqrt()
 }
 
 #[cfg(test)]
@@ -405,10 +463,40 @@ mod tests {
         assert_eq!(r.value(), 10.0);
         r.update(0.0);
         assert!((r.value() - 7.0).abs() < 1e-12);
-        r.skip(2);
-        assert!((r.value() - 7.0 * 0.49).abs() < 1e-12);
         r.update(-1.0);
-        assert!((r.value() - 3.43).abs() < 1e-12);
+        assert!((r.value() - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_faint_rate_keeps_a_long_window_and_still_follows_a_change() {
+        // 0.1 requests per 10 s interval: a window of 33 intervals, not 3.
+        let t = 10.0;
+        assert_eq!(SmoothedRate::weight_for(0.01, t), SmoothedRate::MIN_WEIGHT);
+        assert_eq!(SmoothedRate::weight_for(0.2, t), 0.2);
+        assert_eq!(SmoothedRate::weight_for(5.0, t), SmoothedRate::WEIGHT);
+        // One request on an object never seen is not taken as a rate of one per interval.
+        let mut r = SmoothedRate::default();
+        r.update_counted(0.1, t);
+        assert!(r.value() < 0.01, "{}", r.value());
+        // Primed at 0.01/s, a lone request moves it by a few percent, not threefold.
+        let mut r = SmoothedRate::primed_at(0.01);
+        r.update_counted(0.1, t);
+        assert!(r.value() < 0.015, "{}", r.value());
+        // A real rise to 1/s (ten per interval) is followed within a few intervals.
+        let mut r = SmoothedRate::primed_at(0.01);
+        let mut took = 0;
+        while r.value() < 0.5 && took < 10 {
+            r.update_counted(1.0, t);
+            took += 1;
+        }
+        assert!(took <= 2, "{took} intervals, at {}", r.value());
+        // And a fall from 1/s to nothing, within a few intervals too.
+        let mut took = 0;
+        while r.value() > 0.3 && took < 10 {
+            r.update_counted(0.0, t);
+            took += 1;
+        }
+        assert!(took <= 4, "{took} intervals, at {}", r.value());
     }
 
     #[test]

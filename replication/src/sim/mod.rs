@@ -883,6 +883,7 @@ impl Sim {
                 r.hop_cost = l.hop_cost;
                 r.target_hops = l.target_hops;
                 r.model_stored_per_node = l.model_stored_per_node;
+                r.thresholds = l.thresholds.clone();
             }
             r
         });

@@ -126,6 +126,8 @@ pub struct ReplicationStats {
     pub target_hops: f64,
     /// The closed form's storage per node for the leader's parameters.
     pub model_stored_per_node: f64,
+    /// The leader's rate thresholds, level by level (requests/s).
+    pub thresholds: Vec<f64>,
 }
 
 impl IntervalReport {
