@@ -492,7 +492,7 @@ impl Node {
             (Awaiting::Pong, _) => self.ping_inflight = false,
             (Awaiting::Neighbors, Response::Neighbors { predecessor, successors }) => {
                 self.stabilize_inflight = false;
-                self.stabilized_with(from, predecessor, successors);
+                self.stabilized_with(now, from, predecessor, successors);
             }
             (Awaiting::Next(lid), Response::Next(hop)) => {
                 return self.lookup_step(now, lid, from, hop)
@@ -508,15 +508,28 @@ impl Node {
     }
 
     /// Chord's stabilize, second half: our successor told us its neighbours.
-    fn stabilized_with(&mut self, succ: Peer, predecessor: Option<Peer>, successors: Vec<Peer>) {
+    fn stabilized_with(
+        &mut self,
+        now: Time,
+        succ: Peer,
+        predecessor: Option<Peer>,
+        successors: Vec<Peer>,
+    ) {
         let me = self.me().id;
         let mut list = Vec::with_capacity(successors.len() + 2);
         list.push(succ);
         // Its list, up to the point where it wraps back to us.
         list.extend(successors.into_iter().take_while(|p| p.id != me));
-        if let Some(p) = predecessor {
-            if p.id.in_open(me, succ.id) && !self.peers.is_suspected(p.id) {
+        if let Some(p) = predecessor.filter(|p| p.id.in_open(me, succ.id)) {
+            if !self.peers.is_suspected(p.id) {
                 list.push(p);
+            } else if !self.pending.values().any(|q| q.to.id == p.id) {
+                // Our successor heard from it since we last did: probe it rather than wait
+                // for the suspicion to be pruned. A node killed and restarted at the same
+                // address keeps its id, and a request to the dead one that timed out after
+                // we forgot it left a suspicion nothing else clears; meanwhile we never
+                // notify it, and it stays without a predecessor.
+                self.send_request(now, p, Request::Ping, Awaiting::Probe);
             }
         }
         self.routing.set_successors(list);
@@ -766,5 +779,56 @@ impl Node {
             }
             self.departed.push_back(peer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: u128, port: u16) -> Peer {
+        Peer { id: Id(id), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) }
+    }
+
+    /// Answers every request `n` sent to `to` with `body`; returns how many it answered.
+    fn answer_all(n: &mut Node, now: Time, to: Peer, body: impl Fn(&Request) -> Response) -> usize {
+        let sent: Vec<Transmit> = std::iter::from_fn(|| n.poll_transmit()).collect();
+        let mut answered = 0;
+        for t in sent.into_iter().filter(|t| t.to.id == to.id) {
+            if let Message::Request { id, body: request } = t.message {
+                let response = Message::Response { id, body: body(&request) };
+                n.handle_message(now, to, response).unwrap();
+                answered += 1;
+            }
+        }
+        answered
+    }
+
+    /// A peer we forgot, then saw one more late miss from, stays suspected; when it comes
+    /// back (killed and restarted: same address, same id) and our successor names it as its
+    /// predecessor, we probe it and take it as our successor once it answers.
+    #[test]
+    fn a_suspect_our_successor_vouches_for_is_probed_and_adopted() {
+        let (me, back, succ) = (peer(100, 7000), peer(200, 7001), peer(300, 7002));
+        let mut n = Node::new(me, ChordConfig::default(), Time::ZERO);
+        n.phase = Phase::Joined;
+        n.routing_mut().set_successors([succ]);
+        n.routing_mut().set_predecessor(Some(peer(900, 7009)));
+        n.peers.missed(back.id);
+        let neighbors = |_: &Request| Response::Neighbors {
+            predecessor: Some(back),
+            successors: vec![peer(400, 7003)],
+        };
+        let mut now = Time::ZERO;
+        n.stabilize(now);
+        assert_eq!(answer_all(&mut n, now, succ, neighbors), 1);
+        assert_eq!(n.routing().successor(), succ, "a suspect is not taken on hearsay");
+        // The probe went out; the restarted node answers it.
+        now += Duration::from_millis(10);
+        assert_eq!(answer_all(&mut n, now, back, |_| Response::Pong), 1, "probed");
+        assert!(!n.peers().is_suspected(back.id));
+        n.stabilize(now);
+        assert_eq!(answer_all(&mut n, now, succ, neighbors), 1);
+        assert_eq!(n.routing().successor(), back);
     }
 }
