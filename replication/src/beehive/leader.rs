@@ -24,13 +24,18 @@ const SLOW_WEIGHT: f64 = 0.1;
 const MIN_LOOKUPS: u64 = 100;
 
 /// The correction loop (see docs/replication.md, "The controller"). The plant: the measured
-/// average answers a change of the solved target `u` after [`DELAY`] intervals (the result
-/// spreads on pull answers, copies go down the pull tree, lookups measure, and the report
-/// climbs back to key 0), with gain `g` (measured ≈ 0.65 at N = 128). An integrator
-/// `u(n+1) = u(n) + K·e(n)` on that plant has the characteristic polynomial
-/// `z^(d+1) − z^d + gK`; its double root `z* = d/(d+1)` is the fastest response that does
-/// not overshoot, at `gK = z*^d·(1 − z*)`.
+/// average first answers a change of the solved target `u` after [`DELAY`] intervals (the
+/// result spreads on pull answers, copies go down the pull tree, lookups measure, and the
+/// report climbs back to key 0), and has followed it after about [`LAG`], with gain `g`
+/// (measured ≈ 0.65 at N = 128). An integrator `u(n+1) = u(n) + K·e(n)` on a plant of delay
+/// `d` has the characteristic polynomial `z^(d+1) − z^d + gK`; its double root
+/// `z* = d/(d+1)` is the fastest response that does not overshoot, at `gK = z*^d·(1 − z*)`.
 const DELAY: u32 = 4;
+/// The delay the gain is designed for: objects move only once their rate leaves the band
+/// around a moved threshold, and a faint object's rate moves over its long window, so the
+/// average keeps following a change of `u` for several intervals after [`DELAY`] (its peak
+/// came about 10 intervals after the target's at N = 256).
+const LAG: u32 = 8;
 /// Measured plant gain: hops the average moves per hop of target.
 const PLANT_GAIN: f64 = 0.65;
 /// An error farther than this share of C is a transient (first convergence, a popularity
@@ -38,12 +43,16 @@ const PLANT_GAIN: f64 = 0.65;
 const TRANSIENT: f64 = 0.2;
 /// Each interval's error is clipped to this share of C before it is integrated.
 const ERROR_CLIP: f64 = 0.1;
+/// While the nodes store less than the last result's model by more than this share, copies
+/// are still being fetched: an average above C is the placement's lag, not the model's
+/// error, and is not integrated (it would lower the target for copies already on their way).
+const PLACEMENT_LAG: f64 = 0.1;
 
-/// The integrator's gain `K`, from [`DELAY`] and [`PLANT_GAIN`] (see there).
+/// The integrator's gain `K`, from [`LAG`] and [`PLANT_GAIN`] (see [`DELAY`]).
 pub fn loop_gain() -> f64 {
-    let d = f64::from(DELAY);
+    let d = f64::from(LAG);
     let z = d / (d + 1.0);
-    z.powi(DELAY as i32) * (1.0 - z) / PLANT_GAIN
+    z.powi(LAG as i32) * (1.0 - z) / PLANT_GAIN
 }
 
 #[derive(Debug)]
@@ -59,6 +68,8 @@ pub struct Leader {
     last_seen: Option<f64>,
     /// Share of requests per interval that went to an object no home had seen.
     discovery: SmoothedRate,
+    /// The storage per node the last result's model asked for.
+    last_model: Option<f64>,
 }
 
 impl Leader {
@@ -70,6 +81,7 @@ impl Leader {
             results: 0,
             last_seen: None,
             discovery: SmoothedRate::default(),
+            last_model: None,
         }
     }
 
@@ -183,7 +195,12 @@ impl Leader {
             let measured = report.hop_sum / report.lookups as f64;
             let c = cfg.target_hops;
             let ceiling = params.top_level() as f64 * self.hop_cost - c;
-            self.steer(c, measured, ceiling);
+            let placing = self
+                .last_model
+                .is_none_or(|model| (report.stored as f64 / nodes) < (1.0 - PLACEMENT_LAG) * model);
+            if !(placing && measured > c) {
+                self.steer(c, measured, ceiling);
+            }
         }
         let steered = (cfg.target_hops + self.correction).max(0.0);
         let params = LevelParams { target_hops: steered, ..params };
@@ -200,6 +217,7 @@ impl Leader {
             summary.rate_at_rank(r).unwrap_or_else(|| fit.rate_of_rank(r))
         });
         let model_stored_per_node = solution.replicas_per_node(nodes);
+        self.last_model = Some(model_stored_per_node);
         self.results = self.results.saturating_add(1);
         let result = LevelResult {
             epoch,
