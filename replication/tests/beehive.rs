@@ -458,8 +458,11 @@ fn a_shift_of_the_top_ranks_recovers() {
 fn copies_are_not_fetched_again_in_the_steady_state() {
     // Popularity does not change: once levels stand, a copy that stays at its level is not
     // fetched again, and noise in the rates and in the leader's fit seldom moves an object
-    // (the band is sized from the estimator's variance). What is left is objects whose rate
-    // lies within noise of a threshold, and the leader's fit moving the thresholds.
+    // (a faint object's rate averages ten requests or more, and the band is sized from the
+    // estimator's variance). What is left is objects whose rate lies within noise of a
+    // threshold, and the leader's fit moving the thresholds. Measured: 0.7-0.8 % per
+    // interval on average, single intervals up to 1.4 % (before the long windows 0.9-1.2 %
+    // and 2.9 %).
     for seed in [35, 36, 37] {
         let mut cfg = config(seed, 128, Mode::Beehive);
         cfg.lookup_rate = 4.0;
@@ -486,11 +489,11 @@ fn copies_are_not_fetched_again_in_the_steady_state() {
                 "a fill without a cause"
             );
         }
-        // Over the last quarter, per replication interval: the mean (a single interval in
-        // which the leader's fitted α moves a few hundredths can reach 2.6 %).
+        // Over the last quarter, per replication interval: the mean, and any one interval
+        // (one in which the leader's fitted α moves a few hundredths fetches the most).
         let mean = shares.iter().sum::<f64>() / shares.len() as f64;
-        assert!(mean <= 0.02, "seed {seed}: {:.2} % of stored copies per interval", mean * 100.0);
+        assert!(mean <= 0.015, "seed {seed}: {:.2} % of stored copies per interval", mean * 100.0);
         let max = shares.iter().copied().fold(0.0, f64::max);
-        assert!(max <= 0.04, "seed {seed}: {:.2} % in one interval", max * 100.0);
+        assert!(max <= 0.03, "seed {seed}: {:.2} % in one interval", max * 100.0);
     }
 }

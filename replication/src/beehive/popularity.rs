@@ -324,17 +324,21 @@ impl SmoothedRate {
     }
 
     /// [`update`](Self::update) for an object's request rate over intervals of `interval_s`,
-    /// with the window [`weight_for`](Self::weight_for) its current value.
-    /// When the short window's count lies far outside what the long one expects, the rate
-    /// starts over from the short window: a faint object whose rate really changed follows in
-    /// a few intervals instead of tens.
+    /// at the weight [`weight_for`](Self::weight_for) gives its current value.
+    ///
+    /// When the count over the plain average's window lies far outside what the long window
+    /// expects, the rate starts over from the plain average: a faint object whose rate really
+    /// changed follows in a few intervals instead of tens.
     pub fn update_counted(&mut self, observed: f64, interval_s: f64) {
-        if !self.primed && observed.is_finite() && observed * interval_s < Self::FIRST_AS_IS {
+        if !observed.is_finite() || observed < 0.0 {
+            return;
+        }
+        if !self.primed && observed * interval_s < Self::FIRST_AS_IS {
             // A request or two on an object never seen says little: most such objects are
             // in the Zipf tail, and starting one at a request per interval left it replicated
             // far past its rate while its long window brought it down.
-            self.value = Self::weight_for(0.0, interval_s) * observed.max(0.0);
-            self.fast = Self::WEIGHT * observed.max(0.0);
+            self.value = Self::weight_for(0.0, interval_s) * observed;
+            self.fast = Self::WEIGHT * observed;
             self.primed = true;
             return;
         }
