@@ -523,13 +523,12 @@ impl Node {
         if let Some(p) = predecessor.filter(|p| p.id.in_open(me, succ.id)) {
             if !self.peers.is_suspected(p.id) {
                 list.push(p);
-            } else if !self.pending.values().any(|q| q.to.id == p.id) {
+            } else {
                 // Our successor heard from it since we last did: probe it rather than wait
-                // for the suspicion to be pruned. A node killed and restarted at the same
-                // address keeps its id, and a request to the dead one that timed out after
-                // we forgot it left a suspicion nothing else clears; meanwhile we never
-                // notify it, and it stays without a predecessor.
-                self.send_request(now, p, Request::Ping, Awaiting::Probe);
+                // for the suspicion to be pruned (up to a merge interval for a peer no longer
+                // in our routing state, which `probe_suspects` does not reach). Meanwhile we
+                // would never notify it, and it would stay without a predecessor.
+                self.probe(now, p);
             }
         }
         self.routing.set_successors(list);
@@ -637,12 +636,20 @@ impl Node {
                 break;
             }
             let Some(peer) = self.routing.find(id) else { continue };
-            if self.pending.values().any(|p| p.to.id == id) {
-                continue;
+            if self.probe(now, peer) {
+                sent += 1;
             }
-            self.send_request(now, peer, Request::Ping, Awaiting::Probe);
-            sent += 1;
         }
+    }
+
+    /// Pings a suspect unless a request to it is already out (its answer or silence will
+    /// settle the suspicion as well). Returns whether it sent one.
+    fn probe(&mut self, now: Time, peer: Peer) -> bool {
+        if self.pending.values().any(|p| p.to.id == peer.id) {
+            return false;
+        }
+        self.send_request(now, peer, Request::Ping, Awaiting::Probe);
+        true
     }
 
     fn fix_fingers(&mut self, now: Time) {
@@ -752,9 +759,16 @@ impl Node {
     }
 
     fn on_miss(&mut self, now: Time, p: Pending) {
-        let misses = self.peers.missed(p.to.id);
-        if misses >= self.config.max_misses {
-            self.forget(p.to);
+        // Every peer we send to has an entry, and one with a request out is never pruned:
+        // no entry means other misses made us forget it since this request went out.
+        // Counting this one would bring back a suspicion of a peer nothing refers to, which
+        // kept a node restarted at the same address (same id) out of its predecessor's
+        // successor list until the entry was pruned.
+        if self.peers.get(p.to.id).is_some() {
+            let misses = self.peers.missed(p.to.id);
+            if misses >= self.config.max_misses {
+                self.forget(p.to);
+            }
         }
         match p.awaiting {
             Awaiting::Pong => self.ping_inflight = false,
@@ -786,7 +800,7 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn peer(id: u128, port: u16) -> Peer {
+    pub(super) fn peer(id: u128, port: u16) -> Peer {
         Peer { id: Id(id), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) }
     }
 
@@ -804,9 +818,31 @@ mod tests {
         answered
     }
 
-    /// A peer we forgot, then saw one more late miss from, stays suspected; when it comes
-    /// back (killed and restarted: same address, same id) and our successor names it as its
-    /// predecessor, we probe it and take it as our successor once it answers.
+    /// A request to a peer we have since forgotten times out: that miss is not counted,
+    /// so the peer is not suspected again when it comes back.
+    #[test]
+    fn a_late_miss_of_a_forgotten_peer_is_not_a_suspicion() {
+        let (me, gone) = (peer(100, 7000), peer(200, 7001));
+        let mut n = Node::new(me, ChordConfig::default(), Time::ZERO);
+        n.routing_mut().set_successors([gone]);
+        let max = n.config().max_misses;
+        for _ in 0..max {
+            n.send_request(Time::ZERO, gone, Request::Ping, Awaiting::Probe);
+        }
+        let half = Duration::from_millis(500);
+        n.send_request(half, gone, Request::Ping, Awaiting::Probe);
+        // The first requests time out together: the peer is forgotten.
+        n.handle_timeout(Duration::from_secs(1));
+        assert!(n.peers().get(gone.id).is_none(), "forgotten after {max} misses");
+        // The late one times out after that.
+        n.handle_timeout(Duration::from_secs(10));
+        assert_eq!(n.outstanding_requests(), 0);
+        assert!(n.peers().get(gone.id).is_none(), "no suspicion of a forgotten peer");
+    }
+
+    /// A suspect our successor names as its predecessor (a peer we no longer route through,
+    /// say, killed and restarted at the same address: same id) is probed, and taken as our
+    /// successor once it answers.
     #[test]
     fn a_suspect_our_successor_vouches_for_is_probed_and_adopted() {
         let (me, back, succ) = (peer(100, 7000), peer(200, 7001), peer(300, 7002));

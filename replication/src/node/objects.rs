@@ -184,12 +184,9 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::tests::peer;
     use crate::ChordConfig;
     use std::time::Duration;
-
-    fn peer(id: u128, port: u16) -> Peer {
-        Peer { id: Id(id), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) }
-    }
 
     /// A hit at the home may be counted before the core hears that the loader stored the
     /// body: the home keeps it. A node that is not the home and holds no copy drops it.
