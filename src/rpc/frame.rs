@@ -27,8 +27,8 @@ use std::fmt;
 /// copies' messages (`Copy`, `Sync`, `Synced`, `FetchCopy`). Version 4 added the direct
 /// object request to a successor home (`Get`, `Served`). Version 5 carries objects in their
 /// second encoding (`BHO2`, see `beehive_proxy::CachedObject`), which a version-4 node cannot
-/// decode.
-pub const VERSION: u8 = 5;
+/// decode. Version 6 adds the resync digest to a pull and the matched buckets to its answer.
+pub const VERSION: u8 = 6;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.

@@ -366,6 +366,23 @@ impl Holdings {
         keys
     }
 
+    /// The valid replicas (not caches) among the keys `scope` selects, each with whether it
+    /// follows `source`'s renewals: what a resync with `source` compares (see
+    /// [`super::digest`]).
+    pub fn replicas_in<'a>(
+        &'a self,
+        source: Id,
+        now: Time,
+        scope: impl Fn(Id) -> bool + 'a,
+    ) -> impl Iterator<Item = (Id, Held, bool)> + 'a {
+        let s = self.source_index.get(&source).copied();
+        self.held.iter().filter(move |(k, _)| scope(**k)).filter_map(move |(k, h)| {
+            let follows = s.is_some() && h.source == s;
+            let h = self.valid_held(*k, h, now).filter(|h| !h.cached)?;
+            Some((*k, h, follows))
+        })
+    }
+
     /// Copies whose lease was not extended since `since`: their offers to others changed.
     pub fn not_renewed_since(&self, since: Time) -> Vec<Id> {
         let since = nanos(since);

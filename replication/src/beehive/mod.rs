@@ -27,11 +27,13 @@
 //! * [`popularity`] — the Space-Saving heavy-hitters sketch and the smoothed per-object rate
 //! * [`wire`] — offers, counts, reports and the leader's result as they travel; replica arcs
 //! * [`home`] — a home's objects: plausible, capped counts → smoothed rate → level
+//! * [`digest`] — bucket digests that let a resync list only where two offer sets differ
 //! * [`holdings`] — replicas under leases, passive caches, tombstones of purged versions
 //! * [`leader`] — merged reports → fitted α, estimated M, measured hop cost → thresholds
 //!
 //! The node glue (timers, messages, events) is in `node/replicate.rs`.
 
+pub mod digest;
 pub mod holdings;
 pub mod home;
 pub mod leader;

@@ -4,6 +4,7 @@
 //! [`LevelResult::is_sane`] before the receiver acts on it; a bad one refuses the whole
 //! message, as a malformed frame would be.
 
+use super::digest::{Digest, Mask};
 use super::zipf::{PopularitySummary, SUMMARY_TOP_LEN};
 use crate::error::ProtocolError;
 use crate::id::Id;
@@ -13,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_COUNT_ENTRIES: usize = 16_384;
 /// Most offers one answer may carry; a holder offers its lowest levels first.
 pub const MAX_OFFERS: usize = 16_384;
+/// The unit of [`OfferList::leases`], in milliseconds (rounded down: a copy may lapse a
+/// little early, never late).
+pub const LEASE_UNIT_MS: u32 = 100;
 /// Most thresholds a result may carry: one per level of a 2^128 ring, plus the home level.
 pub const MAX_LEVELS: usize = 129;
 
@@ -191,6 +195,14 @@ pub struct OfferList {
     pub withdrawn: Vec<Withdrawn>,
     /// Delta answers: the lease every unchanged copy from this finger may extend to.
     pub renew_ms: u32,
+    /// A full answer to a pull with a [`Digest`]: the buckets ([`super::digest::bucket`])
+    /// whose offers past the finger are not listed because the puller's digest showed it
+    /// holds exactly them. Every other offer is listed.
+    pub matched: Mask,
+    /// For each `matched` bucket in ascending order, the lease left of each offer not
+    /// listed there, in key order, in [`LEASE_UNIT_MS`]: the puller rebuilds those offers
+    /// from its own copies.
+    pub leases: Vec<Vec<u32>>,
 }
 
 /// A replica pull: "which of your objects should I hold?", carrying counts toward homes and,
@@ -206,11 +218,18 @@ pub struct Pull {
     /// Ask for all offers even so (a periodic resync); the answer still carries what was
     /// withdrawn since `since`, so a resync loses no withdrawal.
     pub full: bool,
+    /// With `full`: the puller's copies the finger would offer (keys past it, in the
+    /// puller's arc, or following its renewals), so the answer lists only the buckets that
+    /// differ.
+    pub digest: Option<Digest>,
 }
 
 pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {
     if pull.counts.len() > MAX_COUNT_ENTRIES {
         return Err(ProtocolError::Malformed("too many count entries"));
+    }
+    if pull.digest.as_ref().is_some_and(|d| !d.is_well_formed()) {
+        return Err(ProtocolError::Malformed("digest with the wrong number of buckets"));
     }
     pull.report.as_ref().map_or(Ok(()), check_report)
 }
@@ -238,7 +257,8 @@ pub(crate) fn check_offers(
     result: Option<&LevelResult>,
 ) -> Result<(), ProtocolError> {
     check_offer_items(&list.offers)?;
-    if list.withdrawn.len() > MAX_OFFERS {
+    let leases = list.leases.iter().map(Vec::len).sum::<usize>();
+    if list.withdrawn.len() > MAX_OFFERS || leases > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
     }
     if list.withdrawn.iter().filter_map(|w| w.level).any(|l| usize::from(l.level) >= MAX_LEVELS) {

@@ -67,6 +67,13 @@ fn list_len(l: &OfferList) -> usize {
         + len_prefix(l.withdrawn.len())
         + l.withdrawn.iter().map(withdrawn_len).sum::<usize>()
         + v64(u64::from(l.renew_ms))
+        + len_prefix(l.matched.words().len())
+        + l.matched.words().iter().map(|w| v64(*w)).sum::<usize>()
+        + len_prefix(l.leases.len())
+        + l.leases
+            .iter()
+            .map(|b| len_prefix(b.len()) + b.iter().map(|v| v64(u64::from(*v))).sum::<usize>())
+            .sum::<usize>()
 }
 
 fn count_len(c: &CountEntry) -> usize {
@@ -82,6 +89,10 @@ fn pull_len(p: &Pull) -> usize {
         + 1
         + p.since.map_or(0, v64)
         + 1
+        + 1
+        + p.digest.as_ref().map_or(0, |d| {
+            len_prefix(d.sums().len()) + d.sums().iter().map(|s| v64(*s)).sum::<usize>()
+        })
 }
 
 /// The bincode length of `m`, exactly.
@@ -102,6 +113,7 @@ pub(super) fn message_len(m: &Message) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::beehive::digest::Digest;
     use crate::beehive::wire::{LevelStamp, Report};
     use crate::id::Id;
     use crate::message::NextHop;
@@ -157,6 +169,15 @@ mod tests {
                 })
                 .collect(),
             renew_ms: any_u64(rng) as u32,
+            matched: {
+                let (mut a, mut b) = (Digest::default(), Digest::default());
+                a.add(any_id(rng), 1, 1, 1);
+                b.add(any_id(rng), 1, 1, 1);
+                a.matching(&b)
+            },
+            leases: (0..n / 100)
+                .map(|_| (0..n / 50).map(|_| any_u64(rng) as u32).collect())
+                .collect(),
         }
     }
 
@@ -178,6 +199,13 @@ mod tests {
             known: rng.random_bool(0.5).then(|| (any_u64(rng), any_id(rng))),
             since: rng.random_bool(0.5).then(|| any_u64(rng)),
             full: rng.random(),
+            digest: rng.random_bool(0.5).then(|| {
+                let mut d = Digest::default();
+                for _ in 0..n {
+                    d.add(any_id(rng), rng.random(), any_u64(rng), any_u64(rng));
+                }
+                d
+            }),
         }
     }
 

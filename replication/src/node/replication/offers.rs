@@ -3,11 +3,12 @@
 //! answered with a delta.
 
 use super::{millis, Puller, Replication, Timer};
+use crate::beehive::digest::{self, Digest, Mask};
 use crate::beehive::holdings::{Considered, Demoted, Held};
 use crate::beehive::home::HomeObject;
 use crate::beehive::wire::{
-    in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, MAX_COUNT_ENTRIES,
-    MAX_OFFERS,
+    in_arc, LevelResult, LevelStamp, Offer, OfferList, Pull, Withdrawn, LEASE_UNIT_MS,
+    MAX_COUNT_ENTRIES, MAX_OFFERS,
 };
 use crate::config::Mode;
 use crate::hash::{FastMap, FastSet};
@@ -62,6 +63,12 @@ fn sorted_offers(offers: Vec<Offer>) -> Vec<Offer> {
     order.dedup_by_key(|(_, key, _)| *key);
     order.truncate(MAX_OFFERS);
     order.into_iter().map(|(_, _, i)| offers[i as usize]).collect()
+}
+
+/// Whether a key lies past `finger` as seen from `me` (`finger` in `(me, key]`): the keys
+/// whose offers from `finger` a digest covers.
+fn past(me: Id, finger: Id) -> impl Fn(Id) -> bool {
+    move |key| key != finger && finger.in_open_closed(me, key)
 }
 
 impl Replication {
@@ -257,10 +264,33 @@ impl Replication {
                 }
             }
         }
-        let offers = sorted_offers(offers);
+        let mut offers = sorted_offers(offers);
+        // Buckets where the puller holds exactly what we offer past us: only the leases.
+        let (mut matched, mut leases) = (Mask::default(), Vec::new());
+        if let Some(theirs) = pull.digest.as_ref().filter(|_| full) {
+            let bucketed = |o: &Offer| o.renewable && !ring.owns(o.key);
+            let mut ours = Digest::default();
+            for o in offers.iter().filter(|o| bucketed(o)) {
+                ours.add(o.key, o.level, o.stamp, o.info.version);
+            }
+            matched = ours.matching(theirs);
+            let mut kept = Vec::new();
+            offers.retain(|o| {
+                let listed = !(bucketed(o) && matched.has(o.key));
+                if !listed {
+                    kept.push((digest::bucket(o.key), o.key, o.lease_ms / LEASE_UNIT_MS));
+                }
+                listed
+            });
+            kept.sort_unstable();
+            leases = (matched.buckets())
+                .map(|b| kept.iter().filter(|k| k.0 == b).map(|k| k.2).collect())
+                .collect();
+        }
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
-        let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms: millis(renew) };
+        let renew_ms = millis(renew);
+        let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms, matched, leases };
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
     }
 
@@ -364,21 +394,87 @@ impl Replication {
         if let Some(r) = result {
             self.adopt(now, r);
         }
-        if list.full && list.offers.len() < MAX_OFFERS {
-            // Everything this finger offers us (not cut at the cap): copies it renewed that
-            // it no longer offers stop following it.
-            let offered: FastSet<Id> = list.offers.iter().map(|o| o.key).collect();
-            for key in self.holdings.detach_all_but(from.id, &offered) {
-                self.touch(key);
+        let mut offers = list.offers;
+        if list.full {
+            // The buckets our digest matched: our copies there, as the finger offers them
+            // (`unsure`: copies in a bucket that changed since the pull, left as they are).
+            let (kept, unsure) =
+                self.resync_kept(now, ring.me().id, from.id, &list.matched, &list.leases);
+            let cut = offers.len() + kept.len() + unsure.len() >= MAX_OFFERS;
+            offers.extend(kept);
+            if !cut {
+                // Everything this finger offers us: copies it renewed that it no longer
+                // offers stop following it.
+                let mut offered: FastSet<Id> = offers.iter().map(|o| o.key).collect();
+                offered.extend(unsure);
+                for key in self.holdings.detach_all_but(from.id, &offered) {
+                    self.touch(key);
+                }
             }
         }
-        self.take_offers(now, ring, from, list.offers);
+        self.take_offers(now, ring, from, offers);
         self.take_withdrawals(now, ring, from, list.withdrawn);
         if !list.full && list.renew_ms > 0 {
             let lease = Duration::from_millis(u64::from(list.renew_ms));
             self.holdings.renew_from(from.id, now, lease);
         }
         self.seen.insert(from.id, list.gen);
+    }
+
+    /// The digest of our copies `finger` would offer us in full: keys past it (not ones it is
+    /// home for), in our arc, plus any copy following its renewals (which, outside that
+    /// scope, makes its bucket differ and so get detached by the full answer).
+    pub(super) fn resync_digest(&self, now: Time, me: Id, finger: Id) -> Digest {
+        let mut d = Digest::default();
+        for (key, h, follows) in self.holdings.replicas_in(finger, now, past(me, finger)) {
+            if follows || in_arc(me, key, h.level) {
+                d.add(key, h.level, h.stamp, h.info.version);
+            }
+        }
+        d
+    }
+
+    /// The offers `finger` left out of its full answer in the `matched` buckets, rebuilt from
+    /// our copies (which the digests showed to be exactly those offers) and the `leases` it
+    /// sent in their place. A bucket whose copies no longer line up with its leases (a level
+    /// changed here since the pull) is left alone: its keys come back as the second list,
+    /// and the next resync tries again.
+    fn resync_kept(
+        &self,
+        now: Time,
+        me: Id,
+        finger: Id,
+        matched: &Mask,
+        leases: &[Vec<u32>],
+    ) -> (Vec<Offer>, Vec<Id>) {
+        let scope = past(me, finger);
+        let copies = self.holdings.replicas_in(finger, now, move |k| matched.has(k) && scope(k));
+        let mut kept: Vec<(usize, Id, Held)> = copies
+            .filter(|(key, h, _)| in_arc(me, *key, h.level))
+            .map(|(key, h, _)| (digest::bucket(key), key, h))
+            .collect();
+        kept.sort_unstable_by_key(|(bucket, key, _)| (*bucket, *key));
+        let (mut offers, mut unsure) = (Vec::with_capacity(kept.len()), Vec::new());
+        let mut rest = kept.as_slice();
+        for (bucket, leases) in matched.buckets().zip(leases) {
+            let n = rest.iter().take_while(|(b, ..)| *b == bucket).count();
+            let (here, after) = rest.split_at(n);
+            rest = after;
+            if here.len() != leases.len() {
+                unsure.extend(here.iter().map(|(_, key, _)| *key));
+                continue;
+            }
+            offers.extend(here.iter().zip(leases).map(|((_, key, h), lease)| Offer {
+                key: *key,
+                level: h.level,
+                stamp: h.stamp,
+                info: h.info,
+                lease_ms: lease.saturating_mul(LEASE_UNIT_MS),
+                from_home: false,
+                renewable: true,
+            }));
+        }
+        (offers, unsure)
     }
 
     fn take_withdrawals(

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 /// Every this many ticks a pull asks a finger for its full list: a safety net only. Deltas
 /// carry every change, and a failed body fetch asks its source for a full list at once
-/// (`Replication::fetch_failed`), so what is left to repair is a lost answer's offers.
+/// (`Replication::fetch_failed`), so what is left to repair is a lost answer's offers. The
+/// pull's digest keeps the answer to the buckets where the two sides differ.
 const FULL_PULL_EVERY: u64 = 6;
 
 impl Replication {
@@ -191,7 +192,9 @@ impl Replication {
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let pull = Pull { counts, report, known, since, full: resync };
+            let full = resync || since.is_none();
+            let digest = full.then(|| self.resync_digest(now, me.id, p.id));
+            let pull = Pull { counts, report, known, since, full: resync, digest };
             self.send(p, Request::Pull(Box::new(pull)));
         }
     }
