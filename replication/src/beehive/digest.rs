@@ -60,16 +60,26 @@ impl Mask {
     }
 }
 
+/// What a copy adds to its bucket's sum.
+pub fn element(key: Id, level: u8, stamp: u64, version: u64) -> u64 {
+    let mut h = MixHasher::default();
+    h.write_u128(key.0);
+    h.write_u64(stamp);
+    h.write_u64(version);
+    h.write_u64(u64::from(level));
+    h.finish()
+}
+
 impl Digest {
     /// Adds a copy of `key` at `level`, stamped `stamp`, of body `version`.
     pub fn add(&mut self, key: Id, level: u8, stamp: u64, version: u64) {
-        let mut h = MixHasher::default();
-        h.write_u128(key.0);
-        h.write_u64(stamp);
-        h.write_u64(version);
-        h.write_u64(u64::from(level));
+        self.add_element(key, element(key, level, stamp, version));
+    }
+
+    /// Adds a copy of `key` whose [`element`] hash is `h` (one hash for several digests).
+    pub fn add_element(&mut self, key: Id, h: u64) {
         if let Some(sum) = self.0.get_mut(bucket(key)) {
-            *sum = sum.wrapping_add(h.finish());
+            *sum = sum.wrapping_add(h);
         }
     }
 

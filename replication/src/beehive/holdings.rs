@@ -264,7 +264,9 @@ impl Holdings {
 
     /// Whether `version` of `key` was invalidated.
     pub fn is_dead(&self, key: Id, version: u64) -> bool {
-        self.tombstones.get(&key).is_some_and(|(min, _)| version < *min)
+        // Most nodes hold no tombstone: skip hashing the key for an empty table.
+        !self.tombstones.is_empty()
+            && self.tombstones.get(&key).is_some_and(|(min, _)| version < *min)
     }
 
     /// What to do with an offer from `from` (a node between us and the home, checked by the
@@ -309,6 +311,30 @@ impl Holdings {
                 Considered::Fetch
             }
         }
+    }
+
+    /// Renews our copy of `key` as an offer of it from `source` with `lease` left would,
+    /// when the caller knows the offer to be the copy's own level, stamp and version (see
+    /// [`super::digest`]): the renewal branch of [`Holdings::consider`], without its
+    /// lookups. Returns whether the copy followed no one before (its offers to others
+    /// become renewable again).
+    pub fn renew_offered(&mut self, key: Id, source: Id, now: Time, lease: Duration) -> bool {
+        let known = self.source_index.get(&source).copied();
+        let Some(stored) = self.held.get_mut(&key).filter(|h| !h.cached) else {
+            return false;
+        };
+        let h = effective(&self.sources, stored);
+        let until = nanos(now + lease);
+        let follows = h.source.is_some() && h.source == known;
+        if until <= h.until && follows {
+            return false;
+        }
+        let source =
+            known.unwrap_or_else(|| intern(&mut self.sources, &mut self.source_index, source));
+        let resumed = h.source.is_none();
+        *stored =
+            Held { until: until.max(h.until), source: Some(source), renewed_at: nanos(now), ..h };
+        resumed
     }
 
     /// Passive mode: whether to fetch `offer` into the cache (not held, not being fetched).
@@ -366,18 +392,19 @@ impl Holdings {
         keys
     }
 
-    /// The valid replicas (not caches) among the keys `scope` selects, each with whether it
-    /// follows `source`'s renewals: what a resync with `source` compares (see
-    /// [`super::digest`]).
+    /// The valid replicas (not caches) among the keys `scope` selects, each with the index
+    /// in `sources` of the node whose renewals it follows, if one of them: what a resync
+    /// with those nodes compares (see [`super::digest`]).
     pub fn replicas_in<'a>(
         &'a self,
-        source: Id,
+        sources: &[Id],
         now: Time,
         scope: impl Fn(Id) -> bool + 'a,
-    ) -> impl Iterator<Item = (Id, Held, bool)> + 'a {
-        let s = self.source_index.get(&source).copied();
+    ) -> impl Iterator<Item = (Id, Held, Option<usize>)> + 'a {
+        let slots: Vec<Option<NonZeroU32>> =
+            sources.iter().map(|id| self.source_index.get(id).copied()).collect();
         self.held.iter().filter(move |(k, _)| scope(**k)).filter_map(move |(k, h)| {
-            let follows = s.is_some() && h.source == s;
+            let follows = h.source.and_then(|s| slots.iter().position(|t| *t == Some(s)));
             let h = self.valid_held(*k, h, now).filter(|h| !h.cached)?;
             Some((*k, h, follows))
         })

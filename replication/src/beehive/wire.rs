@@ -4,7 +4,7 @@
 //! [`LevelResult::is_sane`] before the receiver acts on it; a bad one refuses the whole
 //! message, as a malformed frame would be.
 
-use super::digest::{Digest, Mask};
+use super::digest::{Digest, Mask, BUCKETS};
 use super::zipf::{PopularitySummary, SUMMARY_TOP_LEN};
 use crate::error::ProtocolError;
 use crate::id::Id;
@@ -258,6 +258,11 @@ pub(crate) fn check_offers(
 ) -> Result<(), ProtocolError> {
     check_offer_items(&list.offers)?;
     let leases = list.leases.iter().map(Vec::len).sum::<usize>();
+    if list.matched.words().len() > BUCKETS / 64
+        || list.leases.len() != list.matched.buckets().count()
+    {
+        return Err(ProtocolError::Malformed("leases that do not match the matched buckets"));
+    }
     if list.withdrawn.len() > MAX_OFFERS || leases > MAX_OFFERS {
         return Err(ProtocolError::Malformed("too many offers"));
     }

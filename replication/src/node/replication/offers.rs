@@ -242,8 +242,6 @@ impl Replication {
             None => (Vec::new(), Vec::new()),
         };
         if full {
-            // At most one offer per home object and per copy (see `delta` on the room).
-            offers.reserve(self.homes.len() + self.holdings.len());
             let terms = self.home_terms(now);
             // Every object whose arc holds the puller, from a node it takes offers from.
             for (&key, obj) in self.homes.iter() {
@@ -283,9 +281,12 @@ impl Replication {
                 listed
             });
             kept.sort_unstable();
-            leases = (matched.buckets())
-                .map(|b| kept.iter().filter(|k| k.0 == b).map(|k| k.2).collect())
-                .collect();
+            let mut rest = kept.as_slice();
+            for bucket in matched.buckets() {
+                let (here, after) = rest.split_at(rest.partition_point(|k| k.0 <= bucket));
+                leases.push(here.iter().map(|k| k.2).collect());
+                rest = after;
+            }
         }
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
@@ -394,25 +395,34 @@ impl Replication {
         if let Some(r) = result {
             self.adopt(now, r);
         }
-        let mut offers = list.offers;
         if list.full {
-            // The buckets our digest matched: our copies there, as the finger offers them
-            // (`unsure`: copies in a bucket that changed since the pull, left as they are).
+            // The buckets our digest matched: our copies there, renewed as the finger's
+            // offers of them would (`unsure`: copies in a bucket that changed since the
+            // pull, left as they are).
             let (kept, unsure) =
                 self.resync_kept(now, ring.me().id, from.id, &list.matched, &list.leases);
-            let cut = offers.len() + kept.len() + unsure.len() >= MAX_OFFERS;
-            offers.extend(kept);
-            if !cut {
-                // Everything this finger offers us: copies it renewed that it no longer
-                // offers stop following it.
-                let mut offered: FastSet<Id> = offers.iter().map(|o| o.key).collect();
-                offered.extend(unsure);
+            if list.offers.len() + kept.len() + unsure.len() < MAX_OFFERS {
+                // Everything this finger offers us (not cut at the cap): copies it renewed
+                // that it no longer offers stop following it.
+                let listed = list.offers.iter().map(|o| o.key);
+                let kept_keys = kept.iter().map(|(key, _)| *key);
+                let offered: FastSet<Id> = listed.chain(kept_keys).chain(unsure).collect();
                 for key in self.holdings.detach_all_but(from.id, &offered) {
                     self.touch(key);
                 }
             }
+            self.take_offers(now, ring, from, list.offers);
+            // As `take_offers` would: past a storage budget nothing is renewed.
+            if self.budget_excess(0) == 0 {
+                for (key, lease) in kept.into_iter().filter(|(key, _)| !ring.owns(*key)) {
+                    if self.holdings.renew_offered(key, from.id, now, lease) {
+                        self.touch(key);
+                    }
+                }
+            }
+        } else {
+            self.take_offers(now, ring, from, list.offers);
         }
-        self.take_offers(now, ring, from, offers);
         self.take_withdrawals(now, ring, from, list.withdrawn);
         if !list.full && list.renew_ms > 0 {
             let lease = Duration::from_millis(u64::from(list.renew_ms));
@@ -421,24 +431,34 @@ impl Replication {
         self.seen.insert(from.id, list.gen);
     }
 
-    /// The digest of our copies `finger` would offer us in full: keys past it (not ones it is
-    /// home for), in our arc, plus any copy following its renewals (which, outside that
-    /// scope, makes its bucket differ and so get detached by the full answer).
-    pub(super) fn resync_digest(&self, now: Time, me: Id, finger: Id) -> Digest {
-        let mut d = Digest::default();
-        for (key, h, follows) in self.holdings.replicas_in(finger, now, past(me, finger)) {
-            if follows || in_arc(me, key, h.level) {
-                d.add(key, h.level, h.stamp, h.info.version);
+    /// For each of `fingers`, the digest of our copies it would offer us in full: keys past
+    /// it (not ones it is home for), in our arc, plus any copy following its renewals
+    /// (which, outside that scope, makes its bucket differ and so gets detached by the full
+    /// answer). One pass over our copies serves every finger.
+    pub(super) fn resync_digests(&self, now: Time, me: Id, fingers: &[Id]) -> Vec<Digest> {
+        let mut digests = vec![Digest::default(); fingers.len()];
+        let nearest = fingers.iter().copied().min_by_key(|f| me.distance_to(*f));
+        let Some(nearest) = nearest else {
+            return digests;
+        };
+        // A key past any finger is past the nearest one.
+        for (key, h, follows) in self.holdings.replicas_in(fingers, now, past(me, nearest)) {
+            let in_ours = in_arc(me, key, h.level);
+            let element = digest::element(key, h.level, h.stamp, h.info.version);
+            for (i, f) in fingers.iter().enumerate() {
+                if (in_ours || follows == Some(i)) && past(me, *f)(key) {
+                    digests[i].add_element(key, element);
+                }
             }
         }
-        d
+        digests
     }
 
-    /// The offers `finger` left out of its full answer in the `matched` buckets, rebuilt from
-    /// our copies (which the digests showed to be exactly those offers) and the `leases` it
-    /// sent in their place. A bucket whose copies no longer line up with its leases (a level
-    /// changed here since the pull) is left alone: its keys come back as the second list,
-    /// and the next resync tries again.
+    /// The copies `finger` left out of its full answer in the `matched` buckets (the digests
+    /// showed them to be exactly its offers there), each with the lease it sent in their
+    /// place. A bucket whose copies no longer line up with its leases (a level changed here
+    /// since the pull) is left alone: its keys come back as the second list, and the next
+    /// resync tries again.
     fn resync_kept(
         &self,
         now: Time,
@@ -446,35 +466,31 @@ impl Replication {
         finger: Id,
         matched: &Mask,
         leases: &[Vec<u32>],
-    ) -> (Vec<Offer>, Vec<Id>) {
+    ) -> (Vec<(Id, Duration)>, Vec<Id>) {
+        if matched.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
         let scope = past(me, finger);
-        let copies = self.holdings.replicas_in(finger, now, move |k| matched.has(k) && scope(k));
-        let mut kept: Vec<(usize, Id, Held)> = copies
+        let copies = self.holdings.replicas_in(&[finger], now, move |k| matched.has(k) && scope(k));
+        let mut kept: Vec<(usize, Id)> = copies
             .filter(|(key, h, _)| in_arc(me, *key, h.level))
-            .map(|(key, h, _)| (digest::bucket(key), key, h))
+            .map(|(key, ..)| (digest::bucket(key), key))
             .collect();
-        kept.sort_unstable_by_key(|(bucket, key, _)| (*bucket, *key));
-        let (mut offers, mut unsure) = (Vec::with_capacity(kept.len()), Vec::new());
+        kept.sort_unstable();
+        let (mut renew, mut unsure) = (Vec::with_capacity(kept.len()), Vec::new());
         let mut rest = kept.as_slice();
         for (bucket, leases) in matched.buckets().zip(leases) {
-            let n = rest.iter().take_while(|(b, ..)| *b == bucket).count();
-            let (here, after) = rest.split_at(n);
+            let (here, after) = rest.split_at(rest.partition_point(|(b, _)| *b <= bucket));
             rest = after;
             if here.len() != leases.len() {
-                unsure.extend(here.iter().map(|(_, key, _)| *key));
+                unsure.extend(here.iter().map(|(_, key)| *key));
                 continue;
             }
-            offers.extend(here.iter().zip(leases).map(|((_, key, h), lease)| Offer {
-                key: *key,
-                level: h.level,
-                stamp: h.stamp,
-                info: h.info,
-                lease_ms: lease.saturating_mul(LEASE_UNIT_MS),
-                from_home: false,
-                renewable: true,
+            renew.extend(here.iter().zip(leases).map(|((_, key), lease)| {
+                (*key, Duration::from_millis(u64::from(lease.saturating_mul(LEASE_UNIT_MS))))
             }));
         }
-        (offers, unsure)
+        (renew, unsure)
     }
 
     fn take_withdrawals(

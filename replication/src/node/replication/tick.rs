@@ -181,10 +181,17 @@ impl Replication {
         let known = self.result().map(|r| (r.epoch, r.leader));
         self.seen.retain(|id, _| targets.iter().any(|p| p.id == *id));
         self.ticks += 1;
+        // Deltas only say what changed at the finger; now and then ask for the full list
+        // (staggered over the fingers), so a copy we lost or never got comes back.
+        let ticks = self.ticks;
+        let resync = |n: usize| (ticks + n as u64) % FULL_PULL_EVERY == 0;
+        let full: Vec<Id> = (targets.iter().enumerate())
+            .filter(|(n, p)| resync(*n) || !self.seen.contains_key(&p.id))
+            .map(|(_, p)| p.id)
+            .collect();
+        let mut digests = self.resync_digests(now, me.id, &full).into_iter();
         for (n, p) in targets.into_iter().enumerate() {
-            // Deltas only say what changed at the finger; now and then ask for the full list
-            // (staggered over the fingers), so a copy we lost or never got comes back.
-            let resync = (self.ticks + n as u64) % FULL_PULL_EVERY == 0;
+            let resync = resync(n);
             let since = self.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
@@ -192,8 +199,7 @@ impl Replication {
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let full = resync || since.is_none();
-            let digest = full.then(|| self.resync_digest(now, me.id, p.id));
+            let digest = (resync || since.is_none()).then(|| digests.next()).flatten();
             let pull = Pull { counts, report, known, since, full: resync, digest };
             self.send(p, Request::Pull(Box::new(pull)));
         }
