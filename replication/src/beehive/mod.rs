@@ -31,7 +31,7 @@
 //! * [`holdings`] — replicas under leases, passive caches, tombstones of purged versions
 //! * [`leader`] — merged reports → fitted α, estimated M, measured hop cost → thresholds
 //!
-//! The node glue (timers, messages, events) is in `node/replicate.rs`.
+//! The node glue (timers, messages, events) is in `node/replication/`.
 
 pub mod digest;
 pub mod holdings;
