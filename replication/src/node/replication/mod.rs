@@ -64,9 +64,22 @@ struct Puller {
     peer: Peer,
     /// When it last pulled: it gets our pushes for two intervals after.
     at: Time,
-    /// Keys pushed to it since it last pulled, with our generation then: its next delta
-    /// leaves them out unless they changed again.
-    pushed: FastMap<Id, u64>,
+    /// Push rounds we had sent before it pulled: its next delta leaves out what a later
+    /// round carried to it (see [`Pushed`]).
+    flushes: u64,
+}
+
+/// The last push round that carried a key. One table for every puller instead of one per
+/// puller (a key pushed to 15 pullers is one entry, not 15): a puller got that round if it
+/// had pulled before it and was still a recent puller then, and the key's offer suited it,
+/// which it still does if the key has not changed since.
+#[derive(Debug, Clone, Copy)]
+struct Pushed {
+    /// The round's number (`Replication::flushes` after it).
+    flush: u64,
+    at: Time,
+    /// Our generation then: a change after it is not in the push.
+    gen: u64,
 }
 
 /// Replication's periodic tasks, in firing order.
@@ -131,6 +144,10 @@ pub(crate) struct Replication {
     pullers: FastMap<Id, Puller>,
     /// Keys whose offers go out with the next push (see [`offers::PUSH_BATCHES`]).
     to_push: Vec<Id>,
+    /// Push rounds sent so far.
+    flushes: u64,
+    /// key → the last push round that carried it, for two intervals.
+    pushed: FastMap<Id, Pushed>,
     last_push: Option<Time>,
 }
 
@@ -164,6 +181,8 @@ impl Replication {
             seen: FastMap::default(),
             pullers: FastMap::default(),
             to_push: Vec::new(),
+            flushes: 0,
+            pushed: FastMap::default(),
             last_push: None,
         }
     }

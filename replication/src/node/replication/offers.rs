@@ -2,7 +2,7 @@
 //! with offers it gets (fetch, renew, withdraw), and the change log that lets a pull be
 //! answered with a delta.
 
-use super::{millis, Puller, Replication, Timer};
+use super::{millis, Puller, Pushed, Replication, Timer};
 use crate::beehive::digest::{self, Digest, Mask};
 use crate::beehive::holdings::{Considered, Demoted, Held};
 use crate::beehive::home::HomeObject;
@@ -11,7 +11,7 @@ use crate::beehive::wire::{
     MAX_COUNT_ENTRIES, MAX_OFFERS,
 };
 use crate::config::Mode;
-use crate::hash::{FastMap, FastSet};
+use crate::hash::FastSet;
 use crate::id::Id;
 use crate::message::{Request, Response};
 use crate::node::event::Event;
@@ -89,8 +89,8 @@ impl Replication {
     }
 
     /// What changed for `to` since `since`: the offers (unless `full`, where the caller lists
-    /// every offer anyway, or `pushed` says a push already carried this change) and the
-    /// withdrawals.
+    /// every offer anyway, or a push since `to`'s last pull, `before`, carried this change)
+    /// and the withdrawals.
     fn delta(
         &self,
         now: Time,
@@ -98,8 +98,16 @@ impl Replication {
         to: Id,
         since: u64,
         full: bool,
-        pushed: &FastMap<Id, u64>,
+        before: Option<&Puller>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
+        // A round after that pull, while `to` was still a recent puller, after the change.
+        let pushed = |key: Id, changed: u64| {
+            before.is_some_and(|p| {
+                self.pushed.get(&key).is_some_and(|x| {
+                    x.flush > p.flushes && self.recent_puller(p.at, x.at) && x.gen >= changed
+                })
+            })
+        };
         let changes = self.changes.since(since);
         // Room for every change: the list is sorted into a new one and dropped, and growing
         // it by doubling copied each offer several times.
@@ -116,7 +124,7 @@ impl Replication {
             let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
                 // Whether a push carried it is asked last: most keys are not in the arc.
-                Some(o) if !full && pushed.get(&key).is_none_or(|g| *g < changed) => offers.push(o),
+                Some(o) if !full && !pushed(key, changed) => offers.push(o),
                 Some(_) => {}
                 None => {
                     let level = self.level_of(now, ring, key, obj, copy);
@@ -218,10 +226,10 @@ impl Replication {
         pull: Pull,
     ) -> Response {
         let me = ring.me().id;
-        let mut pushed = FastMap::default();
+        let mut before = None;
         if self.cfg.mode == Mode::Beehive {
-            let puller = Puller { peer: from, at: now, pushed: FastMap::default() };
-            pushed = self.pullers.insert(from.id, puller).map(|p| p.pushed).unwrap_or_default();
+            let puller = Puller { peer: from, at: now, flushes: self.flushes };
+            before = self.pullers.insert(from.id, puller);
             for e in pull.counts {
                 if ring.owns(e.key) {
                     self.homes.count(e);
@@ -238,7 +246,7 @@ impl Replication {
         // What changed since `since` (a full answer lists the offers anyway and only takes
         // the withdrawals); in a delta the bulk renewal covers the rest.
         let (mut offers, mut withdrawn) = match since {
-            Some(g) => self.delta(now, ring, from.id, g, full, &pushed),
+            Some(g) => self.delta(now, ring, from.id, g, full, before.as_ref()),
             None => (Vec::new(), Vec::new()),
         };
         if full {
@@ -615,6 +623,8 @@ impl Replication {
         // Each offer is built once (lookups, lease left), then sent to every puller it suits.
         let terms = self.home_terms(now);
         let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
+        self.flushes += 1;
+        let mut cut = false;
         for p in pullers {
             let suits =
                 |o: &&Offer| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level);
@@ -623,12 +633,16 @@ impl Replication {
             if n == 0 {
                 continue;
             }
+            cut |= n == MAX_OFFERS && built.iter().filter(suits).nth(n).is_some();
             let mut offers = Vec::with_capacity(n);
             offers.extend(built.iter().filter(suits).take(n).copied());
-            if let Some(q) = self.pullers.get_mut(&p.id) {
-                q.pushed.extend(offers.iter().map(|o| (o.key, self.gen)));
-            }
             self.send(p, Request::Push { offers });
+        }
+        // A round cut at the cap did not carry every key to every puller it suits: its keys
+        // stay in the next deltas.
+        if !cut {
+            let round = Pushed { flush: self.flushes, at: now, gen: self.gen };
+            self.pushed.extend(built.iter().map(|o| (o.key, round)));
         }
     }
 }

@@ -130,6 +130,10 @@ impl Replication {
         let mut pullers = std::mem::take(&mut self.pullers);
         pullers.retain(|_, p| self.recent_puller(p.at, now));
         self.pullers = pullers;
+        // A round older than every remaining puller's last pull is of use to none of them.
+        let mut pushed = std::mem::take(&mut self.pushed);
+        pushed.retain(|_, x| self.recent_puller(x.at, now));
+        self.pushed = pushed;
         // Widened arcs fill at once; copies inside a narrowed arc learn their new level.
         self.push_offers(now, ring, &closed.changed);
 
