@@ -58,6 +58,22 @@ impl Mask {
     pub fn words(&self) -> &[u64] {
         &self.0
     }
+
+    /// `sorted` (ordered by bucket, holding only buckets in the set) cut into each bucket's
+    /// run, bucket by bucket in ascending order: how the finger lays out a matched bucket's
+    /// leases and the puller finds them again.
+    pub fn runs<'a, T>(
+        &'a self,
+        sorted: &'a [T],
+        bucket_of: impl Fn(&T) -> usize + 'a,
+    ) -> impl Iterator<Item = &'a [T]> + 'a {
+        let mut rest = sorted;
+        self.buckets().map(move |b| {
+            let (here, after) = rest.split_at(rest.partition_point(|t| bucket_of(t) <= b));
+            rest = after;
+            here
+        })
+    }
 }
 
 /// What a copy adds to its bucket's sum.

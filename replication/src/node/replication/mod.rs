@@ -238,6 +238,13 @@ impl Replication {
         self.cfg.budget.map_or(0, |b| stored.saturating_sub(b.floor() as usize))
     }
 
+    /// Whether a storage budget refuses an offer of `key`: at the budget no new copy is
+    /// fetched; past it (our own objects grew) none is renewed either.
+    fn budget_refuses(&self, key: Id) -> bool {
+        let new = !self.holdings.has(key);
+        self.cfg.budget.is_some() && self.budget_excess(usize::from(new)) > 0
+    }
+
     /// Records that our offer of `key` changed.
     fn touch(&mut self, key: Id) {
         self.gen += 1;

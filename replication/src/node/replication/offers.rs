@@ -289,12 +289,8 @@ impl Replication {
                 listed
             });
             kept.sort_unstable();
-            let mut rest = kept.as_slice();
-            for bucket in matched.buckets() {
-                let (here, after) = rest.split_at(rest.partition_point(|k| k.0 <= bucket));
-                leases.push(here.iter().map(|k| k.2).collect());
-                rest = after;
-            }
+            leases =
+                matched.runs(&kept, |k| k.0).map(|run| run.iter().map(|k| k.2).collect()).collect();
         }
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
@@ -403,11 +399,13 @@ impl Replication {
         if let Some(r) = result {
             self.adopt(now, r);
         }
+        let mut kept = Vec::new();
         if list.full {
-            // The buckets our digest matched: our copies there, renewed as the finger's
-            // offers of them would (`unsure`: copies in a bucket that changed since the
-            // pull, left as they are).
-            let (kept, unsure) =
+            // The buckets our digest matched: our copies there, renewed below as the
+            // finger's offers of them would be (`unsure`: copies in a bucket that changed
+            // since the pull, left as they are).
+            let unsure;
+            (kept, unsure) =
                 self.resync_kept(now, ring.me().id, from.id, &list.matched, &list.leases);
             if list.offers.len() + kept.len() + unsure.len() < MAX_OFFERS {
                 // Everything this finger offers us (not cut at the cap): copies it renewed
@@ -419,17 +417,16 @@ impl Replication {
                     self.touch(key);
                 }
             }
-            self.take_offers(now, ring, from, list.offers);
-            // As `take_offers` would: past a storage budget nothing is renewed.
-            if self.budget_excess(0) == 0 {
-                for (key, lease) in kept.into_iter().filter(|(key, _)| !ring.owns(*key)) {
-                    if self.holdings.renew_offered(key, from.id, now, lease) {
-                        self.touch(key);
-                    }
-                }
+        }
+        self.take_offers(now, ring, from, list.offers);
+        for (key, lease) in kept {
+            // The rules `take_offers` applies that the digest does not already guarantee.
+            if ring.owns(key) || self.budget_refuses(key) {
+                continue;
             }
-        } else {
-            self.take_offers(now, ring, from, list.offers);
+            if self.holdings.renew_offered(key, from.id, now, lease) {
+                self.touch(key);
+            }
         }
         self.take_withdrawals(now, ring, from, list.withdrawn);
         if !list.full && list.renew_ms > 0 {
@@ -486,10 +483,7 @@ impl Replication {
             .collect();
         kept.sort_unstable();
         let (mut renew, mut unsure) = (Vec::with_capacity(kept.len()), Vec::new());
-        let mut rest = kept.as_slice();
-        for (bucket, leases) in matched.buckets().zip(leases) {
-            let (here, after) = rest.split_at(rest.partition_point(|(b, _)| *b <= bucket));
-            rest = after;
+        for (here, leases) in matched.runs(&kept, |k| k.0).zip(leases) {
             if here.len() != leases.len() {
                 unsure.extend(here.iter().map(|(_, key)| *key));
                 continue;
@@ -565,11 +559,8 @@ impl Replication {
             // solution lags a catalogue that is still being discovered (M underestimated
             // means "everything everywhere"). At the budget no new copy is fetched; past it
             // (its own objects grew) none is renewed either, and copies lapse.
-            if self.cfg.budget.is_some() {
-                let new = !self.holdings.has(offer.key);
-                if self.budget_excess(usize::from(new)) > 0 {
-                    continue;
-                }
+            if self.budget_refuses(offer.key) {
+                continue;
             }
             // A copy the offerer no longer renews must not be stretched by its bulk renewals.
             let attach = offer.renewable;

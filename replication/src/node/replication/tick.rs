@@ -188,14 +188,15 @@ impl Replication {
         // Deltas only say what changed at the finger; now and then ask for the full list
         // (staggered over the fingers), so a copy we lost or never got comes back.
         let ticks = self.ticks;
-        let resync = |n: usize| (ticks + n as u64) % FULL_PULL_EVERY == 0;
-        let full: Vec<Id> = (targets.iter().enumerate())
-            .filter(|(n, p)| resync(*n) || !self.seen.contains_key(&p.id))
-            .map(|(_, p)| p.id)
+        let resync: Vec<bool> =
+            (0..targets.len()).map(|n| (ticks + n as u64) % FULL_PULL_EVERY == 0).collect();
+        // A full answer comes to a resync and to a pull with nothing to send a delta since.
+        let full: Vec<Id> = (targets.iter().zip(&resync))
+            .filter(|(p, resync)| **resync || !self.seen.contains_key(&p.id))
+            .map(|(p, _)| p.id)
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
-        for (n, p) in targets.into_iter().enumerate() {
-            let resync = resync(n);
+        for (p, resync) in targets.into_iter().zip(resync) {
             let since = self.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
@@ -203,7 +204,7 @@ impl Replication {
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let digest = (resync || since.is_none()).then(|| digests.next()).flatten();
+            let digest = full.contains(&p.id).then(|| digests.next()).flatten();
             let pull = Pull { counts, report, known, since, full: resync, digest };
             self.send(p, Request::Pull(Box::new(pull)));
         }
