@@ -28,7 +28,8 @@ use std::fmt;
 /// object request to a successor home (`Get`, `Served`). Version 5 carries objects in their
 /// second encoding (`BHO2`, see `beehive_proxy::CachedObject`), which a version-4 node cannot
 /// decode. Version 6 adds the resync digest to a pull and the matched buckets to its answer.
-pub const VERSION: u8 = 6;
+/// Version 7 adds the puller's next node to a pull (pushes come only from a key's next hop).
+pub const VERSION: u8 = 7;
 /// Bytes of the big-endian length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the fixed header after the prefix: version, kind, sequence number, request id.

@@ -172,6 +172,7 @@ mod tests {
             since: None,
             full: true,
             digest: Some(short),
+            next: None,
         };
         assert!(super::super::wire::check_pull(&pull).is_err());
     }

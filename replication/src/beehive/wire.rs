@@ -222,6 +222,11 @@ pub struct Pull {
     /// puller's arc, or following its renewals), so the answer lists only the buckets that
     /// differ.
     pub digest: Option<Digest>,
+    /// The next node past this finger that the puller pulls from: this finger pushes it
+    /// only the copies of keys before that node, for which it is the puller's next hop. The
+    /// others reach it from that node, so a new copy comes once, not from every finger
+    /// between the puller and the key.
+    pub next: Option<Id>,
 }
 
 pub(crate) fn check_pull(pull: &Pull) -> Result<(), ProtocolError> {

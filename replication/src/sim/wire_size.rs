@@ -93,6 +93,8 @@ fn pull_len(p: &Pull) -> usize {
         + p.digest.as_ref().map_or(0, |d| {
             len_prefix(d.sums().len()) + d.sums().iter().map(|s| v64(*s)).sum::<usize>()
         })
+        + 1
+        + p.next.map_or(0, |n| varint(n.0))
 }
 
 /// The bincode length of `m`, exactly.
@@ -206,6 +208,7 @@ mod tests {
                 }
                 d
             }),
+            next: rng.random_bool(0.5).then(|| any_id(rng)),
         }
     }
 

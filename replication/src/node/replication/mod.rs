@@ -67,6 +67,8 @@ struct Puller {
     /// Push rounds we had sent before it pulled: its next delta leaves out what a later
     /// round carried to it (see [`Pushed`]).
     flushes: u64,
+    /// Its next node past us that it pulls from (`Pull::next`).
+    next: Option<Id>,
 }
 
 /// The last push round that carried a key. One table for every puller instead of one per

@@ -228,7 +228,7 @@ impl Replication {
         let me = ring.me().id;
         let mut before = None;
         if self.cfg.mode == Mode::Beehive {
-            let puller = Puller { peer: from, at: now, flushes: self.flushes };
+            let puller = Puller { peer: from, at: now, flushes: self.flushes, next: pull.next };
             before = self.pullers.insert(from.id, puller);
             for e in pull.counts {
                 if ring.owns(e.key) {
@@ -566,7 +566,12 @@ impl Replication {
             let attach = offer.renewable;
             match self.holdings.consider(&offer, from.id, now, attach) {
                 Considered::Fetch => self.event(Event::FetchBody { from, offer }),
-                Considered::Renewed { changed: true } => self.touch(offer.key),
+                // A new level (or renewals resumed) is news down the tree: each node hears of
+                // a key from its next hop toward it only, so it must not wait for a pull.
+                Considered::Renewed { changed: true } => {
+                    self.touch(offer.key);
+                    self.push_offers(now, ring, &[offer.key]);
+                }
                 Considered::Renewed { .. } | Considered::Ignored => {}
             }
             if !attach && self.holdings.detach(offer.key, from.id) {
@@ -604,21 +609,29 @@ impl Replication {
         let mut keys = std::mem::take(&mut self.to_push);
         keys.sort_unstable();
         keys.dedup();
-        let mut pullers: Vec<Peer> = self
+        let mut pullers: Vec<(Peer, Option<Id>)> = self
             .pullers
             .values()
             .filter(|p| self.recent_puller(p.at, now))
-            .map(|p| p.peer)
+            .map(|p| (p.peer, p.next))
             .collect();
-        pullers.sort_unstable_by_key(|p| p.id);
+        pullers.sort_unstable_by_key(|(p, _)| p.id);
         // Each offer is built once (lookups, lease left), then sent to every puller it suits.
         let terms = self.home_terms(now);
         let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         self.flushes += 1;
         let mut cut = false;
-        for p in pullers {
-            let suits =
-                |o: &&Offer| Self::may_matter(ring, p.id, o.key) && in_arc(p.id, o.key, o.level);
+        let me = ring.me().id;
+        for (p, next) in pullers {
+            // We are the home, or its next hop toward the key (no node it pulls from lies
+            // between us and the key).
+            let next_hop =
+                |key: Id| ring.owns(key) || next.is_none_or(|n| !n.in_open_closed(me, key));
+            let suits = |o: &&Offer| {
+                Self::may_matter(ring, p.id, o.key)
+                    && in_arc(p.id, o.key, o.level)
+                    && next_hop(o.key)
+            };
             // Counted first, so the list is allocated once at its size (most pullers get few).
             let n = built.iter().filter(suits).count().min(MAX_OFFERS);
             if n == 0 {

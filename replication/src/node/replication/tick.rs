@@ -196,7 +196,9 @@ impl Replication {
             .map(|(p, _)| p.id)
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
-        for (p, resync) in targets.into_iter().zip(resync) {
+        let nexts: Vec<Option<Id>> =
+            (1..=targets.len()).map(|i| targets.get(i).map(|p| p.id)).collect();
+        for ((p, resync), next) in targets.into_iter().zip(resync).zip(nexts) {
             let since = self.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
@@ -205,7 +207,7 @@ impl Replication {
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
             let digest = full.contains(&p.id).then(|| digests.next()).flatten();
-            let pull = Pull { counts, report, known, since, full: resync, digest };
+            let pull = Pull { counts, report, known, since, full: resync, digest, next };
             self.send(p, Request::Pull(Box::new(pull)));
         }
     }
