@@ -65,23 +65,12 @@ struct Puller {
     /// When it last pulled: it gets our pushes for two intervals after.
     at: Time,
     /// Push rounds we had sent before it pulled: its next delta leaves out what a later
-    /// round carried to it (see [`Pushed`]).
+    /// round carried to it, one sent while it was still a recent puller. A round reaches
+    /// every recent puller the offer suits, which it still does if the key has not changed
+    /// since (the change log keeps the round per change).
     flushes: u64,
     /// Its next node past us that it pulls from (`Pull::next`).
     next: Option<Id>,
-}
-
-/// The last push round that carried a key. One table for every puller instead of one per
-/// puller (a key pushed to 15 pullers is one entry, not 15): a puller got that round if it
-/// had pulled before it and was still a recent puller then, and the key's offer suited it,
-/// which it still does if the key has not changed since.
-#[derive(Debug, Clone, Copy)]
-struct Pushed {
-    /// The round's number (`Replication::flushes` after it).
-    flush: u64,
-    at: Time,
-    /// Our generation then: a change after it is not in the push.
-    gen: u64,
 }
 
 /// Replication's periodic tasks, in firing order.
@@ -148,8 +137,9 @@ pub(crate) struct Replication {
     to_push: Vec<Id>,
     /// Push rounds sent so far.
     flushes: u64,
-    /// key → the last push round that carried it, for two intervals.
-    pushed: FastMap<Id, Pushed>,
+    /// When each push round of the last two intervals went out, oldest first, from round
+    /// `flushes + 1 - push_times.len()`.
+    push_times: VecDeque<Time>,
     last_push: Option<Time>,
 }
 
@@ -184,7 +174,7 @@ impl Replication {
             pullers: FastMap::default(),
             to_push: Vec::new(),
             flushes: 0,
-            pushed: FastMap::default(),
+            push_times: VecDeque::new(),
             last_push: None,
         }
     }

@@ -2,7 +2,7 @@
 //! with offers it gets (fetch, renew, withdraw), and the change log that lets a pull be
 //! answered with a delta.
 
-use super::{millis, Puller, Pushed, Replication, Timer};
+use super::{millis, Puller, Replication, Timer};
 use crate::beehive::digest::{self, Digest, Mask};
 use crate::beehive::holdings::{Considered, Demoted, Held};
 use crate::beehive::home::HomeObject;
@@ -100,12 +100,11 @@ impl Replication {
         full: bool,
         before: Option<&Puller>,
     ) -> (Vec<Offer>, Vec<Withdrawn>) {
-        // A round after that pull, while `to` was still a recent puller, after the change.
-        let pushed = |key: Id, changed: u64| {
+        // A round after that pull, while `to` was still a recent puller, carried the change.
+        let pushed = |round: u64| {
             before.is_some_and(|p| {
-                self.pushed.get(&key).is_some_and(|x| {
-                    x.flush > p.flushes && self.recent_puller(p.at, x.at) && x.gen >= changed
-                })
+                round > p.flushes
+                    && self.push_time(round).is_some_and(|at| self.recent_puller(p.at, at))
             })
         };
         let changes = self.changes.since(since);
@@ -114,7 +113,7 @@ impl Replication {
         let room = if full { 0 } else { changes.size_hint().1.unwrap_or(0) };
         let (mut offers, mut withdrawn) = (Vec::with_capacity(room), Vec::new());
         let terms = self.home_terms(now);
-        for (key, changed) in changes {
+        for (key, round) in changes {
             if !Self::may_matter(ring, to, key) {
                 continue;
             }
@@ -124,7 +123,7 @@ impl Replication {
             let (offer, copy) = self.offer_and_copy(now, key, obj, terms);
             match offer.filter(|o| in_arc(to, key, o.level)) {
                 // Whether a push carried it is asked last: most keys are not in the arc.
-                Some(o) if !full && !pushed(key, changed) => offers.push(o),
+                Some(o) if !full && !pushed(round) => offers.push(o),
                 Some(_) => {}
                 None => {
                     let level = self.level_of(now, ring, key, obj, copy);
@@ -138,6 +137,13 @@ impl Replication {
         // In key order, as the puller has always taken them; the caller sorts the offers.
         withdrawn.sort_unstable_by_key(|w| w.key);
         (offers, withdrawn)
+    }
+
+    /// When push round `round` went out, if within the last two intervals.
+    fn push_time(&self, round: u64) -> Option<Time> {
+        let first = self.flushes + 1 - self.push_times.len() as u64;
+        let i = usize::try_from(round.checked_sub(first)?).ok()?;
+        self.push_times.get(i).copied()
     }
 
     /// Whether a delta since `since` can be answered from the change log.
@@ -620,6 +626,7 @@ impl Replication {
         let terms = self.home_terms(now);
         let built: Vec<Offer> = keys.iter().filter_map(|k| self.offer_of(now, *k, terms)).collect();
         self.flushes += 1;
+        self.push_times.push_back(now);
         let mut cut = false;
         let me = ring.me().id;
         for (p, next) in pullers {
@@ -645,8 +652,9 @@ impl Replication {
         // A round cut at the cap did not carry every key to every puller it suits: its keys
         // stay in the next deltas.
         if !cut {
-            let round = Pushed { flush: self.flushes, at: now, gen: self.gen };
-            self.pushed.extend(built.iter().map(|o| (o.key, round)));
+            for o in &built {
+                self.changes.mark_pushed(o.key, self.flushes);
+            }
         }
     }
 }

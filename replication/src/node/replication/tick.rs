@@ -131,9 +131,9 @@ impl Replication {
         pullers.retain(|_, p| self.recent_puller(p.at, now));
         self.pullers = pullers;
         // A round older than every remaining puller's last pull is of use to none of them.
-        let mut pushed = std::mem::take(&mut self.pushed);
-        pushed.retain(|_, x| self.recent_puller(x.at, now));
-        self.pushed = pushed;
+        while self.push_times.front().is_some_and(|at| !self.recent_puller(*at, now)) {
+            self.push_times.pop_front();
+        }
         // Widened arcs fill at once; copies inside a narrowed arc learn their new level.
         self.push_offers(now, ring, &closed.changed);
 
