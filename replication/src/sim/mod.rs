@@ -829,7 +829,10 @@ impl Sim {
             if let Some(node) = self.nodes[i].node.as_mut() {
                 node.replica_stored(now, from, f.offer);
             }
-            self.fills.stored(i, &f.offer, &mut self.counters.rep.fills);
+            // Every body the simulator serves is a catalogue object's.
+            let object = self.key_index.get(&f.offer.key).copied();
+            let object = object.and_then(|o| u32::try_from(o).ok()).unwrap_or(u32::MAX);
+            self.fills.stored(i, object, &f.offer, &mut self.counters.rep.fills);
             self.counters.rep.body_fetches += 1;
             self.counters.rep.body_bytes += size;
         } else {

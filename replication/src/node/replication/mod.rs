@@ -233,8 +233,8 @@ impl Replication {
     /// Whether a storage budget refuses an offer of `key`: at the budget no new copy is
     /// fetched; past it (our own objects grew) none is renewed either.
     fn budget_refuses(&self, key: Id) -> bool {
-        let new = !self.holdings.has(key);
-        self.cfg.budget.is_some() && self.budget_excess(usize::from(new)) > 0
+        // Without a budget, no lookup of the copy.
+        self.cfg.budget.is_some() && self.budget_excess(usize::from(!self.holdings.has(key))) > 0
     }
 
     /// Records that our offer of `key` changed.
