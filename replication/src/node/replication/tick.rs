@@ -196,8 +196,9 @@ impl Replication {
             .map(|(p, _)| p.id)
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
+        // Each pull names the next target round the ring (`Pull::next`).
         let nexts: Vec<Option<Id>> =
-            (1..=targets.len()).map(|i| targets.get(i).map(|p| p.id)).collect();
+            targets.iter().skip(1).map(|p| Some(p.id)).chain([None]).collect();
         for ((p, resync), next) in targets.into_iter().zip(resync).zip(nexts) {
             let since = self.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
