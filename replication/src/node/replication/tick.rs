@@ -188,18 +188,15 @@ impl Replication {
         // Deltas only say what changed at the finger; now and then ask for the full list
         // (staggered over the fingers), so a copy we lost or never got comes back.
         let ticks = self.ticks;
-        let resync: Vec<bool> =
-            (0..targets.len()).map(|n| (ticks + n as u64) % FULL_PULL_EVERY == 0).collect();
-        // A full answer comes to a resync and to a pull with nothing to send a delta since.
-        let full: Vec<Id> = (targets.iter().zip(&resync))
-            .filter(|(p, resync)| **resync || !self.seen.contains_key(&p.id))
-            .map(|(p, _)| p.id)
+        let resync = |n: usize| (ticks + n as u64) % FULL_PULL_EVERY == 0;
+        // A full answer comes to a resync and to a pull with nothing to send a delta since;
+        // one pass over our copies builds the digests of all of them.
+        let full: Vec<Id> = (targets.iter().enumerate())
+            .filter(|(n, p)| resync(*n) || !self.seen.contains_key(&p.id))
+            .map(|(_, p)| p.id)
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
-        // Each pull names the next target round the ring (`Pull::next`).
-        let nexts: Vec<Option<Id>> =
-            targets.iter().skip(1).map(|p| Some(p.id)).chain([None]).collect();
-        for ((p, resync), next) in targets.into_iter().zip(resync).zip(nexts) {
+        for (n, p) in targets.iter().enumerate() {
             let since = self.seen.get(&p.id).copied();
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
@@ -207,9 +204,12 @@ impl Replication {
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let digest = full.contains(&p.id).then(|| digests.next()).flatten();
+            let resync = resync(n);
+            let digest = if resync || since.is_none() { digests.next() } else { None };
+            // The next target round the ring (`Pull::next`).
+            let next = targets.get(n + 1).map(|q| q.id);
             let pull = Pull { counts, report, known, since, full: resync, digest, next };
-            self.send(p, Request::Pull(Box::new(pull)));
+            self.send(*p, Request::Pull(Box::new(pull)));
         }
     }
 }
