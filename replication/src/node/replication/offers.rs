@@ -630,15 +630,13 @@ impl Replication {
         let mut cut = false;
         let me = ring.me().id;
         for (p, next) in pullers {
-            // We are the home, or its next hop toward the key (no node it pulls from lies
-            // between us and the key).
-            let next_hop =
-                |key: Id| ring.owns(key) || next.is_none_or(|n| !n.in_open_closed(me, key));
-            let suits = |o: &&Offer| {
-                Self::may_matter(ring, p.id, o.key)
-                    && in_arc(p.id, o.key, o.level)
-                    && next_hop(o.key)
+            // In its arc, and we are the key's home or the puller's next hop toward it: we
+            // lie between it and the key, and no nearer node it pulls from does.
+            let next_hop = |key: Id| {
+                me.in_open_closed(p.id, key) && next.is_none_or(|n| !n.in_open_closed(me, key))
             };
+            let suits =
+                |o: &&Offer| in_arc(p.id, o.key, o.level) && (ring.owns(o.key) || next_hop(o.key));
             // Counted first, so the list is allocated once at its size (most pullers get few).
             let n = built.iter().filter(suits).count().min(MAX_OFFERS);
             if n == 0 {
