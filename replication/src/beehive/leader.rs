@@ -3,12 +3,14 @@
 //! The leader is whoever is home for key 0, so leadership moves with the ring and needs no
 //! election; a new leader continues from the highest epoch it has seen.
 
+use super::catalogue::{objects_for_discovery, objects_for_sum};
 use super::levels::{solve, solve_for_budget, thresholds, LevelParams};
 use super::popularity::SmoothedRate;
 use super::wire::{LevelResult, Report};
-use super::zipf::{FitConfig, ZipfFit, ALPHA_RANGE};
+use super::zipf::{FitConfig, ALPHA_RANGE};
 use crate::config::ReplicationConfig;
 use crate::id::Id;
+use std::collections::VecDeque;
 
 /// Level sums below this are too few lookups to measure the hop cost from.
 const MIN_LEVEL_SUM: f64 = 50.0;
@@ -19,6 +21,16 @@ const HOP_COST_RANGE: (f64, f64) = (0.2, 1.5);
 /// the per-object rates: both feed back into the levels they are measured under, and a fast
 /// loop overshoots.
 const SLOW_WEIGHT: f64 = 0.1;
+
+/// Weight of one fit in the α the levels use. The fitted α wanders by about ±0.01 from one
+/// result to the next (Poisson noise in the binned rates), and the tail's levels are steep in
+/// α: each wander moved the model's storage by up to 10 %, and objects with it.
+const ALPHA_WEIGHT: f64 = 0.3;
+/// A fit this far from the average α is a change of the workload (or of its shape while a
+/// shift settles): taken at once. At 0.05 the fits during a popularity reversal (0.91 → 0.87
+/// and back) were averaged in and out, and the ring's average read 1.055 five intervals after
+/// the reversal's result, where taking each fit as it came read 1.03.
+const ALPHA_JUMP: f64 = 0.03;
 
 /// Lookups per interval below which the measured average is too noisy to steer by.
 const MIN_LOOKUPS: u64 = 100;
@@ -41,6 +53,9 @@ const PLANT_GAIN: f64 = 0.65;
 /// An error farther than this share of C is a transient (first convergence, a popularity
 /// shift), not model error: it is not integrated.
 const TRANSIENT: f64 = 0.2;
+/// A transient is over once the measured average comes this close to C (or closes in too
+/// slowly, see [`Settling`]): until then it is the plant still answering, not model error.
+const SETTLED: f64 = 0.05;
 /// Each interval's error is clipped to this share of C before it is integrated.
 const ERROR_CLIP: f64 = 0.1;
 /// While the nodes store less than the last result's model by more than this share, copies
@@ -48,11 +63,49 @@ const ERROR_CLIP: f64 = 0.1;
 /// error, and is not integrated (it would lower the target for copies already on their way).
 const PLACEMENT_LAG: f64 = 0.1;
 
+/// The designed loop's pole `z* = d/(d+1)`: the error decays as `z*ⁿ` (see [`DELAY`]).
+fn loop_pole() -> f64 {
+    let d = f64::from(LAG);
+    d / (d + 1.0)
+}
+
 /// The integrator's gain `K`, from [`LAG`] and [`PLANT_GAIN`] (see [`DELAY`]).
 pub fn loop_gain() -> f64 {
-    let d = f64::from(LAG);
-    let z = d / (d + 1.0);
+    let z = loop_pole();
     z.powi(LAG as i32) * (1.0 - z) / PLANT_GAIN
+}
+
+/// A transient in progress: which side of C it started from, and |error| at each of its last
+/// [`LAG`] results. The first convergence and a popularity shift come down from far above C
+/// over as long as the faint objects' rate windows (tens of intervals): integrating that tail
+/// wound u down, and the ring undershot by 6–9 % once the copies it asked for had landed. The
+/// transient is over when the average is within [`SETTLED`]·C, when it has crossed to C's
+/// other side, or when it closes the error more slowly than the designed loop would (to
+/// `z*^LAG` over [`LAG`] results): what is left is model error, the integrator's job.
+#[derive(Debug, Default, Clone)]
+struct Settling {
+    /// Whether the transient started above C (unknown for a leader's start until measured).
+    above: Option<bool>,
+    recent: VecDeque<f64>,
+}
+
+impl Settling {
+    fn from(error: f64) -> Self {
+        Settling { above: Some(error < 0.0), recent: VecDeque::new() }
+    }
+
+    /// Takes the next result's error; whether the transient is over.
+    fn settled(&mut self, error: f64, c: f64) -> bool {
+        let crossed = *self.above.get_or_insert(error < 0.0) != (error < 0.0);
+        let error = error.abs();
+        let closing_slowly = self.recent.len() >= LAG as usize
+            && self.recent.front().is_some_and(|e0| error > loop_pole().powi(LAG as i32) * e0);
+        if self.recent.len() >= LAG as usize {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(error);
+        error <= SETTLED * c || crossed || closing_slowly
+    }
 }
 
 #[derive(Debug)]
@@ -66,8 +119,12 @@ pub struct Leader {
     results: u32,
     /// Objects the homes had seen at the previous result.
     last_seen: Option<f64>,
-    /// Share of requests per interval that went to an object no home had seen.
-    discovery: SmoothedRate,
+    /// The α the levels use: the fits' average ([`ALPHA_WEIGHT`], [`ALPHA_JUMP`]).
+    alpha: Option<f64>,
+    /// A transient in progress (a leader's start, or an error beyond [`TRANSIENT`]·C).
+    settling: Option<Settling>,
+    /// The measured average at the previous result.
+    last_measured: Option<f64>,
     /// The storage per node the last result's model asked for.
     last_model: Option<f64>,
 }
@@ -79,8 +136,10 @@ impl Leader {
             objects: SmoothedRate::default(),
             correction: 0.0,
             results: 0,
+            settling: Some(Settling::default()),
+            last_measured: None,
             last_seen: None,
-            discovery: SmoothedRate::default(),
+            alpha: None,
             last_model: None,
         }
     }
@@ -96,6 +155,7 @@ impl Leader {
             next.hop_cost = previous.hop_cost.clamp(HOP_COST_RANGE.0, HOP_COST_RANGE.1);
         }
         next.objects = SmoothedRate::primed_at(previous.objects);
+        next.alpha = previous.alpha.is_finite().then_some(previous.alpha);
         if cfg.budget.is_none() && previous.target_hops.is_finite() {
             next.correction =
                 correction_range(cfg.target_hops, previous.target_hops - cfg.target_hops);
@@ -115,7 +175,8 @@ impl Leader {
 
     /// One step of the correction loop on the measured average `measured` (hops per lookup)
     /// for target `c`; `ceiling` is the most `u` can usefully be (every object home-only).
-    /// Errors beyond [`TRANSIENT`]·C are not integrated, the rest is clipped to
+    /// Errors beyond [`TRANSIENT`]·C start a transient, and none is integrated until it has
+    /// settled ([`Settling`]); the rest are clipped to
     /// ±[`ERROR_CLIP`]·C, and `u` stays in [`correction_range`] and below `ceiling`
     /// (anti-windup: at a bound the integrator holds).
     fn steer(&mut self, c: f64, measured: f64, ceiling: f64) {
@@ -123,8 +184,23 @@ impl Leader {
             return;
         }
         let error = c - measured;
+        let last = self.last_measured.replace(measured);
         if error.abs() >= TRANSIENT * c {
+            // A jump (a popularity shift) starts a transient; a drift out this far is model
+            // error, not integrated this time but not waited out either.
+            if last.is_some_and(|l| (measured - l).abs() >= TRANSIENT * c) {
+                self.settling = Some(Settling::from(error));
+            }
+            if let Some(s) = &mut self.settling {
+                s.above.get_or_insert(error < 0.0);
+            }
             return;
+        }
+        if let Some(s) = &mut self.settling {
+            if !s.settled(error, c) {
+                return;
+            }
+            self.settling = None;
         }
         let error = error.clamp(-ERROR_CLIP * c, ERROR_CLIP * c);
         let next = correction_range(c, self.correction + loop_gain() * error);
@@ -155,27 +231,34 @@ impl Leader {
             max_alpha: ALPHA_RANGE.1,
         };
         let fit = report.summary.fit(&fit_config).ok()?;
-        // M: the objects homes have seen, plus the curve's tail long enough to carry the
-        // requests that went to objects nobody had seen before (Good–Turing: the share of
-        // requests that discover a new object is the unseen objects' share of all requests).
-        // The curve alone (M with rate(1)·H(M) = total) moves M by 40 % when rate(1) is off by
-        // 5 % at α = 0.91; the discovery share goes to 0 as the catalogue is seen, and so
-        // does the tail. Never more than twice what the homes have seen.
+        let alpha = match self.alpha {
+            Some(a) if (fit.alpha - a).abs() < ALPHA_JUMP => a + ALPHA_WEIGHT * (fit.alpha - a),
+            _ => fit.alpha,
+        };
+        self.alpha = Some(alpha);
+        // M: the catalogue that shows as many objects seen as the homes have, and sends
+        // this interval's share of requests to objects no home had seen before (see
+        // `catalogue`). The share goes to 0 as the catalogue is seen, and M to the objects seen.
         let seen = (fit.objects as f64).max(1.0);
         let total = report.summary.total_rate + report.untracked_rate;
         let curve = match self.last_seen.filter(|_| total > 0.0) {
             Some(before) => {
-                let new = (seen - before).max(0.0) / (total * interval_s);
-                self.discovery.update(new.min(1.0));
-                Some(objects_for_sum(&fit, seen, self.discovery.value() * total))
+                // The interval's requests: the lookups counted, or the homes' rates where
+                // those are more. Both fall short, in different phases: lookups before the
+                // first result are not counted, and a new faint object's smoothed rate starts
+                // far below its requests (from the rates alone M read 46 900 at 160 s for a
+                // catalogue of 40 960, from the lookups 41 100).
+                let requests = (report.lookups as f64).max(total * interval_s);
+                let share = (seen - before).max(0.0) / requests;
+                Some(objects_for_discovery(alpha, seen, share.min(1.0)))
             }
             // Taken over: the predecessor's M stands until the discovery share is measured.
             None if self.objects.value() > 0.0 => None,
-            None => Some(objects_for_sum(&fit, 0.0, total)),
+            None => Some(objects_for_sum(&fit, 0.0, total).min(2.0 * seen)),
         };
         self.last_seen = Some(seen);
         if let Some(curve) = curve {
-            self.objects.update(curve.min(2.0 * seen));
+            self.objects.update(curve);
         }
         let objects = self.objects.value().max(seen);
         let nodes = (report.nodes as f64).max(1.0);
@@ -183,7 +266,7 @@ impl Leader {
             base: 2.0,
             nodes,
             objects,
-            alpha: fit.alpha,
+            alpha,
             target_hops: cfg.target_hops,
             hop_cost_per_level: self.hop_cost(),
         };
@@ -222,7 +305,7 @@ impl Leader {
         let result = LevelResult {
             epoch,
             leader: me,
-            alpha: fit.alpha,
+            alpha,
             objects,
             nodes,
             hop_cost: params.hop_cost_per_level,
@@ -242,73 +325,87 @@ fn correction_range(c: f64, correction: f64) -> f64 {
     correction.clamp(-0.75 * c, c / 2.0)
 }
 
-/// The `M ≥ from` at which the fitted curve's ranks `from + 1 ..= M` add up to `sum`:
-/// `rate(1)·(H(M, α) − H(from, α)) = sum`. Homes only know objects someone has asked for, which
-/// misses most of a Zipf tail; the curve says how far the tail must reach to carry the rate
-/// the known objects do not. `from` when the curve is unusable, 10¹² at most.
-pub fn objects_for_sum(fit: &ZipfFit, from: f64, sum: f64) -> f64 {
-    let from = from.max(0.0);
-    if !(fit.rank_one_rate > 0.0 && sum.is_finite() && sum > 0.0) {
-        return from;
-    }
-    let alpha = fit.alpha;
-    // Σ_{r=1..M} r^−α by Euler–Maclaurin: the integral plus the end corrections.
-    let harmonic = |m: f64| {
-        if m < 1.0 {
-            return 0.0;
-        }
-        let integral = if (alpha - 1.0).abs() < 1e-9 {
-            m.ln()
-        } else {
-            (m.powf(1.0 - alpha) - 1.0) / (1.0 - alpha)
-        };
-        integral + 0.5 * (1.0 + m.powf(-alpha)) + alpha / 12.0 * (1.0 - m.powf(-alpha - 1.0))
-    };
-    let want = harmonic(from) + sum / fit.rank_one_rate;
-    let (mut lo, mut hi) = (from.max(1.0), 1e12f64);
-    if harmonic(hi) < want {
-        return hi;
-    }
-    if harmonic(lo) >= want {
-        return lo;
-    }
-    for _ in 0..100 {
-        let mid = (lo * hi).sqrt();
-        if harmonic(mid) < want {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-        if hi / lo < 1.0 + 1e-6 {
-            break;
-        }
-    }
-    hi
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A leader past its first results, fed `averages` one result at a time for C = 1: the
+    /// correction after each.
+    fn steered(averages: &[f64]) -> Vec<f64> {
+        let mut leader = Leader::new(&ReplicationConfig::default());
+        leader.results = DELAY;
+        averages
+            .iter()
+            .map(|m| {
+                leader.steer(1.0, *m, 10.0);
+                leader.correction()
+            })
+            .collect()
+    }
+
     #[test]
-    fn objects_are_recovered_from_the_curve() {
-        let (m, alpha) = (40_960u64, 0.91);
-        let total: f64 = (1..=m).map(|r| (r as f64).powf(-alpha)).sum();
-        let fit = ZipfFit {
-            alpha,
-            objects: 300,
-            total_rate: total,
-            rank_one_rate: 1.0,
-            points: 10,
-            clamped: false,
-        };
-        let est = objects_for_sum(&fit, 0.0, total);
-        assert!((est / m as f64 - 1.0).abs() < 0.01, "{est}");
-        // The tail past the 300 objects seen: the same M.
-        let head: f64 = (1..=300).map(|r| (r as f64).powf(-alpha)).sum();
-        let est = objects_for_sum(&fit, 300.0, total - head);
-        assert!((est / m as f64 - 1.0).abs() < 0.01, "{est}");
-        // Nothing left to carry: what the homes saw.
-        assert_eq!(objects_for_sum(&fit, 300.0, 0.0), 300.0);
+    fn a_first_convergence_is_not_integrated_until_it_settles() {
+        // Coming down from far above C, faster than the loop would close it (×0.85 a result,
+        // ×0.27 over LAG): nothing moves until the average is within 5 %.
+        let mut ramp = vec![1.5];
+        ramp.extend((0..10).map(|n| 1.0 + 0.19 * 0.85f64.powi(n)));
+        ramp.push(0.97);
+        let u = steered(&ramp);
+        let within = ramp.iter().position(|m| *m - 1.0 <= SETTLED).unwrap();
+        assert!(within > LAG as usize + 1, "the ramp outlasts LAG: {ramp:?}");
+        assert!(u[..within].iter().all(|u| *u == 0.0), "{u:?}");
+        // Then the errors are integrated: above C lowers u, 0.97 raises it again.
+        assert!(u[within] < 0.0 && u.last() > Some(&u[within]), "{u:?}");
+    }
+
+    #[test]
+    fn a_transient_that_crosses_c_is_over() {
+        // A first convergence from above that lands below C: integrated from the crossing.
+        let u = steered(&[1.5, 1.3, 0.9, 0.9]);
+        assert_eq!(u[..2], [0.0, 0.0], "{u:?}");
+        assert!(u[2] > 0.0 && u[3] > u[2], "{u:?}");
+    }
+
+    #[test]
+    fn a_drift_past_the_band_is_not_a_new_transient() {
+        // Settled at 1.0, then sliding under C: 0.79 is not integrated, but 0.85 after it is,
+        // without waiting for a transient to settle.
+        let u = steered(&[1.5, 1.1, 1.0, 0.9, 0.85, 0.79, 0.85]);
+        assert_eq!(u[..3], [0.0, 0.0, 0.0], "{u:?}");
+        assert!(u[3] > 0.0 && u[4] > u[3], "{u:?}");
+        assert_eq!(u[5], u[4], "{u:?}");
+        assert!(u[6] > u[5], "{u:?}");
+    }
+
+    #[test]
+    fn a_transient_that_closes_slowly_is_model_error() {
+        // Down by only 1 % a result from 15 % above C: integrated once LAG results show it.
+        let slow: Vec<f64> = (0..12).map(|n| 1.15 - 0.01 * f64::from(n)).collect();
+        let u = steered(&slow);
+        let first = u.iter().position(|u| *u != 0.0).expect("integrated at last");
+        assert_eq!(first, LAG as usize, "{u:?}");
+        assert!(u.last() < Some(&u[first]), "{u:?}");
+    }
+
+    #[test]
+    fn a_transient_that_stops_closing_is_model_error() {
+        // Stuck 8 % above C: after LAG results without coming closer, integrated.
+        let stuck =
+            [1.3, 1.08, 1.081, 1.079, 1.082, 1.08, 1.081, 1.08, 1.082, 1.08, 1.081, 1.08, 1.08];
+        let u = steered(&stuck);
+        let first = u.iter().position(|u| *u != 0.0).expect("integrated at last");
+        assert!(first > LAG as usize, "{u:?}");
+        assert!(u[first] < 0.0 && u.last() < Some(&u[first]), "{u:?}");
+        // A new jump beyond TRANSIENT starts another transient: u holds again.
+        let mut leader = Leader::new(&ReplicationConfig::default());
+        leader.results = DELAY;
+        leader.settling = None;
+        leader.steer(1.0, 1.04, 10.0);
+        let held = leader.correction();
+        assert!(held < 0.0);
+        for m in [1.4, 1.15, 1.1] {
+            leader.steer(1.0, m, 10.0);
+            assert_eq!(leader.correction(), held);
+        }
     }
 }

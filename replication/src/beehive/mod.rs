@@ -29,10 +29,12 @@
 //! * [`home`] — a home's objects: plausible, capped counts → smoothed rate → level
 //! * [`digest`] — bucket digests that let a resync list only where two offer sets differ
 //! * [`holdings`] — replicas under leases, passive caches, tombstones of purged versions
+//! * [`catalogue`] — M, the number of objects, from the objects seen and the discovery share
 //! * [`leader`] — merged reports → fitted α, estimated M, measured hop cost → thresholds
 //!
 //! The node glue (timers, messages, events) is in `node/replication/`.
 
+pub mod catalogue;
 pub mod digest;
 pub mod holdings;
 pub mod home;

@@ -35,6 +35,10 @@ impl Replication {
         self.touch(key);
         if changed {
             self.broadcast_invalidate(ring, key, version);
+        } else {
+            // One more object of our own: under a budget a copy makes room for it now, not
+            // at the next tick.
+            self.shed_to_budget();
         }
         if promoted {
             self.push_offers(now, ring, &[key]);

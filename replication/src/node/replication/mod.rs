@@ -243,6 +243,15 @@ impl Replication {
         self.changes.record(self.gen, key);
     }
 
+    /// Past the budget (this node's own objects grew): the least popular copies go.
+    fn shed_to_budget(&mut self) {
+        let excess = self.budget_excess(0);
+        for key in self.holdings.shed(excess) {
+            self.touch(key);
+            self.evict_unless_home(key);
+        }
+    }
+
     /// `key` was dropped here: the caller drops its body too, unless we are its home.
     fn evict_unless_home(&mut self, key: Id) {
         if self.homes.get(key).is_none() {

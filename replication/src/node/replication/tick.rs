@@ -65,12 +65,7 @@ impl Replication {
             self.touch(key);
             self.evict_unless_home(key);
         }
-        // Past the budget (this node's own objects grew): the least popular copies go.
-        let excess = self.budget_excess(0);
-        for key in self.holdings.shed(excess) {
-            self.touch(key);
-            self.evict_unless_home(key);
-        }
+        self.shed_to_budget();
         // Copies nobody renewed since the last tick: their leases now run down, so their
         // offers go out with the exact lease left instead of the bulk renewal.
         for key in self.holdings.not_renewed_since(self.last_tick) {
