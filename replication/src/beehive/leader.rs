@@ -50,8 +50,9 @@ const DELAY: u32 = 4;
 const LAG: u32 = 8;
 /// Measured plant gain: hops the average moves per hop of target.
 const PLANT_GAIN: f64 = 0.65;
-/// An error farther than this share of C is a transient (first convergence, a popularity
-/// shift), not model error: it is not integrated.
+/// An error farther than this share of C is not model error (the first convergence, a
+/// popularity shift) and is not integrated; a jump of the average this large from one result
+/// to the next starts a transient ([`Settling`]).
 const TRANSIENT: f64 = 0.2;
 /// A transient is over once the measured average comes this close to C (or closes in too
 /// slowly, see [`Settling`]): until then it is the plant still answering, not model error.
