@@ -20,7 +20,7 @@ const EXACT_RANKS: f64 = 512.0;
 const TAIL_BUCKETS: u32 = 256;
 /// Most the estimate reaches past what was seen: early on, a small sample says little about
 /// the tail, and M only sets how far the last level reaches.
-const MAX_OVER_SEEN: f64 = 2.0;
+pub const MAX_OVER_SEEN: f64 = 2.0;
 
 /// The Zipf weights of ranks 1..=M, as (ranks, weight of each): exact in the head, one
 /// bucket per geometric step in the tail.

@@ -3,7 +3,7 @@
 //! The leader is whoever is home for key 0, so leadership moves with the ring and needs no
 //! election; a new leader continues from the highest epoch it has seen.
 
-use super::catalogue::{objects_for_discovery, objects_for_sum};
+use super::catalogue::{objects_for_discovery, objects_for_sum, MAX_OVER_SEEN};
 use super::levels::{solve, solve_for_budget, thresholds, LevelParams};
 use super::popularity::SmoothedRate;
 use super::wire::{LevelResult, Report};
@@ -70,10 +70,14 @@ fn loop_pole() -> f64 {
     d / (d + 1.0)
 }
 
+/// `z*^LAG`: what the designed loop leaves of an error after [`LAG`] results.
+fn decay_over_lag() -> f64 {
+    loop_pole().powi(LAG as i32)
+}
+
 /// The integrator's gain `K`, from [`LAG`] and [`PLANT_GAIN`] (see [`DELAY`]).
 pub fn loop_gain() -> f64 {
-    let z = loop_pole();
-    z.powi(LAG as i32) * (1.0 - z) / PLANT_GAIN
+    decay_over_lag() * (1.0 - loop_pole()) / PLANT_GAIN
 }
 
 /// A transient in progress: which side of C it started from, and |error| at each of its last
@@ -85,22 +89,18 @@ pub fn loop_gain() -> f64 {
 /// `z*^LAG` over [`LAG`] results): what is left is model error, the integrator's job.
 #[derive(Debug, Default, Clone)]
 struct Settling {
-    /// Whether the transient started above C (unknown for a leader's start until measured).
+    /// Whether the transient started above C (unknown until its first measured result).
     above: Option<bool>,
     recent: VecDeque<f64>,
 }
 
 impl Settling {
-    fn from(error: f64) -> Self {
-        Settling { above: Some(error < 0.0), recent: VecDeque::new() }
-    }
-
     /// Takes the next result's error; whether the transient is over.
     fn settled(&mut self, error: f64, c: f64) -> bool {
         let crossed = *self.above.get_or_insert(error < 0.0) != (error < 0.0);
         let error = error.abs();
         let closing_slowly = self.recent.len() >= LAG as usize
-            && self.recent.front().is_some_and(|e0| error > loop_pole().powi(LAG as i32) * e0);
+            && self.recent.front().is_some_and(|e0| error > decay_over_lag() * e0);
         if self.recent.len() >= LAG as usize {
             self.recent.pop_front();
         }
@@ -176,10 +176,9 @@ impl Leader {
 
     /// One step of the correction loop on the measured average `measured` (hops per lookup)
     /// for target `c`; `ceiling` is the most `u` can usefully be (every object home-only).
-    /// Errors beyond [`TRANSIENT`]·C start a transient, and none is integrated until it has
-    /// settled ([`Settling`]); the rest are clipped to
-    /// ±[`ERROR_CLIP`]·C, and `u` stays in [`correction_range`] and below `ceiling`
-    /// (anti-windup: at a bound the integrator holds).
+    /// Errors beyond [`TRANSIENT`]·C are not integrated, and nothing is while a transient
+    /// settles ([`Settling`]); the rest are clipped to ±[`ERROR_CLIP`]·C, and `u` stays in
+    /// [`correction_range`] and below `ceiling` (anti-windup: at a bound the integrator holds).
     fn steer(&mut self, c: f64, measured: f64, ceiling: f64) {
         if self.results < DELAY || !measured.is_finite() {
             return;
@@ -190,7 +189,7 @@ impl Leader {
             // A jump (a popularity shift) starts a transient; a drift out this far is model
             // error, not integrated this time but not waited out either.
             if last.is_some_and(|l| (measured - l).abs() >= TRANSIENT * c) {
-                self.settling = Some(Settling::from(error));
+                self.settling = Some(Settling::default());
             }
             if let Some(s) = &mut self.settling {
                 s.above.get_or_insert(error < 0.0);
@@ -255,7 +254,7 @@ impl Leader {
             }
             // Taken over: the predecessor's M stands until the discovery share is measured.
             None if self.objects.value() > 0.0 => None,
-            None => Some(objects_for_sum(&fit, 0.0, total).min(2.0 * seen)),
+            None => Some(objects_for_sum(&fit, 0.0, total).min(MAX_OVER_SEEN * seen)),
         };
         self.last_seen = Some(seen);
         if let Some(curve) = curve {
