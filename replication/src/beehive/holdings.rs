@@ -236,10 +236,13 @@ impl Holdings {
         grace: Time,
         forget_at: Time,
     ) -> Demoted {
-        if self.known_stamp(key).is_some_and(|known| known >= new.stamp) {
+        // One lookup of the copy serves the staleness test and the change (`known_stamp`).
+        let dropped = self.demoted.get(&key).map(|(l, _)| l.stamp);
+        let held = self.held.get_mut(&key);
+        if held.as_ref().map(|h| h.stamp).max(dropped).is_some_and(|known| known >= new.stamp) {
             return Demoted::Ignored;
         }
-        match self.held.get_mut(&key) {
+        match held {
             Some(h) if h.cached => Demoted::Ignored,
             Some(h) => {
                 let e = effective(&self.sources, h);

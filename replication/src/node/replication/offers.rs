@@ -530,9 +530,12 @@ impl Replication {
         level: LevelStamp,
     ) {
         let me = ring.me().id;
-        let follows = (self.holdings.valid(key, now))
-            .is_some_and(|h| self.holdings.source_of(&h) == Some(from.id));
-        if !(follows || from.id.in_open_closed(me, key))
+        // The copy is looked up only for a withdrawal from outside (us, key].
+        let follows = || {
+            (self.holdings.valid(key, now))
+                .is_some_and(|h| self.holdings.source_of(&h) == Some(from.id))
+        };
+        if !(from.id.in_open_closed(me, key) || follows())
             || !self.plausible_stamp(now, level.stamp)
             || ring.owns(key)
         {
