@@ -122,7 +122,10 @@ async fn load(
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build(connector);
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An open-loop load keeps its schedule: ticks the loader missed while the machine was
+    // busy (six debug-build nodes restarting on two cores) are sent late, not dropped, so
+    // the count the test checks is the CDN's and not the loader thread's scheduling.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
