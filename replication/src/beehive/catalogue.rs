@@ -58,17 +58,25 @@ fn seen_and_share(weights: &[(f64, f64)], tau: f64) -> (f64, f64) {
 /// `seen` of them have been seen.
 fn unseen_share(m: f64, alpha: f64, seen: f64) -> f64 {
     let w = weights(m, alpha);
-    // Objects seen grow with the exposure: bisect on its logarithm.
-    let (mut lo, mut hi) = ((1e-9f64).ln(), (1e18f64).ln());
-    while hi - lo > 1e-6 {
+    // Objects seen grow with the exposure.
+    let tau = log_bisect(1e-9, 1e18, 1e-6, |tau| seen_and_share(&w, tau).0 < seen);
+    seen_and_share(&w, tau).1
+}
+
+/// The `x` in `[lo, hi]` where `below` turns false (`below` true at `lo`, false at `hi`,
+/// monotone between), to a relative `tolerance`: bisection on `ln x`, since every quantity
+/// here spans orders of magnitude.
+fn log_bisect(lo: f64, hi: f64, tolerance: f64, below: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (lo.ln(), hi.ln());
+    while hi - lo > tolerance {
         let mid = 0.5 * (lo + hi);
-        if seen_and_share(&w, mid.exp()).0 < seen {
+        if below(mid.exp()) {
             lo = mid;
         } else {
             hi = mid;
         }
     }
-    seen_and_share(&w, hi.exp()).1
+    hi.exp()
 }
 
 /// The catalogue size M at which a Zipf(α) catalogue, with `seen` objects seen, sends `share`
@@ -83,16 +91,7 @@ pub fn objects_for_discovery(alpha: f64, seen: f64, share: f64) -> f64 {
         return most;
     }
     // The unseen share grows with M for the same objects seen.
-    let (mut lo, mut hi) = (seen.ln(), most.ln());
-    while hi - lo > 1e-4 {
-        let mid = 0.5 * (lo + hi);
-        if unseen_share(mid.exp(), alpha, seen) < share {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    hi.exp()
+    log_bisect(seen, most, 1e-4, |m| unseen_share(m, alpha, seen) < share)
 }
 
 /// The `M ≥ from` at which the fitted curve's ranks `from + 1 ..= M` add up to `sum`:
@@ -118,25 +117,14 @@ pub fn objects_for_sum(fit: &ZipfFit, from: f64, sum: f64) -> f64 {
         integral + 0.5 * (1.0 + m.powf(-alpha)) + alpha / 12.0 * (1.0 - m.powf(-alpha - 1.0))
     };
     let want = harmonic(from) + sum / fit.rank_one_rate;
-    let (mut lo, mut hi) = (from.max(1.0), 1e12f64);
+    let (lo, hi) = (from.max(1.0), 1e12f64);
     if harmonic(hi) < want {
         return hi;
     }
     if harmonic(lo) >= want {
         return lo;
     }
-    for _ in 0..100 {
-        let mid = (lo * hi).sqrt();
-        if harmonic(mid) < want {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-        if hi / lo < 1.0 + 1e-6 {
-            break;
-        }
-    }
-    hi
+    log_bisect(lo, hi, 1e-6, |m| harmonic(m) < want)
 }
 
 #[cfg(test)]

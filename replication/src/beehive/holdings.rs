@@ -116,6 +116,17 @@ pub enum Demoted {
     Ignored,
 }
 
+/// The newest level stamp known for `key`: its copy `held`'s, or the demotion that dropped it.
+/// Takes the maps apart so that a caller holding the copy mutably can ask.
+fn newest_stamp(
+    demoted: &FastMap<Id, (LevelStamp, Time)>,
+    key: Id,
+    held: Option<&Held>,
+) -> Option<u64> {
+    let dropped = demoted.get(&key).map(|(l, _)| l.stamp);
+    held.map(|h| h.stamp).max(dropped)
+}
+
 /// `h` with its source's bulk renewal applied.
 fn effective(sources: &[Source], h: &Held) -> Held {
     // A bulk renewal that does not lengthen the lease (the copy's own lease runs longer)
@@ -213,9 +224,7 @@ impl Holdings {
     }
 
     fn known_stamp(&self, key: Id) -> Option<u64> {
-        let held = self.held.get(&key).map(|h| h.stamp);
-        let dropped = self.demoted.get(&key).map(|(l, _)| l.stamp);
-        held.max(dropped)
+        newest_stamp(&self.demoted, key, self.held.get(&key))
     }
 
     /// Whether an offer stamped `stamp` is older than a level we already know for `key`.
@@ -236,10 +245,9 @@ impl Holdings {
         grace: Time,
         forget_at: Time,
     ) -> Demoted {
-        // One lookup of the copy serves the staleness test and the change (`known_stamp`).
-        let dropped = self.demoted.get(&key).map(|(l, _)| l.stamp);
+        // One lookup of the copy serves the staleness test and the change.
         let held = self.held.get_mut(&key);
-        if held.as_ref().map(|h| h.stamp).max(dropped).is_some_and(|known| known >= new.stamp) {
+        if newest_stamp(&self.demoted, key, held.as_deref()).is_some_and(|k| k >= new.stamp) {
             return Demoted::Ignored;
         }
         match held {
@@ -277,10 +285,10 @@ impl Holdings {
     /// copy follows `from`'s bulk renewals only if `attach` (its lease is a long one).
     pub fn consider(&mut self, offer: &Offer, from: Id, now: Time, attach: bool) -> Considered {
         let dead = self.is_dead(offer.key, offer.info.version);
-        let dropped = self.demoted.get(&offer.key).map(|(l, _)| l.stamp);
-        // One lookup of the copy serves the staleness test and the renewal (`is_stale`).
+        // One lookup of the copy serves the staleness test and the renewal.
         let held = self.held.get_mut(&offer.key);
-        let stale = held.as_ref().map(|h| h.stamp).max(dropped).is_some_and(|k| k > offer.stamp);
+        let stale = newest_stamp(&self.demoted, offer.key, held.as_deref())
+            .is_some_and(|k| k > offer.stamp);
         if dead || stale {
             return Considered::Ignored;
         }

@@ -95,9 +95,15 @@ struct Settling {
 }
 
 impl Settling {
+    /// Whether `error` lies on the other side of C than the transient started from (the
+    /// first error seen sets that side).
+    fn crossed(&mut self, error: f64) -> bool {
+        *self.above.get_or_insert(error < 0.0) != (error < 0.0)
+    }
+
     /// Takes the next result's error; whether the transient is over.
     fn settled(&mut self, error: f64, c: f64) -> bool {
-        let crossed = *self.above.get_or_insert(error < 0.0) != (error < 0.0);
+        let crossed = self.crossed(error);
         let error = error.abs();
         let closing_slowly = self.recent.len() >= LAG as usize
             && self.recent.front().is_some_and(|e0| error > decay_over_lag() * e0);
@@ -183,7 +189,7 @@ impl Leader {
         let error = c - measured;
         if error.abs() >= TRANSIENT * c {
             if let Some(s) = &mut self.settling {
-                s.above.get_or_insert(error < 0.0);
+                s.crossed(error);
             }
             return;
         }
