@@ -63,10 +63,16 @@ fn unseen_share(m: f64, alpha: f64, seen: f64) -> f64 {
     seen_and_share(&w, tau).1
 }
 
-/// The `x` in `[lo, hi]` where `below` turns false (`below` true at `lo`, false at `hi`,
-/// monotone between), to a relative `tolerance`: bisection on `ln x`, since every quantity
-/// here spans orders of magnitude.
+/// The `x` in `[lo, hi]` where `below` (monotone: true, then false) turns false, to a
+/// relative `tolerance`: bisection on `ln x`, since every quantity here spans orders of
+/// magnitude. `hi` when `below` still holds there, `lo` when it holds nowhere.
 fn log_bisect(lo: f64, hi: f64, tolerance: f64, below: impl Fn(f64) -> bool) -> f64 {
+    if below(hi) {
+        return hi;
+    }
+    if !below(lo) {
+        return lo;
+    }
     let (mut lo, mut hi) = (lo.ln(), hi.ln());
     while hi - lo > tolerance {
         let mid = 0.5 * (lo + hi);
@@ -86,12 +92,8 @@ pub fn objects_for_discovery(alpha: f64, seen: f64, share: f64) -> f64 {
     if !(seen >= 1.0 && alpha.is_finite() && alpha > 0.0 && share.is_finite() && share > 0.0) {
         return seen.max(1.0);
     }
-    let most = MAX_OVER_SEEN * seen;
-    if unseen_share(most, alpha, seen) <= share {
-        return most;
-    }
     // The unseen share grows with M for the same objects seen.
-    log_bisect(seen, most, 1e-4, |m| unseen_share(m, alpha, seen) < share)
+    log_bisect(seen, MAX_OVER_SEEN * seen, 1e-4, |m| unseen_share(m, alpha, seen) < share)
 }
 
 /// The `M ≥ from` at which the fitted curve's ranks `from + 1 ..= M` add up to `sum`:
@@ -117,14 +119,7 @@ pub fn objects_for_sum(fit: &ZipfFit, from: f64, sum: f64) -> f64 {
         integral + 0.5 * (1.0 + m.powf(-alpha)) + alpha / 12.0 * (1.0 - m.powf(-alpha - 1.0))
     };
     let want = harmonic(from) + sum / fit.rank_one_rate;
-    let (lo, hi) = (from.max(1.0), 1e12f64);
-    if harmonic(hi) < want {
-        return hi;
-    }
-    if harmonic(lo) >= want {
-        return lo;
-    }
-    log_bisect(lo, hi, 1e-6, |m| harmonic(m) < want)
+    log_bisect(from.max(1.0), 1e12, 1e-6, |m| harmonic(m) < want)
 }
 
 #[cfg(test)]

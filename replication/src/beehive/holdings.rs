@@ -223,13 +223,9 @@ impl Holdings {
         self.demoted.get(&key).map(|(l, _)| *l)
     }
 
-    fn known_stamp(&self, key: Id) -> Option<u64> {
-        newest_stamp(&self.demoted, key, self.held.get(&key))
-    }
-
     /// Whether an offer stamped `stamp` is older than a level we already know for `key`.
     fn is_stale(&self, key: Id, stamp: u64) -> bool {
-        self.known_stamp(key).is_some_and(|known| known > stamp)
+        newest_stamp(&self.demoted, key, self.held.get(&key)).is_some_and(|known| known > stamp)
     }
 
     /// A withdrawal told us `key`'s level is now `new` (`inside`: we lie in its arc).

@@ -189,6 +189,7 @@ impl Leader {
         let error = c - measured;
         if error.abs() >= TRANSIENT * c {
             if let Some(s) = &mut self.settling {
+                // Not integrated, but the first error still sets the side it started from.
                 s.crossed(error);
             }
             return;
