@@ -753,11 +753,14 @@ impl Sim {
                             self.counters.rep.stale_served += 1;
                         }
                     }
-                    // A copy is a right answer if the node that gave it holds one.
-                    let holder = self.by_addr.get(&home.addr).copied();
-                    copy_ok = holder
-                        .and_then(|h| self.nodes[h].node.as_ref())
-                        .is_some_and(|n| s.object.is_some() && n.holds(now, key).is_some());
+                    // A copy is a right answer if its body is one of the key's. Whether the
+                    // holder still has it is no test: a lease can end or a demotion land
+                    // while the answer travels (a few lookups per interval at N = 4 096
+                    // while the copies fill).
+                    copy_ok = s
+                        .object
+                        .zip(self.origin.as_ref())
+                        .is_some_and(|(info, origin)| origin.is_version_of(index, &info));
                 }
                 let truth = self.truth();
                 let right = copy_ok || truth.successor(key) == Some(home.id);

@@ -98,9 +98,14 @@ impl Origin {
 
     /// The hash of the body the origin serves now for `index`.
     pub fn hash(&self, index: usize) -> [u8; 32] {
+        self.hash_of(index, self.content[index])
+    }
+
+    /// The hash of `index`'s body at content revision `content`.
+    fn hash_of(&self, index: usize, content: u64) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(&self.keys[index].0.to_le_bytes());
-        h.update(&self.content[index].to_le_bytes());
+        h.update(&content.to_le_bytes());
         *h.finalize().as_bytes()
     }
 
@@ -117,5 +122,30 @@ impl Origin {
     /// Whether `info` describes the current body of `index`.
     pub fn is_current(&self, index: usize, info: &ObjectInfo) -> bool {
         info.hash == self.hash(index)
+    }
+
+    /// Whether `info` describes a body `index` has had, current or older: what the user got
+    /// was this object, whatever became of the copy since.
+    pub fn is_version_of(&self, index: usize, info: &ObjectInfo) -> bool {
+        (0..=self.content[index]).rev().any(|c| info.hash == self.hash_of(index, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_of_an_object_is_its_own_and_no_other() {
+        let mut origin = Origin::new(&Catalog { objects: 4, alpha: 0.9, size: 1 }).unwrap();
+        let info = |hash| ObjectInfo { version: 1, hash, size: 1 };
+        let first = info(origin.hash(2));
+        origin.change(2);
+        let second = info(origin.hash(2));
+        assert_ne!(first.hash, second.hash);
+        assert!(origin.is_version_of(2, &first) && origin.is_version_of(2, &second));
+        assert!(!origin.is_current(2, &first));
+        assert!(!origin.is_version_of(3, &first), "another object's body");
+        assert!(!origin.is_version_of(2, &info([7; 32])), "a body the origin never had");
     }
 }
