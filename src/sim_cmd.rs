@@ -177,10 +177,19 @@ fn new_bar() -> ProgressBar {
     bar
 }
 
+/// On a terminal, the bar; elsewhere (a run under nohup, a CI log) a line on stderr per
+/// measured interval, so that a long run shows how far it has got.
 fn show(bar: &Option<ProgressBar>, label: &str, p: Progress) {
-    if let Some(bar) = bar {
-        bar.set_message(format!("{label} {} (t={:.0}s)", p.phase, p.now_s));
-        bar.set_position((p.done * 1000.0) as u64);
+    match bar {
+        Some(bar) => {
+            bar.set_message(format!("{label} {} (t={:.0}s)", p.phase, p.now_s));
+            bar.set_position((p.done * 1000.0) as u64);
+        }
+        None if p.phase == "measuring" => {
+            let who = if label.is_empty() { "beehive sim" } else { label };
+            eprintln!("{who}: {:.0} % measured (virtual time {:.0} s)", p.done * 100.0, p.now_s);
+        }
+        None => {}
     }
 }
 
