@@ -43,7 +43,7 @@ use crate::node::{Event, Node};
 use crate::peer::Peer;
 use crate::time::Time;
 use network::Network;
-use objects::Origin;
+use objects::{Body, Origin};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::{Ordering, Reverse};
@@ -744,23 +744,20 @@ impl Sim {
                 let mut copy_ok = false;
                 if let (Some(s), Some(&index)) = (served, self.key_index.get(&key)) {
                     if let (Some(info), Some(origin)) = (s.object, self.origin.as_ref()) {
-                        let old = !origin.is_current(index, &info);
+                        let body = origin.body_of(index, &info);
                         let late = self
                             .changed_at
                             .get(&index)
                             .is_some_and(|t| now > *t + self.stale_bound);
-                        if old && late {
+                        if body != Body::Current && late {
                             self.counters.rep.stale_served += 1;
                         }
+                        // A copy is a right answer if its body is one of the key's. Whether
+                        // the holder still has it is no test: a lease can end or a demotion
+                        // land while the answer travels (a few lookups per interval at
+                        // N = 4 096 while the copies fill).
+                        copy_ok = body != Body::Foreign;
                     }
-                    // A copy is a right answer if its body is one of the key's. Whether the
-                    // holder still has it is no test: a lease can end or a demotion land
-                    // while the answer travels (a few lookups per interval at N = 4 096
-                    // while the copies fill).
-                    copy_ok = s
-                        .object
-                        .zip(self.origin.as_ref())
-                        .is_some_and(|(info, origin)| origin.is_version_of(index, &info));
                 }
                 let truth = self.truth();
                 let right = copy_ok || truth.successor(key) == Some(home.id);

@@ -120,15 +120,26 @@ impl Origin {
     }
 
     /// Whether `info` describes the current body of `index`.
-    pub fn is_current(&self, index: usize, info: &ObjectInfo) -> bool {
-        info.hash == self.hash(index)
+    /// Which of `index`'s bodies `info` describes, newest first (one hash per revision).
+    pub fn body_of(&self, index: usize, info: &ObjectInfo) -> Body {
+        let current = self.content[index];
+        match (0..=current).rev().find(|c| info.hash == self.hash_of(index, *c)) {
+            Some(c) if c == current => Body::Current,
+            Some(_) => Body::Older,
+            None => Body::Foreign,
+        }
     }
+}
 
-    /// Whether `info` describes a body `index` has had, current or older: what the user got
-    /// was this object, whatever became of the copy since.
-    pub fn is_version_of(&self, index: usize, info: &ObjectInfo) -> bool {
-        (0..=self.content[index]).rev().any(|c| info.hash == self.hash_of(index, c))
-    }
+/// What a served body is to the object it was served for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// What the origin serves now.
+    Current,
+    /// One the origin served before a change.
+    Older,
+    /// Not a body this object ever had.
+    Foreign,
 }
 
 #[cfg(test)]
@@ -143,9 +154,9 @@ mod tests {
         origin.change(2);
         let second = info(origin.hash(2));
         assert_ne!(first.hash, second.hash);
-        assert!(origin.is_version_of(2, &first) && origin.is_version_of(2, &second));
-        assert!(!origin.is_current(2, &first));
-        assert!(!origin.is_version_of(3, &first), "another object's body");
-        assert!(!origin.is_version_of(2, &info([7; 32])), "a body the origin never had");
+        assert_eq!(origin.body_of(2, &second), Body::Current);
+        assert_eq!(origin.body_of(2, &first), Body::Older);
+        assert_eq!(origin.body_of(3, &first), Body::Foreign, "another object's body");
+        assert_eq!(origin.body_of(2, &info([7; 32])), Body::Foreign, "never the origin's");
     }
 }
