@@ -202,10 +202,11 @@ fn paper(args: SimArgs) -> Result<()> {
     }
     cfg.validate().context("bad simulation settings")?;
     println!("beehive sim --experiment paper: seed {} (four runs, same seed)", cfg.seed);
-    // One bar per run, all four running at once.
+    // One bar per run; a run waits for a free core (`experiment::run`).
     let bars = std::io::stderr().is_terminal().then(|| {
         let multi = MultiProgress::new();
         let bars: Vec<_> = (0..4).map(|_| multi.add(new_bar())).collect();
+        bars.iter().for_each(|b| b.set_message("waiting for a core"));
         (multi, bars)
     });
     let runs = experiment::run(&cfg, |i, label, p| {
