@@ -45,14 +45,13 @@ pub fn run(
     progress: impl Fn(usize, &str, sim::Progress) + Sync,
 ) -> Result<Vec<Run>> {
     let c = base.chord.replication.target_hops;
+    // Cheapest first: the workers take runs from the end.
     let plan = [
         (Mode::Chord, c, "chord".to_string()),
         (Mode::Passive, c, "passive".to_string()),
         (Mode::Beehive, c, format!("beehive C={c}")),
         (Mode::Beehive, c / 2.0, format!("beehive C={}", c / 2.0)),
     ];
-    // Indices into `plan`, costliest first.
-    const LONGEST_FIRST: [usize; 4] = [3, 2, 1, 0];
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(plan.len());
     let next = AtomicUsize::new(0);
     let (plan, progress, next) = (&plan, &progress, &next);
@@ -61,7 +60,8 @@ pub fn run(
             .map(|_| {
                 scope.spawn(move || {
                     let mut mine = Vec::new();
-                    while let Some(&i) = LONGEST_FIRST.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let taken = || next.fetch_add(1, Ordering::Relaxed);
+                    while let Some(i) = plan.len().checked_sub(1 + taken()) {
                         let (mode, target, label) = &plan[i];
                         let mut cfg = base.clone();
                         cfg.chord.replication.mode = *mode;
