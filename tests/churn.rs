@@ -75,18 +75,30 @@ impl Tally {
     }
 }
 
-/// A port free now and not handed out before in this process: the tests run in parallel,
-/// and the OS may give a just-released port to the next bind (two nodes once got one port).
+/// A port free now, not handed out before in this process, and below the kernel's ephemeral
+/// range. The tests run in parallel, and their HTTP clients and nodes open connections whose
+/// local ports come from that range: a port picked there (by binding port 0) was once taken
+/// by an outgoing connection before its node was started on it ("Address already in use").
 fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let first_ephemeral = ephemeral
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|p| *p > 20_000)
+        .unwrap_or(32_768);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    // Spread over the range by process, so two test binaries at once start apart.
+    let span = first_ephemeral - 20_000;
+    let mut port = next.unwrap_or(20_000 + (std::process::id() % u32::from(span)) as u16);
+    for _ in 0..span {
+        let candidate = port;
+        port = if port + 1 >= first_ephemeral { 20_000 } else { port + 1 };
+        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
         }
     }
+    panic!("no free port in 20000..{first_ephemeral}");
 }
 
 fn node_cmd(rpc: u16, join: Option<SocketAddr>, origin: SocketAddr) -> Command {
