@@ -263,20 +263,26 @@ impl Replication {
                     offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
-            // Copies, tested on their level first (most lie outside the puller's arc): a key
-            // we are also home for was offered above if at all, or falls to its copy here.
+            // Copies, tested on their level first (most lie outside the puller's arc). A key
+            // we are also home for got its offer above, the home's or (without one) its copy's.
             for (key, h) in self.holdings.stored() {
                 if !in_arc(from.id, key, h.level) || !Self::may_matter(ring, from.id, key) {
                     continue;
                 }
-                if let Some(obj) = self.homes.get(key) {
-                    offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
-                } else if let Some(h) = self.holdings.valid_held(key, h, now) {
-                    offers.extend(self.copy_offer(now, key, h));
+                if self.homes.get(key).is_none() {
+                    offers.extend(
+                        self.holdings
+                            .valid_held(key, h, now)
+                            .and_then(|h| self.copy_offer(now, key, h)),
+                    );
                 }
             }
         }
-        let mut offers = sorted_offers(offers);
+        // The digests are sums, blind to order: a full answer sorts only the offers it lists
+        // (most fall in matched buckets and go as leases), unless the cap cuts the list, which
+        // keeps the first ones in order.
+        let capped = offers.len() > MAX_OFFERS;
+        let mut offers = if capped { sorted_offers(offers) } else { offers };
         // Buckets where the puller holds exactly what we offer past us: only the leases.
         let (mut matched, mut leases) = (Mask::default(), Vec::new());
         if let Some(theirs) = pull.digest.as_ref().filter(|_| full) {
@@ -298,6 +304,7 @@ impl Replication {
             leases =
                 matched.runs(&kept, |k| k.0).map(|run| run.iter().map(|k| k.2).collect()).collect();
         }
+        let offers = if capped { offers } else { sorted_offers(offers) };
         withdrawn.truncate(MAX_OFFERS);
         let renew = if full { Duration::ZERO } else { self.lease() / 2 };
         let renew_ms = millis(renew);
