@@ -53,9 +53,9 @@ impl HomeTerms {
 }
 
 /// `offers` by level, then key, each key once, at most [`MAX_OFFERS`]. Sorts a 32-byte
-/// (level, key, index) per offer instead of moving the offers themselves (~100 bytes each). Two
-/// offers with the same level and key are the same offer (a key we are home for and also hold
-/// is listed twice in a full answer), so which one is kept does not matter.
+/// (level, key, index) per offer instead of moving the offers themselves (~100 bytes each).
+/// Answers list a key once; should two offers of one key meet, they are the same offer (one
+/// level, one stamp), so which one is kept does not matter.
 fn sorted_offers(offers: Vec<Offer>) -> Vec<Offer> {
     let mut order: Vec<(u8, Id, u32)> =
         offers.iter().zip(0..).map(|(o, i)| (o.level, o.key, i)).collect();
