@@ -2,20 +2,32 @@
 
 use std::process::Command;
 
-/// Runs a small `beehive sim` with `extra` flags and returns its event-log line.
-fn event_log(extra: &[&str]) -> String {
+/// A small ring and catalogue, run for 20 s: enough for replication to start.
+#[rustfmt::skip]
+const SMALL: [&str; 12] = [
+    "--nodes", "32", "--objects", "256", "--duration", "20", "--interval", "10", "--warmup", "5",
+    "--seed", "7",
+];
+
+/// Runs `beehive sim` with `args`; its stdout, once it has exited successfully.
+fn sim(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .args(["sim", "--nodes", "32", "--objects", "256", "--duration", "20"])
-        .args(["--interval", "10", "--warmup", "5", "--converged-start", "--seed", "7"])
-        .args(extra)
+        .arg("sim")
+        .args(args)
         .output()
         .expect("start beehive sim");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "beehive sim {extra:?} failed: {}\n{stdout}",
+        "beehive sim {args:?} failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// Runs a small `beehive sim` with `extra` flags and returns its event-log line.
+fn event_log(extra: &[&str]) -> String {
+    let stdout = sim(&[&SMALL[..], &["--converged-start"], extra].concat());
     assert!(stdout.contains(" 0 failed"), "lookups failed in a static ring:\n{stdout}");
     let line = stdout.lines().find(|l| l.starts_with("event log blake3 "));
     line.unwrap_or_else(|| panic!("no event log line:\n{stdout}")).to_string()
@@ -31,21 +43,9 @@ fn no_huge_pages_changes_memory_not_the_run() {
 fn json_report(name: &str, args: &[&str]) -> serde_json::Value {
     let dir = std::env::temp_dir().join(format!("beehive-sim-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a temp dir");
-    let path = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .arg("sim")
-        .args(args)
-        .arg("--json")
-        .arg(&path)
-        .arg("--plot")
-        .arg(dir.join("plot.svg"))
-        .output()
-        .expect("start beehive sim");
-    assert!(
-        out.status.success(),
-        "beehive sim {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (path, plot) = (dir.join("report.json"), dir.join("plot.svg"));
+    let (json, plot) = (path.to_str().expect("UTF-8 path"), plot.to_str().expect("UTF-8 path"));
+    sim(&[args, &["--json", json, "--plot", plot]].concat());
     let report = std::fs::read(&path).expect("read the JSON report");
     std::fs::remove_dir_all(&dir).ok();
     serde_json::from_slice(&report).expect("the JSON report parses")
@@ -56,9 +56,7 @@ fn json_report(name: &str, args: &[&str]) -> serde_json::Value {
 /// run is the run `beehive sim` makes alone with the same settings.
 #[test]
 fn the_paper_command_s_runs_are_the_runs_alone_in_the_plan_s_order() {
-    let common = ["--nodes", "32", "--objects", "256", "--duration", "20", "--interval", "10"];
-    let common = [&common[..], &["--warmup", "5", "--seed", "7"]].concat();
-    let paper = json_report("paper", &[&["--experiment", "paper"], &common[..]].concat());
+    let paper = json_report("paper", &[&["--experiment", "paper"], &SMALL[..]].concat());
     let labels: Vec<&str> = (paper["runs"].as_array().expect("runs").iter())
         .map(|r| r["label"].as_str().expect("label"))
         .collect();
@@ -66,7 +64,7 @@ fn the_paper_command_s_runs_are_the_runs_alone_in_the_plan_s_order() {
     for (n, mode, c) in
         [(0, "chord", "1"), (1, "passive", "1"), (2, "beehive", "1"), (3, "beehive", "0.5")]
     {
-        let alone = [&common[..], &["--converged-start", "--mode", mode, "--target-hops", c]];
+        let alone = [&SMALL[..], &["--converged-start", "--mode", mode, "--target-hops", c]];
         let alone = json_report(&format!("{mode}-{c}"), &alone.concat());
         let in_paper = &paper["intervals"][n][1];
         assert!(in_paper.as_array().is_some_and(|i| i.len() >= 2), "{mode} C={c}: {in_paper}");
