@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
@@ -80,25 +81,24 @@ impl Tally {
 /// local ports come from that range: a port picked there (by binding port 0) was once taken
 /// by an outgoing connection before its node was started on it ("Address already in use").
 fn free_port() -> u16 {
-    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
-    let first_ephemeral = ephemeral
+    const LOWEST: u16 = 20_000;
+    // Ports tried so far in this process; each is tried once (until the range wraps).
+    static TRIED: AtomicU32 = AtomicU32::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let first_ephemeral = range
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .filter(|p| *p > 20_000)
+        .filter(|p| *p > LOWEST)
         .unwrap_or(32_768);
-    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-    // Spread over the range by process, so two test binaries at once start apart.
-    let span = first_ephemeral - 20_000;
-    let mut port = next.unwrap_or(20_000 + (std::process::id() % u32::from(span)) as u16);
+    let span = u32::from(first_ephemeral - LOWEST);
     for _ in 0..span {
-        let candidate = port;
-        port = if port + 1 >= first_ephemeral { 20_000 } else { port + 1 };
-        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
-            *next = Some(port);
-            return candidate;
+        // Started at an offset from the pid, so two test binaries at once start apart.
+        let n = std::process::id().wrapping_add(TRIED.fetch_add(1, Ordering::Relaxed));
+        let port = LOWEST + (n % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
         }
     }
-    panic!("no free port in 20000..{first_ephemeral}");
+    panic!("no free port in {LOWEST}..{first_ephemeral}");
 }
 
 fn node_cmd(rpc: u16, join: Option<SocketAddr>, origin: SocketAddr) -> Command {

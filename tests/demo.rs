@@ -2,8 +2,9 @@
 //! real load through them, and the JSON report it writes. The two runs share the machine's
 //! two cores, so they take turns.
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -16,18 +17,7 @@ fn scratch(name: &str) -> PathBuf {
 /// Runs `beehive demo ARGS` (bounded by the demo's own durations), returns stdout.
 fn demo(args: &[&str]) -> String {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .arg("demo")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run beehive demo");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "demo failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = support::beehive_stdout(&[&["demo"], args].concat());
     eprintln!("demo {args:?} took {:.0} s", started.elapsed().as_secs_f64());
     stdout
 }

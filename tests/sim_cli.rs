@@ -1,6 +1,6 @@
 //! `beehive sim` as a user runs it: one process, the report on stdout.
 
-use std::process::Command;
+mod support;
 
 /// A small ring and catalogue, run for 20 s: enough for replication to start.
 #[rustfmt::skip]
@@ -9,20 +9,9 @@ const SMALL: [&str; 12] = [
     "--seed", "7",
 ];
 
-/// Runs `beehive sim` with `args`; its stdout, once it has exited successfully.
+/// Runs `beehive sim ARGS`; its stdout, once it has exited successfully.
 fn sim(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .arg("sim")
-        .args(args)
-        .output()
-        .expect("start beehive sim");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "beehive sim {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    support::beehive_stdout(&[&["sim"], args].concat())
 }
 
 /// Runs a small `beehive sim` with `extra` flags and returns its event-log line.

@@ -65,6 +65,23 @@ pub fn node_command(secret: &str) -> Command {
     cmd
 }
 
+/// Runs `beehive ARGS` to its end (the subcommand bounds itself) without RUST_LOG from the
+/// environment; its stdout, once it has exited successfully.
+pub fn beehive_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_beehive"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start beehive {args:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "beehive {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Starts a node on `rpc` (port 0: any) with admin on any port, joining through `join`, and
 /// waits (bounded) for its `listening` line.
 pub fn start(rpc: &str, join: &[SocketAddr], secret: &str) -> NodeProc {

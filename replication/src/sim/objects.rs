@@ -119,7 +119,6 @@ impl Origin {
         self.hash(index)
     }
 
-    /// Whether `info` describes the current body of `index`.
     /// Which of `index`'s bodies `info` describes, newest first (one hash per revision).
     pub fn body_of(&self, index: usize, info: &ObjectInfo) -> Body {
         let current = self.content[index];
