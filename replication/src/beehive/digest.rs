@@ -2,7 +2,7 @@
 //! differ.
 //!
 //! A resync pull carries a [`Digest`] of the copies the puller holds that the finger would
-//! offer (keys past the finger, in the puller's arc). The finger builds the same digest of
+//! offer (in the puller's arc, of keys the finger is the puller's next hop for). The finger builds the same digest of
 //! its own offers and lists in full only the buckets whose sums differ; in the others the
 //! puller's copies are exactly what the finger offers, so the answer renews them instead of
 //! repeating them. A bucket is a slice of the key space by the key's low bits (ids are blake3

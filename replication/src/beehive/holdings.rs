@@ -380,40 +380,35 @@ impl Holdings {
         }
     }
 
-    /// Stops `source`'s bulk renewals of every copy attached to it except `keep` (its full
-    /// list of offers). Returns the keys detached, sorted.
-    pub fn detach_all_but(&mut self, source: Id, keep: &FastSet<Id>) -> Vec<Id> {
-        let Some(s) = self.source_index.get(&source).copied() else {
-            return Vec::new();
-        };
+    /// Stops the bulk renewals, whoever's, of every attached copy of a key `scope` selects
+    /// except `keep` (the full list of offers there from the node that should renew them).
+    /// Returns the keys detached, sorted.
+    pub fn detach_all_but(&mut self, scope: impl Fn(Id) -> bool, keep: &FastSet<Id>) -> Vec<Id> {
         let mut keys: Vec<Id> = self
             .held
             .iter()
-            .filter(|(k, h)| h.source == Some(s) && !keep.contains(*k))
+            .filter(|(k, h)| h.source.is_some() && scope(**k) && !keep.contains(*k))
             .map(|(k, _)| *k)
             .collect();
         keys.sort_unstable();
         for k in &keys {
-            self.detach(*k, source);
+            if let Some(h) = self.held.get_mut(k) {
+                *h = Held { source: None, ..effective(&self.sources, h) };
+            }
         }
         keys
     }
 
-    /// The valid replicas (not caches) among the keys `scope` selects, each with the index
-    /// in `sources` of the node whose renewals it follows, if one of them: what a resync
-    /// with those nodes compares (see [`super::digest`]).
+    /// The valid replicas (not caches) among the keys `scope` selects: what a resync
+    /// compares (see [`super::digest`]).
     pub fn replicas_in<'a>(
         &'a self,
-        sources: &[Id],
         now: Time,
         scope: impl Fn(Id) -> bool + 'a,
-    ) -> impl Iterator<Item = (Id, Held, Option<usize>)> + 'a {
-        let slots: Vec<Option<NonZeroU32>> =
-            sources.iter().map(|id| self.source_index.get(id).copied()).collect();
+    ) -> impl Iterator<Item = (Id, Held)> + 'a {
         self.held.iter().filter(move |(k, _)| scope(**k)).filter_map(move |(k, h)| {
-            let follows = h.source.and_then(|s| slots.iter().position(|t| *t == Some(s)));
             let h = self.valid_held(*k, h, now).filter(|h| !h.cached)?;
-            Some((*k, h, follows))
+            Some((*k, h))
         })
     }
 

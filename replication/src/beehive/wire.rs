@@ -193,7 +193,9 @@ pub struct OfferList {
     pub full: bool,
     pub offers: Vec<Offer>,
     pub withdrawn: Vec<Withdrawn>,
-    /// Delta answers: the lease every unchanged copy from this finger may extend to.
+    /// The lease every copy that follows this finger's renewals may extend to: in a delta
+    /// every unchanged one, in a full answer those outside the keys it lists in full (the
+    /// ones it is the puller's next hop for), which it renewed by an earlier offer.
     pub renew_ms: u32,
     /// A full answer to a pull with a [`Digest`]: the buckets ([`super::digest::bucket`])
     /// whose offers past the finger are not listed because the puller's digest showed it
@@ -218,14 +220,15 @@ pub struct Pull {
     /// Ask for all offers even so (a periodic resync); the answer still carries what was
     /// withdrawn since `since`, so a resync loses no withdrawal.
     pub full: bool,
-    /// With `full`: the puller's copies the finger would offer (keys past it, in the
-    /// puller's arc, or following its renewals), so the answer lists only the buckets that
-    /// differ.
+    /// With `full`: the puller's copies the finger would offer (in the puller's arc, of keys
+    /// the finger is its next hop for, see `next`), so the answer lists only the buckets
+    /// that differ.
     pub digest: Option<Digest>,
-    /// The next node past this finger that the puller pulls from: this finger pushes it
-    /// only the copies of keys before that node, for which it is the puller's next hop. The
-    /// others reach it from that node, so a new copy comes once, not from every finger
-    /// between the puller and the key.
+    /// The next node past this finger that the puller pulls from every tick (a finger or
+    /// its successor): this finger pushes it, and lists in a full answer, only the copies of
+    /// keys before that node, for which it is the puller's next hop. The others reach it from that node, so a new copy comes once,
+    /// and a resync renews a copy once, not from every finger between the puller and the
+    /// key.
     pub next: Option<Id>,
 }
 

@@ -131,6 +131,9 @@ pub(crate) struct Replication {
     ticks: u64,
     /// finger → the generation of its offers we last saw.
     seen: FastMap<Id, u64>,
+    /// finger → the `next` our last pull to it named ([`crate::beehive::wire::Pull::next`]):
+    /// the keys its full answer covers.
+    nexts: FastMap<Id, Option<Id>>,
     /// Nodes that pulled from us lately: new offers are pushed to them soon.
     pullers: FastMap<Id, Puller>,
     /// Keys whose offers go out with the next push (see [`offers::PUSH_BATCHES`]).
@@ -171,6 +174,7 @@ impl Replication {
             previous_tick: Time::ZERO,
             ticks: 0,
             seen: FastMap::default(),
+            nexts: FastMap::default(),
             pullers: FastMap::default(),
             to_push: Vec::new(),
             flushes: 0,

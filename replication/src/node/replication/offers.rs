@@ -65,10 +65,20 @@ fn sorted_offers(offers: Vec<Offer>) -> Vec<Offer> {
     order.into_iter().map(|(_, _, i)| offers[i as usize]).collect()
 }
 
-/// Whether a key lies past `finger` as seen from `me` (`finger` in `(me, key]`): the keys
-/// whose offers from `finger` a digest covers.
-fn past(me: Id, finger: Id) -> impl Fn(Id) -> bool {
-    move |key| key != finger && finger.in_open_closed(me, key)
+/// Whether `via` is `puller`'s next hop toward a key among the nodes it pulls from: `via`
+/// lies in `(puller, key]` and `next`, the puller's next one past `via` ([`Pull::next`]),
+/// does not. Each key past the puller has one such node: it pushes the key's new copies to
+/// the puller and lists the key in its full answers; the others between hear of it later
+/// (arcs are contiguous toward the key, so the next hop holds whatever they hold).
+fn next_hop(puller: Id, via: Id, next: Option<Id>) -> impl Fn(Id) -> bool {
+    move |key| via.in_open_closed(puller, key) && next.is_none_or(|n| !n.in_open_closed(via, key))
+}
+
+/// The keys whose offers from `finger` (followed by `next`) the digest of a resync covers:
+/// those it is our next hop for, except its own id (a home's offers are listed in full).
+fn resync_scope(me: Id, finger: Id, next: Option<Id>) -> impl Fn(Id) -> bool {
+    let hop = next_hop(me, finger, next);
+    move |key| key != finger && hop(key)
 }
 
 impl Replication {
@@ -263,10 +273,13 @@ impl Replication {
                     offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
-            // Copies, tested on their level first (most lie outside the puller's arc). A key
-            // we are also home for got its offer above, the home's or (without one) its copy's.
+            // Copies of the keys we are the puller's next hop for (the others it hears of
+            // from a nearer node), tested on their level first (most lie outside the
+            // puller's arc). A key we are also home for got its offer above, the home's or
+            // (without one) its copy's.
+            let hop = next_hop(from.id, me, pull.next);
             for (key, h) in self.holdings.stored() {
-                if !in_arc(from.id, key, h.level) || !Self::may_matter(ring, from.id, key) {
+                if !in_arc(from.id, key, h.level) || !hop(key) {
                     continue;
                 }
                 if self.homes.get(key).is_none() {
@@ -306,8 +319,7 @@ impl Replication {
         }
         let offers = if capped { offers } else { sorted_offers(offers) };
         withdrawn.truncate(MAX_OFFERS);
-        let renew = if full { Duration::ZERO } else { self.lease() / 2 };
-        let renew_ms = millis(renew);
+        let renew_ms = millis(self.lease() / 2);
         let list = OfferList { gen: self.gen, full, offers, withdrawn, renew_ms, matched, leases };
         Response::Offers { list, result: self.result_to_send(now, pull.known) }
     }
@@ -414,19 +426,23 @@ impl Replication {
         }
         let mut kept = Vec::new();
         if list.full {
+            // The keys the finger listed in full: those it is our next hop for, as of the
+            // `next` our last pull to it named.
+            let scope =
+                resync_scope(ring.me().id, from.id, self.nexts.get(&from.id).copied().flatten());
             // The buckets our digest matched: our copies there, renewed below as the
             // finger's offers of them would be (`unsure`: copies in a bucket that changed
             // since the pull, left as they are).
             let unsure;
             (kept, unsure) =
-                self.resync_kept(now, ring.me().id, from.id, &list.matched, &list.leases);
+                self.resync_kept(now, ring.me().id, &scope, &list.matched, &list.leases);
             if list.offers.len() + kept.len() + unsure.len() < MAX_OFFERS {
-                // Everything this finger offers us (not cut at the cap): copies it renewed
-                // that it no longer offers stop following it.
+                // Everything this finger offers us in its scope (not cut at the cap): a
+                // copy there that it does not offer stops following whoever renewed it.
                 let listed = list.offers.iter().map(|o| o.key);
                 let kept_keys = kept.iter().map(|(key, _)| *key);
                 let offered: FastSet<Id> = listed.chain(kept_keys).chain(unsure).collect();
-                for key in self.holdings.detach_all_but(from.id, &offered) {
+                for key in self.holdings.detach_all_but(scope, &offered) {
                     self.touch(key);
                 }
             }
@@ -442,57 +458,60 @@ impl Replication {
             }
         }
         self.take_withdrawals(now, ring, from, list.withdrawn);
-        if !list.full && list.renew_ms > 0 {
+        // After the full answer's detaching: what follows us outside its scope is renewed.
+        if list.renew_ms > 0 {
             let lease = Duration::from_millis(u64::from(list.renew_ms));
             self.holdings.renew_from(from.id, now, lease);
         }
         self.seen.insert(from.id, list.gen);
     }
 
-    /// For each of `fingers`, the digest of our copies it would offer us in full: keys past
-    /// it (not ones it is home for), in our arc, plus any copy following its renewals
-    /// (which, outside that scope, makes its bucket differ and so gets detached by the full
-    /// answer). One pass over our copies serves every finger.
-    pub(super) fn resync_digests(&self, now: Time, me: Id, fingers: &[Id]) -> Vec<Digest> {
+    /// For each of `fingers` (a finger and the next node we pull from past it), the digest
+    /// of our copies it would offer us in full: in our arc, of keys it is our next hop for
+    /// (see [`resync_scope`]). One pass over our copies serves every finger.
+    pub(super) fn resync_digests(
+        &self,
+        now: Time,
+        me: Id,
+        fingers: &[(Id, Option<Id>)],
+    ) -> Vec<Digest> {
         let mut digests = vec![Digest::default(); fingers.len()];
-        let nearest = fingers.iter().copied().min_by_key(|f| me.distance_to(*f));
-        let Some(nearest) = nearest else {
+        if fingers.is_empty() {
             return digests;
-        };
-        // A key past any finger is past the nearest one.
-        for (key, h, follows) in self.holdings.replicas_in(fingers, now, past(me, nearest)) {
-            let in_ours = in_arc(me, key, h.level);
-            let element = digest::element(key, h.level, h.stamp, h.info.version);
-            for (i, f) in fingers.iter().enumerate() {
-                if (in_ours || follows == Some(i)) && past(me, *f)(key) {
-                    digests[i].add_element(key, element);
-                }
+        }
+        let scopes: Vec<_> = fingers.iter().map(|(f, next)| resync_scope(me, *f, *next)).collect();
+        for (key, h) in self.holdings.replicas_in(now, |_| true) {
+            if !in_arc(me, key, h.level) {
+                continue;
+            }
+            // The scopes do not overlap: at most one finger lists the key.
+            if let Some(i) = scopes.iter().position(|scope| scope(key)) {
+                digests[i].add(key, h.level, h.stamp, h.info.version);
             }
         }
         digests
     }
 
-    /// The copies `finger` left out of its full answer in the `matched` buckets (the digests
-    /// showed them to be exactly its offers there), each with the lease it sent in their
-    /// place. A bucket whose copies no longer line up with its leases (a level changed here
-    /// since the pull) is left alone: its keys come back as the second list, and the next
-    /// resync tries again.
+    /// The copies a finger left out of its full answer in the `matched` buckets of its
+    /// `scope` (the digests showed them to be exactly its offers there), each with the lease
+    /// it sent in their place. A bucket whose copies no longer line up with its leases (a
+    /// level changed here since the pull) is left alone: its keys come back as the second
+    /// list, and the next resync tries again.
     fn resync_kept(
         &self,
         now: Time,
         me: Id,
-        finger: Id,
+        scope: &impl Fn(Id) -> bool,
         matched: &Mask,
         leases: &[Vec<u32>],
     ) -> (Vec<(Id, Duration)>, Vec<Id>) {
         if matched.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let scope = past(me, finger);
-        let copies = self.holdings.replicas_in(&[finger], now, move |k| matched.has(k) && scope(k));
+        let copies = self.holdings.replicas_in(now, |k| matched.has(k) && scope(k));
         let mut kept: Vec<(usize, Id)> = copies
-            .filter(|(key, h, _)| in_arc(me, *key, h.level))
-            .map(|(key, ..)| (digest::bucket(key), key))
+            .filter(|(key, h)| in_arc(me, *key, h.level))
+            .map(|(key, _)| (digest::bucket(key), key))
             .collect();
         kept.sort_unstable();
         let (mut renew, mut unsure) = (Vec::with_capacity(kept.len()), Vec::new());
@@ -640,13 +659,10 @@ impl Replication {
         let mut cut = false;
         let me = ring.me().id;
         for (p, next) in pullers {
-            // In its arc, and we are the key's home or the puller's next hop toward it: we
-            // lie between it and the key, and no nearer node it pulls from does.
-            let next_hop = |key: Id| {
-                me.in_open_closed(p.id, key) && next.is_none_or(|n| !n.in_open_closed(me, key))
-            };
+            // In its arc, and we are the key's home or the puller's next hop toward it.
+            let hop = next_hop(p.id, me, next);
             let suits =
-                |o: &&Offer| in_arc(p.id, o.key, o.level) && (ring.owns(o.key) || next_hop(o.key));
+                |o: &&Offer| in_arc(p.id, o.key, o.level) && (ring.owns(o.key) || hop(o.key));
             // Counted first, so the list is allocated once at its size (most pullers get few).
             let n = built.iter().filter(suits).count().min(MAX_OFFERS);
             if n == 0 {
@@ -662,6 +678,43 @@ impl Replication {
         if !cut {
             for o in &built {
                 self.changes.mark_pushed(o.key, self.flushes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The full answers of a puller's fingers cover every key past it once: each key but
+        /// the fingers' own ids lies in the scope of exactly one finger, the last one before
+        /// it, so one resync renews each copy.
+        #[test]
+        fn each_key_has_one_resyncing_finger(
+            me in any::<u128>(),
+            fingers in prop::collection::vec(any::<u128>(), 1..12),
+            keys in prop::collection::vec(any::<u128>(), 1..64),
+        ) {
+            let me = Id(me);
+            let mut fingers: Vec<Id> = fingers.into_iter().map(Id).filter(|f| *f != me).collect();
+            fingers.sort_unstable_by_key(|f| me.distance_to(*f));
+            fingers.dedup();
+            let scopes: Vec<_> = (0..fingers.len())
+                .map(|n| resync_scope(me, fingers[n], fingers.get(n + 1).copied()))
+                .collect();
+            for key in keys.into_iter().map(Id) {
+                if key == me || fingers.contains(&key) {
+                    continue;
+                }
+                let owners: Vec<usize> = (0..scopes.len()).filter(|i| scopes[*i](key)).collect();
+                // Keys before the nearest finger are its home keys: listed, never bucketed.
+                let before_first = !fingers[0].in_open_closed(me, key);
+                let last_before = fingers.iter().rposition(|f| f.in_open_closed(me, key));
+                prop_assert_eq!(owners.len(), usize::from(!before_first));
+                prop_assert_eq!(owners.first().copied(), last_before);
             }
         }
     }

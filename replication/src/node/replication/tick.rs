@@ -175,6 +175,9 @@ impl Replication {
         // One pull per finger, carrying what goes its way.
         let mut targets: Vec<Peer> = ring.fingers().to_vec();
         targets.extend(ring.successor());
+        // Pulled every tick: what the others (pulled only when counts or the report go
+        // their way) list in full answers, these list too.
+        let steady: Vec<Id> = targets.iter().map(|p| p.id).collect();
         targets.extend(batches.values().map(|(p, _)| *p));
         targets.extend(report_to);
         targets.retain(|p| p.id != me.id);
@@ -182,16 +185,22 @@ impl Replication {
         targets.dedup_by_key(|p| p.id);
         let known = self.result().map(|r| (r.epoch, r.leader));
         self.seen.retain(|id, _| targets.iter().any(|p| p.id == *id));
+        self.nexts.retain(|id, _| targets.iter().any(|p| p.id == *id));
         self.ticks += 1;
         // Deltas only say what changed at the finger; now and then ask for the full list
-        // (staggered over the fingers), so a copy we lost or never got comes back.
+        // (each finger at its own phase, given by its id), so a copy we lost or never got
+        // comes back.
         let ticks = self.ticks;
-        let resync = |n: usize| (ticks + n as u64) % FULL_PULL_EVERY == 0;
+        let resync = |p: &Peer| (ticks + (p.id.0 as u64)) % FULL_PULL_EVERY == 0;
         // A full answer comes to a resync and to a pull with nothing to send a delta since;
         // one pass over our copies builds the digests of all of them.
-        let full: Vec<Id> = (targets.iter().enumerate())
-            .filter(|(n, p)| resync(*n) || !self.seen.contains_key(&p.id))
-            .map(|(_, p)| p.id)
+        // The next steady target round the ring (`Pull::next`): a full answer covers the
+        // keys before it, so the keys past a target pulled now and then are covered by the
+        // steady one before it as well, whose renewals do not stop.
+        let next = |n: usize| targets[n + 1..].iter().map(|q| q.id).find(|q| steady.contains(q));
+        let full: Vec<(Id, Option<Id>)> = (targets.iter().enumerate())
+            .filter(|(_, p)| resync(p) || !self.seen.contains_key(&p.id))
+            .map(|(n, p)| (p.id, next(n)))
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
         for (n, p) in targets.iter().enumerate() {
@@ -202,10 +211,10 @@ impl Replication {
                 counts.truncate(MAX_COUNT_ENTRIES);
             }
             let report = if report_to.is_some_and(|r| r.id == p.id) { report.take() } else { None };
-            let resync = resync(n);
+            let resync = resync(p);
             let digest = if resync || since.is_none() { digests.next() } else { None };
-            // The next target round the ring (`Pull::next`).
-            let next = targets.get(n + 1).map(|q| q.id);
+            let next = next(n);
+            self.nexts.insert(p.id, next);
             let pull = Pull { counts, report, known, since, full: resync, digest, next };
             self.send(*p, Request::Pull(Box::new(pull)));
         }
