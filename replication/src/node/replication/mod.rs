@@ -59,7 +59,7 @@ pub struct KnownObject {
 }
 
 /// A node that pulled from us.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Puller {
     peer: Peer,
     /// When it last pulled: it gets our pushes for two intervals after.

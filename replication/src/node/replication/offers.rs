@@ -92,20 +92,15 @@ impl Replication {
         self.changes.prune(floor);
     }
 
-    /// Whether our offer of `key` can matter to `to`: a puller takes offers and withdrawals
-    /// only from the key's home or from a node between itself and the home.
-    fn may_matter(ring: RingView<'_>, to: Id, key: Id) -> bool {
-        ring.owns(key) || ring.me().id.in_open_closed(to, key)
-    }
-
-    /// What changed for `to` since `since`: the offers (unless `full`, where the caller lists
-    /// every offer anyway, or a push since `to`'s last pull, `before`, carried this change)
-    /// and the withdrawals.
+    /// What changed for the puller `to` since `since`: the offers (unless `full`, where the
+    /// caller lists every offer anyway, or a push since `to`'s last pull, `before`, carried
+    /// this change) and the withdrawals, of the keys we are its home or next hop for (a
+    /// nearer node it pulls from tells it of the others).
     fn delta(
         &self,
         now: Time,
         ring: RingView<'_>,
-        to: Id,
+        to: Puller,
         since: u64,
         full: bool,
         before: Option<&Puller>,
@@ -123,8 +118,10 @@ impl Replication {
         let room = if full { 0 } else { changes.size_hint().1.unwrap_or(0) };
         let (mut offers, mut withdrawn) = (Vec::with_capacity(room), Vec::new());
         let terms = self.home_terms(now);
+        let hop = next_hop(to.peer.id, ring.me().id, to.next);
+        let to = to.peer.id;
         for (key, round) in changes {
-            if !Self::may_matter(ring, to, key) {
+            if !(hop(key) || ring.owns(key)) {
                 continue;
             }
             // One lookup of the home object and of the copy serves the offer and, failing
@@ -243,8 +240,8 @@ impl Replication {
     ) -> Response {
         let me = ring.me().id;
         let mut before = None;
+        let puller = Puller { peer: from, at: now, flushes: self.flushes, next: pull.next };
         if self.cfg.mode == Mode::Beehive {
-            let puller = Puller { peer: from, at: now, flushes: self.flushes, next: pull.next };
             before = self.pullers.insert(from.id, puller);
             for e in pull.counts {
                 if ring.owns(e.key) {
@@ -262,22 +259,22 @@ impl Replication {
         // What changed since `since` (a full answer lists the offers anyway and only takes
         // the withdrawals); in a delta the bulk renewal covers the rest.
         let (mut offers, mut withdrawn) = match since {
-            Some(g) => self.delta(now, ring, from.id, g, full, before.as_ref()),
+            Some(g) => self.delta(now, ring, puller, g, full, before.as_ref()),
             None => (Vec::new(), Vec::new()),
         };
         if full {
             let terms = self.home_terms(now);
-            // Every object whose arc holds the puller, from a node it takes offers from.
+            // Of the keys we are the home or the puller's next hop for (it hears of the
+            // others from a nearer node), every object whose arc holds the puller.
+            let hop = next_hop(from.id, me, pull.next);
             for (&key, obj) in self.homes.iter() {
-                if Self::may_matter(ring, from.id, key) {
+                if ring.owns(key) || hop(key) {
                     offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
-            // Copies of the keys we are the puller's next hop for (the others it hears of
-            // from a nearer node), tested on their level first (most lie outside the
-            // puller's arc). A key we are also home for got its offer above, the home's or
-            // (without one) its copy's.
-            let hop = next_hop(from.id, me, pull.next);
+            // Copies, tested on their level first (most lie outside the puller's arc). A key
+            // we are also home for got its offer above, the home's or (without one) its
+            // copy's.
             for (key, h) in self.holdings.stored() {
                 if !in_arc(from.id, key, h.level) || !hop(key) {
                     continue;
