@@ -2,12 +2,12 @@
 //! differ.
 //!
 //! A resync pull carries a [`Digest`] of the copies the puller holds that the finger would
-//! offer (in the puller's arc, of keys the finger is the puller's next hop for). The finger builds the same digest of
-//! its own offers and lists in full only the buckets whose sums differ; in the others the
-//! puller's copies are exactly what the finger offers, so the answer renews them instead of
-//! repeating them. A bucket is a slice of the key space by the key's low bits (ids are blake3
-//! output, so the buckets are even), and its sum covers what both sides agree on for a copy:
-//! key, level, level stamp and version.
+//! offer (in the puller's arc, of keys the finger is the puller's next hop for). The finger
+//! builds the same digest of its own offers and lists in full only the buckets whose sums
+//! differ; in the others the puller's copies are exactly what the finger offers, so the
+//! answer renews them instead of repeating them. A bucket is a slice of the key space by the
+//! key's low bits (ids are blake3 output, so the buckets are even), and its sum covers what
+//! both sides agree on for a copy: key, level, level stamp and version.
 
 use crate::hash::MixHasher;
 use crate::id::Id;
@@ -76,26 +76,16 @@ impl Mask {
     }
 }
 
-/// What a copy adds to its bucket's sum.
-pub fn element(key: Id, level: u8, stamp: u64, version: u64) -> u64 {
-    let mut h = MixHasher::default();
-    h.write_u128(key.0);
-    h.write_u64(stamp);
-    h.write_u64(version);
-    h.write_u64(u64::from(level));
-    h.finish()
-}
-
 impl Digest {
     /// Adds a copy of `key` at `level`, stamped `stamp`, of body `version`.
     pub fn add(&mut self, key: Id, level: u8, stamp: u64, version: u64) {
-        self.add_element(key, element(key, level, stamp, version));
-    }
-
-    /// Adds a copy of `key` whose [`element`] hash is `h` (one hash for several digests).
-    pub fn add_element(&mut self, key: Id, h: u64) {
+        let mut h = MixHasher::default();
+        h.write_u128(key.0);
+        h.write_u64(stamp);
+        h.write_u64(version);
+        h.write_u64(u64::from(level));
         if let Some(sum) = self.0.get_mut(bucket(key)) {
-            *sum = sum.wrapping_add(h);
+            *sum = sum.wrapping_add(h.finish());
         }
     }
 

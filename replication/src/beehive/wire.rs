@@ -198,8 +198,8 @@ pub struct OfferList {
     /// ones it is the puller's next hop for), which it renewed by an earlier offer.
     pub renew_ms: u32,
     /// A full answer to a pull with a [`Digest`]: the buckets ([`super::digest::bucket`])
-    /// whose offers past the finger are not listed because the puller's digest showed it
-    /// holds exactly them. Every other offer is listed.
+    /// whose offers in the finger's scope are not listed because the puller's digest showed
+    /// it holds exactly them. Every other offer is listed.
     pub matched: Mask,
     /// For each `matched` bucket in ascending order, the lease left of each offer not
     /// listed there, in key order, in [`LEASE_UNIT_MS`]: the puller rebuilds those offers
@@ -226,9 +226,9 @@ pub struct Pull {
     pub digest: Option<Digest>,
     /// The next node past this finger that the puller pulls from every tick (a finger or
     /// its successor): this finger pushes it, and lists in a full answer, only the copies of
-    /// keys before that node, for which it is the puller's next hop. The others reach it from that node, so a new copy comes once,
-    /// and a resync renews a copy once, not from every finger between the puller and the
-    /// key.
+    /// keys before that node, for which it is the puller's next hop. The others reach it
+    /// from that node, so a new copy comes once, and a resync renews a copy once, not from
+    /// every finger between the puller and the key.
     pub next: Option<Id>,
 }
 

@@ -481,9 +481,12 @@ impl Replication {
             if !in_arc(me, key, h.level) {
                 continue;
             }
-            // The scopes do not overlap: at most one finger lists the key.
-            if let Some(i) = scopes.iter().position(|scope| scope(key)) {
-                digests[i].add(key, h.level, h.stamp, h.info.version);
+            // Most keys lie in one scope; a steady finger's also holds those of the targets
+            // pulled now and then past it.
+            for (digest, scope) in digests.iter_mut().zip(&scopes) {
+                if scope(key) {
+                    digest.add(key, h.level, h.stamp, h.info.version);
+                }
             }
         }
         digests
