@@ -139,6 +139,11 @@ fn effective(sources: &[Source], h: &Held) -> Held {
     }
 }
 
+/// `h` with its source's bulk renewal folded in, following no one.
+fn unfollowed(sources: &[Source], h: &Held) -> Held {
+    Held { source: None, ..effective(sources, h) }
+}
+
 /// Where a copy's `source` points in `Holdings::sources`.
 fn slot(source: NonZeroU32) -> usize {
     source.get() as usize - 1
@@ -373,7 +378,7 @@ impl Holdings {
         };
         match self.held.get_mut(&key) {
             Some(h) if h.source == Some(s) => {
-                *h = Held { source: None, ..effective(&self.sources, h) };
+                *h = unfollowed(&self.sources, h);
                 true
             }
             _ => false,
@@ -393,7 +398,7 @@ impl Holdings {
         keys.sort_unstable();
         for k in &keys {
             if let Some(h) = self.held.get_mut(k) {
-                *h = Held { source: None, ..effective(&self.sources, h) };
+                *h = unfollowed(&self.sources, h);
             }
         }
         keys

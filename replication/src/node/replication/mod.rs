@@ -73,6 +73,16 @@ struct Puller {
     next: Option<Id>,
 }
 
+/// A node we pull from, as its answers need it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Finger {
+    /// The generation of its offers we last saw (`None`: the next pull asks for all).
+    seen: Option<u64>,
+    /// The `next` our last pull to it named ([`crate::beehive::wire::Pull::next`]): the keys
+    /// its full answer covers.
+    next: Option<Id>,
+}
+
 /// Replication's periodic tasks, in firing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
@@ -129,11 +139,8 @@ pub(crate) struct Replication {
     last_tick: Time,
     previous_tick: Time,
     ticks: u64,
-    /// finger → the generation of its offers we last saw.
-    seen: FastMap<Id, u64>,
-    /// finger → the `next` our last pull to it named ([`crate::beehive::wire::Pull::next`]):
-    /// the keys its full answer covers.
-    nexts: FastMap<Id, Option<Id>>,
+    /// The nodes we pull from (and any that answered us), kept while they are targets.
+    fingers: FastMap<Id, Finger>,
     /// Nodes that pulled from us lately: new offers are pushed to them soon.
     pullers: FastMap<Id, Puller>,
     /// Keys whose offers go out with the next push (see [`offers::PUSH_BATCHES`]).
@@ -173,8 +180,7 @@ impl Replication {
             last_tick: Time::ZERO,
             previous_tick: Time::ZERO,
             ticks: 0,
-            seen: FastMap::default(),
-            nexts: FastMap::default(),
+            fingers: FastMap::default(),
             pullers: FastMap::default(),
             to_push: Vec::new(),
             flushes: 0,
@@ -239,6 +245,11 @@ impl Replication {
     fn budget_refuses(&self, key: Id) -> bool {
         // Without a budget, no lookup of the copy.
         self.cfg.budget.is_some() && self.budget_excess(usize::from(!self.holdings.has(key))) > 0
+    }
+
+    /// The generation of `finger`'s offers we last saw: a pull asks for what changed since.
+    fn seen(&self, finger: Id) -> Option<u64> {
+        self.fingers.get(&finger).and_then(|f| f.seen)
     }
 
     /// Records that our offer of `key` changed.

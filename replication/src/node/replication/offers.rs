@@ -74,6 +74,14 @@ fn next_hop(puller: Id, via: Id, next: Option<Id>) -> impl Fn(Id) -> bool {
     move |key| via.in_open_closed(puller, key) && next.is_none_or(|n| !n.in_open_closed(via, key))
 }
 
+/// The keys whose offers and withdrawals `puller` (whose next node past us is `next`) takes
+/// from us: those we are home for, and those we are its next hop toward. Deltas, pushes and
+/// the home objects of a full answer all name only these.
+fn takes_from_us(ring: RingView<'_>, puller: Id, next: Option<Id>) -> impl Fn(Id) -> bool + '_ {
+    let hop = next_hop(puller, ring.me().id, next);
+    move |key| ring.owns(key) || hop(key)
+}
+
 /// The keys whose offers from `finger` (followed by `next`) the digest of a resync covers:
 /// those it is our next hop for, except its own id (a home's offers are listed in full).
 fn resync_scope(me: Id, finger: Id, next: Option<Id>) -> impl Fn(Id) -> bool {
@@ -118,10 +126,10 @@ impl Replication {
         let room = if full { 0 } else { changes.size_hint().1.unwrap_or(0) };
         let (mut offers, mut withdrawn) = (Vec::with_capacity(room), Vec::new());
         let terms = self.home_terms(now);
-        let hop = next_hop(to.peer.id, ring.me().id, to.next);
+        let takes = takes_from_us(ring, to.peer.id, to.next);
         let to = to.peer.id;
         for (key, round) in changes {
-            if !(hop(key) || ring.owns(key)) {
+            if !takes(key) {
                 continue;
             }
             // One lookup of the home object and of the copy serves the offer and, failing
@@ -225,7 +233,9 @@ impl Replication {
     /// unchanged copy again, so the next pull to the node it came from asks for the full list.
     pub fn fetch_failed(&mut self, key: Id) {
         if let Some(from) = self.holdings.fetch_failed(key) {
-            self.seen.remove(&from);
+            if let Some(f) = self.fingers.get_mut(&from) {
+                f.seen = None;
+            }
         }
     }
 
@@ -266,15 +276,16 @@ impl Replication {
             let terms = self.home_terms(now);
             // Of the keys we are the home or the puller's next hop for (it hears of the
             // others from a nearer node), every object whose arc holds the puller.
-            let hop = next_hop(from.id, me, pull.next);
+            let takes = takes_from_us(ring, from.id, pull.next);
             for (&key, obj) in self.homes.iter() {
-                if ring.owns(key) || hop(key) {
+                if takes(key) {
                     offers.extend(self.offer_to(now, from.id, key, Some(obj), terms));
                 }
             }
             // Copies, tested on their level first (most lie outside the puller's arc). A key
             // we are also home for got its offer above, the home's or (without one) its
             // copy's.
+            let hop = next_hop(from.id, me, pull.next);
             for (key, h) in self.holdings.stored() {
                 if !in_arc(from.id, key, h.level) || !hop(key) {
                     continue;
@@ -425,8 +436,8 @@ impl Replication {
         if list.full {
             // The keys the finger listed in full: those it is our next hop for, as of the
             // `next` our last pull to it named.
-            let scope =
-                resync_scope(ring.me().id, from.id, self.nexts.get(&from.id).copied().flatten());
+            let next = self.fingers.get(&from.id).and_then(|f| f.next);
+            let scope = resync_scope(ring.me().id, from.id, next);
             // The buckets our digest matched: our copies there, renewed below as the
             // finger's offers of them would be (`unsure`: copies in a bucket that changed
             // since the pull, left as they are).
@@ -460,7 +471,7 @@ impl Replication {
             let lease = Duration::from_millis(u64::from(list.renew_ms));
             self.holdings.renew_from(from.id, now, lease);
         }
-        self.seen.insert(from.id, list.gen);
+        self.fingers.entry(from.id).or_default().seen = Some(list.gen);
     }
 
     /// For each of `fingers` (a finger and the next node we pull from past it), the digest
@@ -657,12 +668,9 @@ impl Replication {
         self.flushes += 1;
         self.push_times.push_back(now);
         let mut cut = false;
-        let me = ring.me().id;
         for (p, next) in pullers {
-            // In its arc, and we are the key's home or the puller's next hop toward it.
-            let hop = next_hop(p.id, me, next);
-            let suits =
-                |o: &&Offer| in_arc(p.id, o.key, o.level) && (ring.owns(o.key) || hop(o.key));
+            let takes = takes_from_us(ring, p.id, next);
+            let suits = |o: &&Offer| in_arc(p.id, o.key, o.level) && takes(o.key);
             // Counted first, so the list is allocated once at its size (most pullers get few).
             let n = built.iter().filter(suits).count().min(MAX_OFFERS);
             if n == 0 {

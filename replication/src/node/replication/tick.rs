@@ -184,8 +184,7 @@ impl Replication {
         targets.sort_unstable_by_key(|p| me.id.distance_to(p.id));
         targets.dedup_by_key(|p| p.id);
         let known = self.result().map(|r| (r.epoch, r.leader));
-        self.seen.retain(|id, _| targets.iter().any(|p| p.id == *id));
-        self.nexts.retain(|id, _| targets.iter().any(|p| p.id == *id));
+        self.fingers.retain(|id, _| targets.iter().any(|p| p.id == *id));
         self.ticks += 1;
         // Deltas only say what changed at the finger; now and then ask for the full list
         // (each finger at its own phase, given by its id), so a copy we lost or never got
@@ -199,12 +198,12 @@ impl Replication {
         // steady one before it as well, whose renewals do not stop.
         let next = |n: usize| targets[n + 1..].iter().map(|q| q.id).find(|q| steady.contains(q));
         let full: Vec<(Id, Option<Id>)> = (targets.iter().enumerate())
-            .filter(|(_, p)| resync(p) || !self.seen.contains_key(&p.id))
+            .filter(|(_, p)| resync(p) || self.seen(p.id).is_none())
             .map(|(n, p)| (p.id, next(n)))
             .collect();
         let mut digests = self.resync_digests(now, me.id, &full).into_iter();
         for (n, p) in targets.iter().enumerate() {
-            let since = self.seen.get(&p.id).copied();
+            let since = self.seen(p.id);
             let mut counts = batches.remove(&p.id).map(|(_, c)| c).unwrap_or_default();
             if counts.len() > MAX_COUNT_ENTRIES {
                 counts.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
@@ -214,7 +213,7 @@ impl Replication {
             let resync = resync(p);
             let digest = if resync || since.is_none() { digests.next() } else { None };
             let next = next(n);
-            self.nexts.insert(p.id, next);
+            self.fingers.entry(p.id).or_default().next = next;
             let pull = Pull { counts, report, known, since, full: resync, digest, next };
             self.send(*p, Request::Pull(Box::new(pull)));
         }
